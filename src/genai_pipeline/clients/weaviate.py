@@ -1,0 +1,56 @@
+"""The one Weaviate client factory, and the knowledge-base collection's schema."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import weaviate
+from weaviate.classes.config import Configure, DataType, Property, Tokenization
+from weaviate.classes.init import AdditionalConfig, Auth, Timeout
+
+from genai_pipeline.config import WeaviateSettings
+
+
+@contextmanager
+def weaviate_client(settings: WeaviateSettings) -> Iterator[weaviate.WeaviateClient]:
+    """A connected v4 client, closed on exit (the batcher is not thread-safe: one per task)."""
+    client = weaviate.connect_to_custom(
+        http_host=settings.host,
+        http_port=settings.http_port,
+        http_secure=settings.secure,
+        grpc_host=settings.grpc_host or settings.host,
+        grpc_port=settings.grpc_port,
+        grpc_secure=settings.secure,
+        auth_credentials=Auth.api_key(settings.api_key.get_secret_value()) if settings.api_key else None,
+        additional_config=AdditionalConfig(timeout=Timeout(init=30, query=60, insert=120)),
+        skip_init_checks=False,
+    )
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def collection_exists(client: weaviate.WeaviateClient, name: str) -> bool:
+    """Whether the knowledge-base collection is already there."""
+    return client.collections.exists(name)
+
+
+def create_collection(client: weaviate.WeaviateClient, name: str) -> None:
+    """Create the chunk collection: vectors come from the pipeline, identity fields filter exactly."""
+    exact = Tokenization.FIELD
+    client.collections.create(
+        name,
+        vector_config=Configure.Vectors.self_provided(),
+        properties=[
+            Property(name="source_uri", data_type=DataType.TEXT, tokenization=exact, index_filterable=True),
+            Property(name="title", data_type=DataType.TEXT),
+            Property(name="section", data_type=DataType.TEXT),
+            Property(name="text", data_type=DataType.TEXT),
+            Property(name="chunk_index", data_type=DataType.INT),
+            Property(name="chunks_per_doc", data_type=DataType.INT),
+            Property(name="content_hash", data_type=DataType.TEXT, tokenization=exact),
+            Property(name="fingerprint", data_type=DataType.TEXT, tokenization=exact, index_filterable=True),
+        ],
+    )

@@ -1,0 +1,243 @@
+"""The one settings model of the pipeline.
+
+DAGs, step CLIs, the model server and the Helm chart's values all speak this model: every field is
+read from a ``PIPELINE_<SECTION>__<FIELD>`` environment variable (nested with ``__``), so a pod gets
+its configuration from env alone and secrets stay in Kubernetes Secrets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "PIPELINE_"
+SAMPLE_KNOWLEDGE_BASE = Path(__file__).parent / "sample_kb"
+
+
+def _default_home() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "genai-pipeline"
+
+
+def _default_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "genai-pipeline"
+
+
+class RunMode(StrEnum):
+    """Where steps run: inside the Airflow worker, or as pods from their own images."""
+
+    EMBEDDED = "embedded"
+    KUBERNETES = "kubernetes"
+
+
+class EmbeddingProvider(StrEnum):
+    """In-process packaged model, or any OpenAI-compatible ``/v1/embeddings`` endpoint."""
+
+    LOCAL = "local"
+    OPENAI = "openai"
+
+
+class Resources(BaseModel):
+    """Kubernetes requests and limits of one step's container."""
+
+    cpu_request: str = "250m"
+    memory_request: str = "512Mi"
+    cpu_limit: str = "1"
+    memory_limit: str = "1Gi"
+
+
+def _default_resources() -> dict[str, Resources]:
+    return {
+        "plan": Resources(),
+        "chunk": Resources(),
+        "embed": Resources(cpu_request="1", memory_request="1Gi", cpu_limit="2", memory_limit="2Gi"),
+        "load": Resources(),
+        "finetune": Resources(),
+        "generate": Resources(),
+    }
+
+
+class RuntimeSettings(BaseModel):
+    """How the step-task factory turns a step into an Airflow task."""
+
+    mode: RunMode = RunMode.EMBEDDED
+    namespace: str = "genai-pipeline"
+    image_registry: str = "genai-pipeline"
+    image_tag: str = "0.1.0"
+    image_pull_policy: str = "IfNotPresent"
+    service_account: str = "genai-pipeline-steps"
+    # A Kubernetes Secret whose keys are PIPELINE_* variables (API keys); injected with envFrom.
+    secret_name: str = "genai-pipeline-secrets"
+    run_as_user: int = 10001
+    active_deadline_seconds: int = 3600
+    retries: int = 3
+    retry_delay_seconds: float = 10.0
+    retry_exponential_backoff: float = 2.0
+    max_retry_delay_seconds: float = 300.0
+    # Caps concurrent mapped pods per step (and so concurrent Weaviate writers / API callers).
+    max_active_tis_per_dag: int = 4
+    resources: dict[str, Resources] = Field(default_factory=_default_resources)
+
+    def image_for(self, image: str) -> str:
+        """Full reference of a step image, e.g. ``genai-pipeline/embed:0.1.0``."""
+        return f"{self.image_registry}/{image}:{self.image_tag}"
+
+
+class WeaviateSettings(BaseModel):
+    """Where the knowledge base lives."""
+
+    host: str = "127.0.0.1"
+    http_port: int = 8079
+    grpc_host: str | None = None
+    grpc_port: int = 50050
+    secure: bool = False
+    api_key: SecretStr | None = None
+    collection: str = "KnowledgeBase"
+    batch_size: int = Field(200, ge=1, le=10_000)
+    concurrent_requests: int = Field(2, ge=1, le=16)
+    # Local server binary (embedded default): the version built with `go install`.
+    server_version: str = "v1.34.0"
+
+    @field_validator("collection")
+    @classmethod
+    def _collection_is_class_name(cls, value: str) -> str:
+        if not value[:1].isupper() or not value.replace("_", "").isalnum():
+            raise ValueError("must start with a capital letter and hold only letters, digits and _")
+        return value
+
+
+class EmbeddingSettings(BaseModel):
+    """Which model turns chunks into vectors."""
+
+    provider: EmbeddingProvider = EmbeddingProvider.LOCAL
+    # Local: a name the local registry knows; OpenAI: the API model id.
+    model: str = "all-MiniLM-L6-v2"
+    batch_size: int = Field(64, ge=1, le=2048)
+    threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads; 0 lets it choose")
+    local_model_dir: Path | None = None
+
+
+class ChunkingSettings(BaseModel):
+    """Token budget of one chunk, counted with the embedding model's own tokenizer."""
+
+    size_tokens: int = Field(200, ge=16, le=8192)
+    overlap_tokens: int = Field(30, ge=0)
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> ChunkingSettings:
+        if self.overlap_tokens >= self.size_tokens // 2:
+            raise ValueError("overlap_tokens must be under half of size_tokens")
+        return self
+
+
+class IngestSettings(BaseModel):
+    """The knowledge-base sources and the guards applied to their documents."""
+
+    # Source name -> folder (a path or an fsspec URL). Names become part of every chunk's source URI.
+    sources: dict[str, str] = Field(default_factory=lambda: {"pipeline-docs": str(SAMPLE_KNOWLEDGE_BASE)})
+    batch_docs: int = Field(50, ge=1, le=10_000)
+    max_document_bytes: int = Field(2_000_000, ge=1)
+    fail_on_rejected: bool = False
+    schedule_cron: str = "0 3 * * *"
+
+    @field_validator("sources")
+    @classmethod
+    def _source_names_are_safe(cls, value: dict[str, str]) -> dict[str, str]:
+        if not value:
+            raise ValueError("at least one source is required")
+        for name in value:
+            if not name or not all(c.isalnum() or c in "-_" for c in name):
+                raise ValueError(f"source name {name!r} may hold only letters, digits, - and _")
+        return value
+
+
+class OpenAISettings(BaseModel):
+    """Any OpenAI-compatible endpoint; with no base_url the project's local model server is used."""
+
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    max_retries: int = Field(5, ge=0, le=20)
+    timeout_seconds: float = Field(120.0, gt=0)
+
+
+class ModelServerSettings(BaseModel):
+    """The local OpenAI-compatible model server (issue: offline provider)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8088
+    api_key: SecretStr | None = None
+
+    @property
+    def base_url(self) -> str:
+        """Base URL clients use when no hosted API is configured."""
+        return f"http://{self.host}:{self.port}/v1"
+
+
+class Settings(BaseSettings):
+    """All settings; build with :func:`get_settings` so every caller shares one validated instance."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="ignore", validate_default=True
+    )
+
+    home: Path = Field(default_factory=_default_home)
+    cache_dir: Path = Field(default_factory=_default_cache)
+    # Shared store for bulk data between steps: a folder, or an fsspec URL (s3://...) on a cluster.
+    store_uri: str | None = None
+    runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
+    weaviate: WeaviateSettings = Field(default_factory=WeaviateSettings)
+    embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    openai: OpenAISettings = Field(default_factory=OpenAISettings)
+    model_server: ModelServerSettings = Field(default_factory=ModelServerSettings)
+
+    @property
+    def store(self) -> str:
+        """Root of the shared store."""
+        return self.store_uri or str(self.home / "store")
+
+    @property
+    def openai_base_url(self) -> str:
+        """The configured API, or the local model server when none is configured."""
+        return self.openai.base_url or self.model_server.base_url
+
+    def public_env(self) -> dict[str, str]:
+        """Non-secret settings as ``PIPELINE_*`` env vars, to hand to a pod.
+
+        Secrets are left out on purpose: pods get them from a Kubernetes Secret, never from the spec.
+        """
+        env: dict[str, str] = {}
+        data = self.model_dump(mode="json", exclude={"home", "cache_dir"})
+        for section, value in data.items():
+            if isinstance(value, dict):
+                for key, item in value.items():
+                    if item is None or _is_secret(self, section, key):
+                        continue
+                    env[f"{ENV_PREFIX}{section.upper()}__{key.upper()}"] = _env_text(item)
+            elif value is not None:
+                env[f"{ENV_PREFIX}{section.upper()}"] = _env_text(value)
+        return env
+
+
+def _is_secret(settings: Settings, section: str, key: str) -> bool:
+    field = type(getattr(settings, section)).model_fields.get(key)
+    annotation = str(field.annotation) if field else ""
+    return "SecretStr" in annotation
+
+
+def _env_text(value: object) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,180 @@
+"""Finding the documents of a knowledge-base source and refusing the ones that cannot be text.
+
+Every refusal names the document and the reason, so one bad file never stops a batch and never
+disappears silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path, PurePosixPath
+
+import fsspec
+
+MARKDOWN_SUFFIXES = {".md", ".markdown", ".mdx"}
+# Share of control characters (other than tab/newline/CR/form feed) above which text is called binary.
+BINARY_CONTROL_SHARE = 0.05
+
+
+class DocumentRejected(ValueError):
+    """A document that is not usable text; the message is the reason shown to users."""
+
+
+@dataclass(frozen=True)
+class Document:
+    """One candidate document: where it is and what its bytes hash to."""
+
+    source: str
+    relpath: str
+    location: str
+    size: int
+    content_hash: str
+
+    @property
+    def uri(self) -> str:
+        """Stable identity across machines: ``<source>/<relative path>``."""
+        return f"{self.source}/{self.relpath}"
+
+    @property
+    def is_markdown(self) -> bool:
+        """Whether headings structure the text."""
+        return PurePosixPath(self.relpath).suffix.lower() in MARKDOWN_SUFFIXES
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON form for batch files."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A document left out, and why."""
+
+    uri: str
+    reason: str
+
+
+@dataclass
+class SourceScan:
+    """What one pass over a source found."""
+
+    documents: list[Document]
+    rejected: list[Rejection]
+    # Symlinks inside the corpus: their target is ingested under its own path, so they are not repeated.
+    aliases: list[str]
+
+
+def decode_document(data: bytes, *, max_bytes: int) -> str:
+    """Return the text of a document, or raise :class:`DocumentRejected` saying why it is unusable."""
+    if len(data) > max_bytes:
+        raise DocumentRejected(_too_large(len(data), max_bytes))
+    if not data:
+        raise DocumentRejected("empty file")
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise DocumentRejected(f"binary content: NUL byte at offset {nul}")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise DocumentRejected(f"not valid UTF-8: byte 0x{data[error.start]:02x} at offset {error.start}") from None
+    control = sum(1 for c in text if ord(c) < 32 and c not in "\t\n\r\f")
+    if control > BINARY_CONTROL_SHARE * len(text):
+        raise DocumentRejected(f"binary content: {control} control characters in {len(text)}")
+    if not text.strip():
+        raise DocumentRejected("only whitespace")
+    return text
+
+
+def _too_large(size: int, max_bytes: int) -> str:
+    return (
+        f"too large: {size:,} bytes, over the {max_bytes:,}-byte cap "
+        "(raise PIPELINE_INGEST__MAX_DOCUMENT_BYTES to accept it)"
+    )
+
+
+def read_document(document: Document, *, max_bytes: int) -> str:
+    """Read and decode a document found by :func:`scan_source`."""
+    with fsspec.open(document.location, "rb") as handle:
+        data = handle.read(max_bytes + 1)
+    return decode_document(data, max_bytes=max_bytes)
+
+
+def document_title(text: str, relpath: str) -> str:
+    """The first Markdown H1, else the file name without its suffix."""
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("# "):
+            return stripped[2:].strip()
+    return PurePosixPath(relpath).stem.replace("-", " ").replace("_", " ")
+
+
+def scan_source(name: str, root: str, *, max_bytes: int) -> SourceScan:
+    """List every file under a source root (nested folders included) and hash the usable ones."""
+    fs, base = fsspec.core.url_to_fs(root)
+    if getattr(fs, "protocol", None) in ("file", ("file", "local")) or fs.__class__.__name__ == "LocalFileSystem":
+        return _scan_local(name, Path(base), max_bytes=max_bytes)
+    scan = SourceScan([], [], [])
+    for path, info in sorted(fs.find(base, detail=True).items()):
+        relpath = path[len(base.rstrip("/")) + 1 :]
+        if _hidden(relpath):
+            continue
+        _admit(scan, name, relpath, fs.unstrip_protocol(path), int(info.get("size") or 0), max_bytes, fs.cat_file)
+    return scan
+
+
+def _scan_local(name: str, root: Path, *, max_bytes: int) -> SourceScan:
+    scan = SourceScan([], [], [])
+    real_root = root.resolve()
+    if not real_root.is_dir():
+        scan.rejected.append(Rejection(f"{name}/", f"source folder {root} does not exist"))
+        return scan
+    for directory, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for entry in sorted([*filenames, *(d for d in dirnames if (Path(directory) / d).is_symlink())]):
+            path = Path(directory) / entry
+            relpath = path.relative_to(root).as_posix()
+            if _hidden(relpath):
+                continue
+            if path.is_symlink():
+                target = path.resolve()
+                if not target.exists():
+                    scan.rejected.append(Rejection(f"{name}/{relpath}", f"broken symlink to {os.readlink(path)}"))
+                elif not target.is_relative_to(real_root):
+                    scan.rejected.append(
+                        Rejection(f"{name}/{relpath}", f"symlink points outside the corpus (to {target})")
+                    )
+                else:
+                    scan.aliases.append(f"{name}/{relpath}")
+                continue
+            if not path.is_file():
+                scan.rejected.append(Rejection(f"{name}/{relpath}", "not a regular file"))
+                continue
+            _admit(scan, name, relpath, str(path), path.stat().st_size, max_bytes, _read_local)
+    return scan
+
+
+def _read_local(path: str) -> bytes:
+    return Path(path).read_bytes()
+
+
+def _hidden(relpath: str) -> bool:
+    return any(part.startswith(".") for part in relpath.split("/"))
+
+
+def _admit(scan: SourceScan, name: str, relpath: str, location: str, size: int, max_bytes: int, read) -> None:
+    uri = f"{name}/{relpath}"
+    if size > max_bytes:
+        # Refused by size before reading, so a 10 GB file costs nothing.
+        scan.rejected.append(Rejection(uri, _too_large(size, max_bytes)))
+        return
+    try:
+        data = read(location)
+        decode_document(data, max_bytes=max_bytes)
+    except DocumentRejected as error:
+        scan.rejected.append(Rejection(uri, str(error)))
+        return
+    except OSError as error:
+        scan.rejected.append(Rejection(uri, f"unreadable: {error.strerror or error}"))
+        return
+    scan.documents.append(Document(name, relpath, location, len(data), hashlib.sha256(data).hexdigest()))
