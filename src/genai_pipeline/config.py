@@ -76,6 +76,9 @@ class RuntimeSettings(BaseModel):
     # A Kubernetes Secret whose keys are PIPELINE_* variables (API keys); injected with envFrom.
     secret_name: str = "genai-pipeline-secrets"
     run_as_user: int = 10001
+    # A ReadWriteMany claim mounted in every step pod (shared store and corpus); none when both are S3 URLs.
+    shared_volume_claim: str | None = None
+    shared_mount_path: str = "/data"
     active_deadline_seconds: int = 3600
     retries: int = 3
     retry_delay_seconds: float = 10.0
@@ -215,7 +218,7 @@ class Settings(BaseSettings):
         Secrets are left out on purpose: pods get them from a Kubernetes Secret, never from the spec.
         """
         env: dict[str, str] = {}
-        data = self.model_dump(mode="json", exclude={"home", "cache_dir"})
+        data = self.model_dump(mode="json", exclude=_MACHINE_LOCAL)
         for section, value in data.items():
             if isinstance(value, dict):
                 for key, item in value.items():
@@ -225,6 +228,10 @@ class Settings(BaseSettings):
             elif value is not None:
                 env[f"{ENV_PREFIX}{section.upper()}"] = _env_text(value)
         return env
+
+
+# Paths that belong to the machine the settings were read on, not to a pod started from them.
+_MACHINE_LOCAL = {"home": True, "cache_dir": True, "embedding": {"local_model_dir"}}
 
 
 def _is_secret(settings: Settings, section: str, key: str) -> bool:

@@ -1,5 +1,7 @@
-"""Token counters for chunking: the embedding model's own tokenizer, so chunk sizes mean what the
-model sees (MiniLM truncates at 256 word pieces; OpenAI embedding models count cl100k tokens).
+"""Token counters for chunking.
+
+Chunks are counted with the embedding model's own tokenizer, so a chunk size means what the model sees
+(MiniLM truncates at 256 word pieces; OpenAI embedding models count cl100k tokens).
 """
 
 from __future__ import annotations

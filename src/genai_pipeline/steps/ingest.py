@@ -61,7 +61,7 @@ def plan(settings: Settings, payload: Descriptor) -> list[Descriptor]:
     Returns one small descriptor per batch; the full plan (rejections, removals) goes to the store.
     """
     started = time.time()
-    run_key = payload["run_key"]
+    run_key = run_key_for(payload["run_id"])
     store = Store(settings.store)
     model = make_embedder_id(settings)
     documents: list[Document] = []
@@ -201,7 +201,7 @@ def load(settings: Settings, payload: Descriptor) -> Descriptor:
 
 def prune(settings: Settings, payload: Descriptor) -> Descriptor:
     """Delete the chunks of documents that are no longer in any source."""
-    removed = Store(settings.store).read_json(_prefix(payload["run_key"], "plan.json"))["removed"]
+    removed = Store(settings.store).read_json(_prefix(run_key_for(payload["run_id"]), "plan.json"))["removed"]
     if not removed:
         return {"removed_documents": 0, "removed_chunks": 0}
     with weaviate_client(settings.weaviate) as client:
@@ -216,7 +216,7 @@ class RejectedDocumentsError(RuntimeError):
 def report(settings: Settings, payload: Descriptor) -> Descriptor:
     """Summarise the run, store the summary, and drop the run's bulk files."""
     store = Store(settings.store)
-    run_key = payload["run_key"]
+    run_key = run_key_for(payload["run_id"])
     plan_info = store.read_json(_prefix(run_key, "plan.json"))
     results = [store.read_json(_prefix(run_key, "results", key)) for key in store.keys(_prefix(run_key, "results"))]
     late = [r for result in results for r in result.get("late_rejected", [])]

@@ -1,0 +1,51 @@
+"""Knowledge-base ingestion: documents in, chunks with vectors out in Weaviate.
+
+Runs daily or as soon as any knowledge-base source Asset is updated. The plan step skips documents
+whose fingerprint is already loaded and cuts the rest into batches; chunk → embed → load are mapped
+over those batches, so task instances grow with batches, never with chunks.
+"""
+
+from __future__ import annotations
+
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.sdk import TriggerRule, dag, task
+
+from genai_pipeline.orchestration.assets import ingest_schedule, knowledge_base_asset
+from genai_pipeline.orchestration.step_task import step_task
+
+RUN = {"run_id": "{{ run_id }}"}
+
+
+@dag(
+    # No start_date: the cron's first run is its next tick, not a catch-up run at first unpause.
+    schedule=ingest_schedule(),
+    catchup=False,
+    max_active_runs=1,
+    tags=["knowledge-base", "weaviate"],
+    doc_md=__doc__,
+)
+def ingest_knowledge_base():
+    @task.branch
+    def check_collection() -> str:
+        from genai_pipeline.config import get_settings
+        from genai_pipeline.steps.ingest import collection_present
+
+        return "collection_exists" if collection_present(get_settings()) else "create_schema"
+
+    created = step_task("create_schema")({})
+    exists = EmptyOperator(task_id="collection_exists")
+    batches = step_task("plan", trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)(RUN)
+    check_collection() >> [created, exists] >> batches
+
+    chunked = step_task("chunk").expand(batches)
+    embedded = step_task("embed").expand(chunked)
+    loaded = step_task("load").expand(embedded)
+
+    pruned = step_task("prune", trigger_rule=TriggerRule.NONE_FAILED)(RUN)
+    loaded >> pruned
+    step_task("report", trigger_rule=TriggerRule.NONE_FAILED, outlets=[knowledge_base_asset()])(
+        {**RUN, "pruned": pruned}
+    )
+
+
+ingest_knowledge_base()

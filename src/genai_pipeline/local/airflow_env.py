@@ -1,0 +1,141 @@
+"""Real Airflow for the embedded default: metadata DB, scheduler, dag-processor, triggerer, API server.
+
+Everything lives under ``<home>/airflow``; DAGs come from the project's ``dags/`` folder. Asset-chained
+DAGs need the scheduler, so the demo runs these components rather than ``airflow dags test`` alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from genai_pipeline.config import Settings
+from genai_pipeline.local.services import Services
+
+COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+
+
+def dags_folder() -> Path:
+    """The project's ``dags/`` (next to ``src/`` in a checkout), or ``./dags``."""
+    override = os.environ.get("PIPELINE_DAGS_FOLDER")
+    if override:
+        return Path(override)
+    checkout = Path(__file__).resolve().parents[3] / "dags"
+    return checkout if checkout.is_dir() else Path.cwd() / "dags"
+
+
+def airflow_env(settings: Settings, api_port: int = 8080) -> dict[str, str]:
+    """Environment shared by every Airflow command and component of the local deployment."""
+    home = settings.home / "airflow"
+    return {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder()),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+        "AIRFLOW__API__PORT": str(api_port),
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{api_port}",
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+        # One local worker slot per core; the embedding step already uses every core it gets.
+        "AIRFLOW__CORE__PARALLELISM": str(max(os.cpu_count() or 2, 2)),
+        "PIPELINE_HOME": str(settings.home),
+        "PIPELINE_CACHE_DIR": str(settings.cache_dir),
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "NO_PROXY": "127.0.0.1,localhost",
+    }
+
+
+def airflow_bin() -> str:
+    """The ``airflow`` executable of this environment."""
+    candidate = Path(sys.executable).with_name("airflow")
+    return str(candidate) if candidate.exists() else (shutil.which("airflow") or "airflow")
+
+
+def migrate(settings: Settings) -> None:
+    """Create or upgrade the metadata database (SQLite under the home)."""
+    (settings.home / "airflow").mkdir(parents=True, exist_ok=True)
+    subprocess.run([airflow_bin(), "db", "migrate"], env=airflow_env(settings), check=True, capture_output=True)
+
+
+def start_airflow(settings: Settings, services: Services, api_port: int = 8080) -> None:
+    """Start every component; returns once the API server answers."""
+    migrate(settings)
+    env = airflow_env(settings, api_port)
+    for component in COMPONENTS:
+        ready = (lambda: api_ready(api_port)) if component == "api-server" else (lambda: True)
+        services.start(f"airflow-{component}", [airflow_bin(), component], env, ready, timeout=180)
+
+
+def stop_airflow(services: Services) -> None:
+    """Stop every component (scheduler first, so no new task starts)."""
+    for component in reversed(COMPONENTS):
+        services.stop(f"airflow-{component}")
+
+
+def api_ready(port: int) -> bool:
+    """Whether the API server answers its health endpoint."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/monitor/health", timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+class AirflowAPI:
+    """The few REST calls the demo makes (trigger, watch runs), with a token from the simple auth manager."""
+
+    def __init__(self, port: int = 8080) -> None:
+        self.base = f"http://127.0.0.1:{port}"
+        self._token = self._request("GET", "/auth/token", auth=False)["access_token"]
+
+    def _request(self, method: str, path: str, body: Any = None, *, auth: bool = True) -> Any:
+        request = urllib.request.Request(
+            self.base + path,
+            method=method,
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={
+                "Content-Type": "application/json",
+                **({"Authorization": f"Bearer {self._token}"} if auth else {}),
+            },
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read() or b"null")
+
+    def dag_loaded(self, dag_id: str) -> bool:
+        """Whether the dag-processor has parsed a DAG into the database."""
+        try:
+            self._request("GET", f"/api/v2/dags/{dag_id}")
+        except urllib.error.HTTPError as error:
+            if error.code == 404:
+                return False
+            raise
+        return True
+
+    def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
+        """Start a DAG run now; returns its run id."""
+        run = self._request("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf or {}})
+        return run["dag_run_id"]
+
+    def runs(self, dag_id: str) -> list[dict[str, Any]]:
+        """Runs of a DAG, newest first."""
+        return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns?order_by=-run_after&limit=20")["dag_runs"]
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        """Task instances of one run (mapped instances included)."""
+        return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=1000")[
+            "task_instances"
+        ]

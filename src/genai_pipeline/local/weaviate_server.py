@@ -1,0 +1,87 @@
+"""A real Weaviate server for the embedded default and tests, built from source with ``go install``.
+
+Weaviate's own embedded mode downloads a release tarball, which cannot happen offline; the server binary
+built from the Go module proxy is the same program. It runs on loopback with anonymous access and no
+vectorizer module (the pipeline supplies vectors).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from genai_pipeline.config import Settings
+from genai_pipeline.local.services import Services
+
+MODULE = "github.com/weaviate/weaviate/cmd/weaviate-server"
+
+
+class WeaviateUnavailable(RuntimeError):
+    """The server binary could not be built or the server did not become ready."""
+
+
+def binary_path(settings: Settings) -> Path:
+    """Where the pinned server version is cached (built once per machine)."""
+    return settings.cache_dir / f"weaviate-{settings.weaviate.server_version}" / "weaviate-server"
+
+
+def ensure_binary(settings: Settings) -> Path:
+    """Build the pinned ``weaviate-server`` with ``go install`` unless it is cached (2-4 min, once)."""
+    target = binary_path(settings)
+    if target.is_file():
+        return target
+    go = shutil.which("go")
+    if go is None:
+        raise WeaviateUnavailable("`go` is not on PATH: it is needed once to build weaviate-server")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "GOBIN": str(target.parent), "CGO_ENABLED": "0"}
+    result = subprocess.run(
+        [go, "install", f"{MODULE}@{settings.weaviate.server_version}"], env=env, capture_output=True, text=True
+    )
+    if result.returncode != 0 or not target.is_file():
+        raise WeaviateUnavailable(f"go install {MODULE} failed:\n{result.stderr[-2000:]}")
+    return target
+
+
+def server_env(settings: Settings) -> dict[str, str]:
+    """Environment for a single-node, anonymous, vectorizer-less server with data under the home."""
+    gossip = settings.weaviate.http_port + 1000
+    return {
+        **os.environ,
+        "PERSISTENCE_DATA_PATH": str(settings.home / "weaviate"),
+        "AUTHENTICATION_ANONYMOUS_ACCESS_ENABLED": "true",
+        "DEFAULT_VECTORIZER_MODULE": "none",
+        "ENABLE_MODULES": "",
+        "GRPC_PORT": str(settings.weaviate.grpc_port),
+        "CLUSTER_HOSTNAME": "node1",
+        # Without this the Raft listener takes eth0's IPv6 address and exits ("too many colons").
+        "CLUSTER_ADVERTISE_ADDR": "127.0.0.1",
+        "CLUSTER_GOSSIP_BIND_PORT": str(gossip),
+        "CLUSTER_DATA_BIND_PORT": str(gossip + 1),
+        "RAFT_PORT": str(gossip + 2),
+        "RAFT_INTERNAL_RPC_PORT": str(gossip + 3),
+        "RAFT_BOOTSTRAP_EXPECT": "1",
+        "DISABLE_TELEMETRY": "true",
+        "LOG_LEVEL": "warning",
+    }
+
+
+def start_weaviate(settings: Settings, services: Services) -> int:
+    """Start (or find) the local server the settings point at and wait until it is ready."""
+    argv = [str(ensure_binary(settings)), "--host", "127.0.0.1", "--port", str(settings.weaviate.http_port)]
+    return services.start(
+        "weaviate", [*argv, "--scheme", "http"], server_env(settings), lambda: is_ready(settings.weaviate.http_port)
+    )
+
+
+def is_ready(http_port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a Weaviate server answers its readiness probe."""
+    try:
+        with urllib.request.urlopen(f"http://{host}:{http_port}/v1/.well-known/ready", timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False

@@ -1,0 +1,38 @@
+"""The Assets that chain the pipeline's DAGs, and the ingestion schedule built from settings."""
+
+from __future__ import annotations
+
+from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable
+
+from genai_pipeline.config import Settings, get_settings
+
+
+def source_assets(settings: Settings | None = None) -> list[Asset]:
+    """One Asset per knowledge-base source; updating any of them re-runs ingestion."""
+    settings = settings or get_settings()
+    return [
+        Asset(name=f"knowledge_base_source_{name}", uri=f"kb-source://{name}", group="knowledge_base")
+        for name in settings.ingest.sources
+    ]
+
+
+def knowledge_base_asset(settings: Settings | None = None) -> Asset:
+    """The loaded Weaviate collection; fine-tuning and generation DAGs schedule on it."""
+    settings = settings or get_settings()
+    return Asset(
+        name="knowledge_base_collection",
+        uri=f"weaviate://{settings.weaviate.host}:{settings.weaviate.http_port}/{settings.weaviate.collection}",
+        group="knowledge_base",
+    )
+
+
+def ingest_schedule(settings: Settings | None = None) -> AssetOrTimeSchedule:
+    """A daily cron OR an update of any source Asset (combined with ``|``)."""
+    settings = settings or get_settings()
+    assets = source_assets(settings)
+    condition = assets[0]
+    for asset in assets[1:]:
+        condition = condition | asset
+    return AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable(settings.ingest.schedule_cron, timezone="UTC"), assets=condition
+    )

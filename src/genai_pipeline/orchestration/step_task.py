@@ -1,0 +1,68 @@
+"""The step-task factory: the only place that turns a pipeline step into an Airflow task.
+
+DAG files say *which* step runs on *which* descriptor; this module decides *where*: in the Airflow
+worker (embedded mode) or as a hardened pod from the step's image (``@task.kubernetes``). One setting,
+``PIPELINE_RUNTIME__MODE``, switches; the DAG files are the same in both modes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import task
+
+from genai_pipeline.config import RunMode, Settings, get_settings
+from genai_pipeline.steps.registry import STEP_IMAGES, STEPS
+
+# Rendered after each mapped instance runs: the batch label instead of a bare index in the UI.
+MAP_INDEX_TEMPLATE = "{{ task.op_kwargs['payload'].get('label', '') }}"
+
+
+def run_pipeline_step(step: str, payload: dict[str, Any]) -> Any:
+    """Run a step by name. In a pod only this function's source is shipped, so it imports inside."""
+    from genai_pipeline.steps.registry import run_step
+
+    return run_step(step, payload)
+
+
+@dataclass(frozen=True)
+class StepTask:
+    """A step bound to its Airflow task: call it for one descriptor, ``expand`` it over many."""
+
+    step: str
+    decorated: Any
+
+    def __call__(self, payload: Any) -> Any:
+        """One task instance for one descriptor."""
+        return self.decorated(step=self.step, payload=payload)
+
+    def expand(self, payload: Any) -> Any:
+        """One mapped task instance per descriptor (e.g. per batch of documents)."""
+        return self.decorated.partial(step=self.step).expand(payload=payload)
+
+
+def step_task(step: str, *, settings: Settings | None = None, **task_kwargs: Any) -> StepTask:
+    """Declare "run this step" for a DAG; retries, backoff and concurrency come from settings."""
+    if step not in STEPS:
+        raise KeyError(f"unknown step {step!r}; known steps: {', '.join(sorted(STEPS))}")
+    settings = settings or get_settings()
+    runtime = settings.runtime
+    options: dict[str, Any] = {
+        "task_id": step,
+        "retries": runtime.retries,
+        "retry_delay": timedelta(seconds=runtime.retry_delay_seconds),
+        "retry_exponential_backoff": runtime.retry_exponential_backoff,
+        "max_retry_delay": timedelta(seconds=runtime.max_retry_delay_seconds),
+        "max_active_tis_per_dag": runtime.max_active_tis_per_dag,
+        "map_index_template": MAP_INDEX_TEMPLATE,
+        **task_kwargs,
+    }
+    if runtime.mode is RunMode.KUBERNETES:
+        from genai_pipeline.orchestration.pods import pod_options
+
+        decorated = task.kubernetes(**options, **pod_options(settings, step, STEP_IMAGES[step]))(run_pipeline_step)
+    else:
+        decorated = task(**options)(run_pipeline_step)
+    return StepTask(step, decorated)
