@@ -157,17 +157,21 @@ def _windows(text: str, tokens: TokenSpans, budget: int, overlap: int) -> list[s
 
 
 def _best_break(text: str, low: int, high: int) -> int | None:
-    """Character index just after the preferred break in ``text[low:high]``, if any."""
+    """Index of the whitespace after the preferred break in ``text[low:high]``, if any.
+
+    Cutting *at* the whitespace (not after it) sends a BPE token that carries a leading space, like
+    " Sentence", to the next window instead of leaving it dangling at the end of this one.
+    """
     region = text[low:high]
     for pattern in _BREAKS:
         if isinstance(pattern, str):
             found = region.rfind(pattern)
-            if found >= 0:
-                return low + found + len(pattern)
+            if found > 0:
+                return low + found
         else:
             matches = list(pattern.finditer(region))
             if matches:
-                return low + matches[-1].end()
+                return low + matches[-1].end() - 1
     return None
 
 

@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import pytest
+from airflow.sdk import DAG
+
+from genai_pipeline.config import Settings
+from genai_pipeline.orchestration.step_task import MAP_INDEX_TEMPLATE, step_task
+
+
+def operator_for(step: str, settings: Settings, payload=None):
+    with DAG(dag_id=f"t_{step}", schedule=None):
+        return step_task(step, settings=settings)(payload or {"batch": 0}).operator
+
+
+@pytest.fixture
+def cluster(monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setenv("PIPELINE_RUNTIME__MODE", "kubernetes")
+    monkeypatch.setenv("PIPELINE_RUNTIME__IMAGE_REGISTRY", "registry.local/genai")
+    monkeypatch.setenv("PIPELINE_RUNTIME__IMAGE_TAG", "1.2.3")
+    monkeypatch.setenv("PIPELINE_RUNTIME__NAMESPACE", "pipeline-ns")
+    monkeypatch.setenv("PIPELINE_OPENAI__API_KEY", "sk-must-not-leak")
+    return Settings()
+
+
+def test_cluster_mode_runs_the_step_in_its_image(cluster: Settings) -> None:
+    embed = operator_for("embed", cluster)
+    load = operator_for("load", cluster)
+    assert embed.image == "registry.local/genai/embed:1.2.3"
+    assert load.image == "registry.local/genai/chunk:1.2.3"
+    assert embed.namespace == "pipeline-ns"
+    assert embed.do_xcom_push is True  # the provider's default would drop the step's result
+    assert embed.op_kwargs["step"] == "embed"
+
+
+def test_cluster_pods_are_hardened(cluster: Settings) -> None:
+    op = operator_for("chunk", cluster)
+    pod, container = op.security_context, op.container_security_context
+    assert pod.run_as_non_root and pod.run_as_user == 10001 and pod.run_as_group == 10001
+    assert pod.seccomp_profile.type == "RuntimeDefault"
+    assert container.read_only_root_filesystem is True
+    assert container.allow_privilege_escalation is False
+    assert container.capabilities.drop == ["ALL"]
+    assert {m.mount_path for m in op.volume_mounts} == {"/tmp"}  # the decorator writes its script there
+    assert op.automount_service_account_token is False
+    assert op.active_deadline_seconds == 3600
+
+
+def test_cluster_pods_have_requests_and_limits_per_step(cluster: Settings) -> None:
+    embed = operator_for("embed", cluster).container_resources
+    chunk = operator_for("chunk", cluster).container_resources
+    assert embed.requests == {"cpu": "1", "memory": "1Gi"} and embed.limits == {"cpu": "2", "memory": "2Gi"}
+    assert chunk.limits == {"cpu": "1", "memory": "1Gi"}
+
+
+def test_secrets_come_from_a_secret_never_from_the_pod_spec(cluster: Settings) -> None:
+    op = operator_for("embed", cluster)
+    env = op.env_vars if isinstance(op.env_vars, dict) else {e.name: e.value for e in op.env_vars}
+    assert env["PIPELINE_RUNTIME__MODE"] == "kubernetes"
+    assert "PIPELINE_OPENAI__API_KEY" not in env
+    assert all("sk-must-not-leak" not in (value or "") for value in env.values())
+    (source,) = op.env_from
+    assert source.secret_ref.name == "genai-pipeline-secrets"
+
+
+def test_embedded_mode_runs_the_same_step_in_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    op = operator_for("embed", Settings())
+    assert op.task_type == "_PythonDecoratedOperator"
+    assert op.op_kwargs["step"] == "embed"
+    assert not hasattr(op, "image")
+
+
+@pytest.mark.parametrize("mode", ["embedded", "kubernetes"])
+def test_retries_back_off_and_mapped_instances_are_labelled(monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    monkeypatch.setenv("PIPELINE_RUNTIME__MODE", mode)
+    op = operator_for("load", Settings())
+    assert op.retries == 3
+    assert op.retry_exponential_backoff == 2.0
+    assert op.max_retry_delay.total_seconds() == 300
+    assert op.map_index_template == MAP_INDEX_TEMPLATE
+
+
+def test_unknown_steps_are_refused() -> None:
+    with pytest.raises(KeyError, match="known steps"):
+        step_task("summarise", settings=Settings())

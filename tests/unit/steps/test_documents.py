@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from genai_pipeline.steps.documents import DocumentRejected, decode_document, scan_source
+
+CAP = 10_000
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "empty file"),
+        (b"  \n\t \n", "only whitespace"),
+        (b"text\x00more", "NUL byte at offset 4"),
+        (b"caf\xe9 au lait", "not valid UTF-8: byte 0xe9 at offset 3"),
+        (bytes(range(1, 32)) * 10, "binary content"),
+        (b"x" * (CAP + 1), "over the 10,000-byte cap"),
+    ],
+)
+def test_unusable_bytes_are_refused_with_the_reason(data: bytes, reason: str) -> None:
+    with pytest.raises(DocumentRejected, match=reason):
+        decode_document(data, max_bytes=CAP)
+
+
+def test_utf8_with_bom_and_accents_is_text() -> None:
+    assert decode_document("\ufeffCafé ünïcode ✓".encode(), max_bytes=CAP) == "Café ünïcode ✓"
+
+
+def test_scan_reports_each_bad_file_and_keeps_the_good_ones(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    (corpus / "nested" / "deeper").mkdir(parents=True)
+    (corpus / "good.md").write_text("# Good\n\nFine text.\n")
+    (corpus / "nested" / "deeper" / "also-good.txt").write_text("nested text")
+    (corpus / "empty.md").write_bytes(b"")
+    (corpus / "blank.md").write_text("   \n\n")
+    (corpus / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
+    (corpus / "latin1.txt").write_bytes("résumé".encode("latin-1"))
+    (corpus / "huge.txt").write_bytes(b"word " * 3_000)
+    (corpus / ".hidden.md").write_text("# skipped silently")
+    outside = tmp_path / "secret.txt"
+    outside.write_text("outside the corpus")
+    os.symlink(outside, corpus / "escape.md")
+    os.symlink(corpus / "good.md", corpus / "alias.md")
+    os.symlink(tmp_path / "missing", corpus / "broken.md")
+
+    scan = scan_source("kb", str(corpus), max_bytes=CAP)
+
+    assert sorted(d.uri for d in scan.documents) == ["kb/good.md", "kb/nested/deeper/also-good.txt"]
+    reasons = {r.uri: r.reason for r in scan.rejected}
+    assert reasons["kb/empty.md"] == "empty file"
+    assert reasons["kb/blank.md"] == "only whitespace"
+    assert reasons["kb/image.png"].startswith("binary content")
+    assert reasons["kb/latin1.txt"].startswith("not valid UTF-8")
+    assert "over the 10,000-byte cap" in reasons["kb/huge.txt"]
+    assert reasons["kb/escape.md"].startswith("symlink points outside the corpus")
+    assert reasons["kb/broken.md"].startswith("broken symlink")
+    assert scan.aliases == ["kb/alias.md"]
+    assert len(scan.rejected) == 7
+
+
+def test_content_hash_follows_the_bytes(tmp_path: Path) -> None:
+    (tmp_path / "a.md").write_text("one")
+    first = scan_source("kb", str(tmp_path), max_bytes=CAP).documents[0].content_hash
+    (tmp_path / "a.md").write_text("two")
+    assert scan_source("kb", str(tmp_path), max_bytes=CAP).documents[0].content_hash != first
+
+
+def test_missing_source_folder_is_reported(tmp_path: Path) -> None:
+    scan = scan_source("kb", str(tmp_path / "nope"), max_bytes=CAP)
+    assert scan.documents == []
+    assert "does not exist" in scan.rejected[0].reason

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from genai_pipeline.config import EmbeddingProvider, RunMode, Settings
+
+
+def test_nested_env_vars_configure_every_section(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIPELINE_RUNTIME__MODE", "kubernetes")
+    monkeypatch.setenv("PIPELINE_EMBEDDING__PROVIDER", "openai")
+    monkeypatch.setenv("PIPELINE_CHUNKING__SIZE_TOKENS", "300")
+    monkeypatch.setenv("PIPELINE_INGEST__SOURCES", '{"handbook": "s3://bucket/handbook"}')
+    settings = Settings()
+    assert settings.runtime.mode is RunMode.KUBERNETES
+    assert settings.embedding.provider is EmbeddingProvider.OPENAI
+    assert settings.chunking.size_tokens == 300
+    assert settings.ingest.sources == {"handbook": "s3://bucket/handbook"}
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("PIPELINE_CHUNKING__OVERLAP_TOKENS", "150", "overlap_tokens must be under half"),
+        ("PIPELINE_WEAVIATE__COLLECTION", "lowercase", "capital letter"),
+        ("PIPELINE_INGEST__SOURCES", '{"bad name": "/x"}', "may hold only"),
+        ("PIPELINE_RUNTIME__MODE", "docker", "embedded"),
+    ],
+)
+def test_invalid_settings_fail_with_a_message(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValidationError, match=message):
+        Settings()
+
+
+def test_public_env_round_trips_and_never_carries_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIPELINE_OPENAI__API_KEY", "sk-very-secret")
+    monkeypatch.setenv("PIPELINE_WEAVIATE__API_KEY", "wv-secret")
+    monkeypatch.setenv("PIPELINE_CHUNKING__SIZE_TOKENS", "123")
+    settings = Settings()
+    env = settings.public_env()
+    assert not any("sk-very-secret" in v or "wv-secret" in v for v in env.values())
+    assert "PIPELINE_OPENAI__API_KEY" not in env
+    assert "PIPELINE_HOME" not in env  # machine-local paths stay on the machine
+
+    # A pod rebuilds the same settings from that env alone (secrets come from its Secret instead).
+    monkeypatch.delenv("PIPELINE_OPENAI__API_KEY")
+    monkeypatch.delenv("PIPELINE_WEAVIATE__API_KEY")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    skip = {"home": True, "cache_dir": True, "openai": {"api_key"}, "weaviate": {"api_key"}}
+    assert Settings().model_dump(exclude=skip) == settings.model_dump(exclude=skip)
