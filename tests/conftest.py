@@ -29,7 +29,7 @@ def free_port() -> int:
 def weaviate_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """A real weaviate-server for the session; yields the PIPELINE_* variables that reach it.
 
-    QUERY_MAXIMUM_RESULTS is set low so tests prove deletes page past the server's limit.
+    QUERY_MAXIMUM_RESULTS is set low (the iterator pages by 100) so tests prove deletes page past it.
     """
     from genai_pipeline.local.services import Services
     from genai_pipeline.local.weaviate_server import start_weaviate
@@ -42,7 +42,7 @@ def weaviate_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
     }
     previous = {key: os.environ.get(key) for key in [*env, "QUERY_MAXIMUM_RESULTS"]}
     os.environ.update(env)
-    os.environ["QUERY_MAXIMUM_RESULTS"] = "40"
+    os.environ["QUERY_MAXIMUM_RESULTS"] = "100"
     settings = Settings()
     services = Services(home)
     try:

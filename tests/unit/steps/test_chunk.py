@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from genai_pipeline.config import Settings
@@ -51,7 +53,7 @@ def test_windows_overlap_and_cover_the_whole_text(tokens) -> None:
     seen = [w for c in chunks for w in c.text.split()]
     assert set(seen) == set(words)  # nothing lost
     assert len(seen) > len(words)  # consecutive chunks share an overlap
-    for before, after in zip(chunks, chunks[1:], strict=False):
+    for before, after in itertools.pairwise(chunks):
         assert after.text.split()[0] in before.text.split()
 
 

@@ -1,0 +1,117 @@
+"""The ingestion DAG run by real Airflow against a real Weaviate with the packaged embedding model."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from genai_pipeline.clients.weaviate import weaviate_client
+from genai_pipeline.config import Settings
+from genai_pipeline.local.airflow_env import airflow_bin, airflow_env, migrate
+from genai_pipeline.store import Store
+
+pytestmark = pytest.mark.integration
+SAMPLE = Path(__file__).resolve().parents[2] / "src" / "genai_pipeline" / "sample_kb"
+
+
+def ingest(settings: Settings, env: dict[str, str]) -> dict:
+    """One `airflow dags test` run of the ingestion DAG; returns the run's stored summary."""
+    result = subprocess.run(
+        [airflow_bin(), "dags", "test", "ingest_knowledge_base"],
+        env={**airflow_env(settings), **env},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return Store(settings.store).read_json("reports/ingest/latest.json")
+
+
+def objects_by_source(settings: Settings) -> dict[str, set[str]]:
+    with weaviate_client(settings.weaviate) as client:
+        collection = client.collections.get(settings.weaviate.collection)
+        found: dict[str, set[str]] = {}
+        for item in collection.iterator(return_properties=["source_uri"]):
+            found.setdefault(str(item.properties["source_uri"]), set()).add(str(item.uuid))
+        return found
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    """The shipped sample docs plus one of every kind of bad input."""
+    root = tmp_path / "corpus"
+    shutil.copytree(SAMPLE, root)
+    bad = root / "bad"
+    bad.mkdir()
+    (bad / "empty.md").write_bytes(b"")
+    (bad / "blank.md").write_text(" \n \n")
+    (bad / "binary.bin").write_bytes(bytes(range(256)) * 4)
+    (bad / "nul.md").write_bytes(b"# Title\n\x00\x00 hidden")
+    (bad / "latin1.md").write_bytes("caf\xe9".encode("latin-1"))
+    (bad / "huge.txt").write_bytes(b"a" * 300_001)
+    (root / "one-line.txt").write_text("a long single line about pipelines " * 4_000)
+    (tmp_path / "outside.md").write_text("# Outside\n\nnot part of the corpus")
+    (bad / "escape.md").symlink_to(tmp_path / "outside.md")
+    return root
+
+
+def test_ingest_is_idempotent_incremental_and_reports_bad_input(settings_for, corpus: Path) -> None:
+    settings, env = settings_for(
+        {"kb": corpus}, PIPELINE_INGEST__MAX_DOCUMENT_BYTES="300000", PIPELINE_INGEST__BATCH_DOCS="3"
+    )
+    migrate(settings)
+
+    first = ingest(settings, env)
+    good = 9  # 8 sample docs + the one-line file
+    assert first["documents"] == good and first["ingested"] == good
+    assert first["batches"] == 3  # ceil(9 / 3): task instances follow batches, not chunks
+    assert first["chunks"] > good * 5
+    assert first["embed_calls"] == 3
+    rejected = {r["uri"]: r["reason"] for r in first["rejected"]}
+    assert set(rejected) == {
+        f"kb/bad/{name}"
+        for name in ("empty.md", "blank.md", "binary.bin", "nul.md", "latin1.md", "huge.txt", "escape.md")
+    }
+    assert "300,000-byte cap" in rejected["kb/bad/huge.txt"]
+    assert "outside the corpus" in rejected["kb/bad/escape.md"]
+    stored = objects_by_source(settings)
+    assert sum(len(ids) for ids in stored.values()) == first["chunks"]
+
+    again = ingest(settings, env)
+    assert again["embed_calls"] == 0 and again["ingested"] == 0 and again["batches"] == 0
+    assert again["skipped_unchanged"] == good
+    assert objects_by_source(settings) == stored
+
+    edited = corpus / "ingestion.md"
+    edited.write_text(edited.read_text().replace("## ", "## Revised: ", 1) + "\n\n## Appendix\n\nNew closing words.\n")
+    (corpus / "generation.md").unlink()
+    third = ingest(settings, env)
+    assert third["ingested"] == 1 and third["embed_calls"] == 1
+    assert third["removed_documents"] == 1 and third["removed_chunks"] == len(stored["kb/generation.md"])
+    after = objects_by_source(settings)
+    assert "kb/generation.md" not in after
+    assert after["kb/ingestion.md"] != stored["kb/ingestion.md"]
+    unchanged = set(stored) - {"kb/ingestion.md", "kb/generation.md"}
+    assert {uri: after[uri] for uri in unchanged} == {uri: stored[uri] for uri in unchanged}
+    assert sum(len(ids) for ids in after.values()) == third["chunks"] + sum(len(stored[uri]) for uri in unchanged)
+
+
+def test_fail_on_rejected_fails_the_run_but_loads_the_good_documents(settings_for, tmp_path: Path) -> None:
+    corpus = tmp_path / "small"
+    corpus.mkdir()
+    (corpus / "good.md").write_text("# Good\n\nA fine document about Weaviate.")
+    (corpus / "bad.md").write_bytes(b"\xff\xfe\x00bad")
+    settings, env = settings_for({"kb": corpus}, PIPELINE_INGEST__FAIL_ON_REJECTED="true")
+    migrate(settings)
+    result = subprocess.run(
+        [airflow_bin(), "dags", "test", "ingest_knowledge_base"],
+        env={**airflow_env(settings), **env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert "1 documents rejected (fail_on_rejected is set): kb/bad.md" in result.stdout + result.stderr
+    assert set(objects_by_source(settings)) == {"kb/good.md"}
