@@ -84,8 +84,11 @@ class RuntimeSettings(BaseModel):
     retry_delay_seconds: float = 10.0
     retry_exponential_backoff: float = 2.0
     max_retry_delay_seconds: float = 300.0
-    # Caps concurrent mapped pods per step (and so concurrent Weaviate writers / API callers).
+    # Caps concurrent mapped instances per step (and so concurrent Weaviate writers / API callers).
     max_active_tis_per_dag: int = 4
+    # Per-step overrides of that cap. The local embedder already uses every core of its machine, so two
+    # at once only contend; raise it on a cluster where each embed pod gets its own CPUs.
+    concurrency: dict[str, int] = Field(default_factory=lambda: {"embed": 1})
     resources: dict[str, Resources] = Field(default_factory=_default_resources)
 
     def image_for(self, image: str) -> str:
@@ -145,7 +148,7 @@ class IngestSettings(BaseModel):
 
     # Source name -> folder (a path or an fsspec URL). Names become part of every chunk's source URI.
     sources: dict[str, str] = Field(default_factory=lambda: {"pipeline-docs": str(SAMPLE_KNOWLEDGE_BASE)})
-    batch_docs: int = Field(50, ge=1, le=10_000)
+    batch_docs: int = Field(100, ge=1, le=10_000)
     max_document_bytes: int = Field(2_000_000, ge=1)
     fail_on_rejected: bool = False
     schedule_cron: str = "0 3 * * *"

@@ -48,6 +48,8 @@ class LocalEmbedder:
         from tokenizers import Tokenizer
 
         options = onnxruntime.SessionOptions()
+        # Idle ONNX threads would spin and steal the CPU that chunk/load tasks beside this one need.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             options.intra_op_num_threads = threads
         self._session = onnxruntime.InferenceSession(

@@ -55,7 +55,7 @@ def step_task(step: str, *, settings: Settings | None = None, **task_kwargs: Any
         "retry_delay": timedelta(seconds=runtime.retry_delay_seconds),
         "retry_exponential_backoff": runtime.retry_exponential_backoff,
         "max_retry_delay": timedelta(seconds=runtime.max_retry_delay_seconds),
-        "max_active_tis_per_dag": runtime.max_active_tis_per_dag,
+        "max_active_tis_per_dag": runtime.concurrency.get(step, runtime.max_active_tis_per_dag),
         "map_index_template": MAP_INDEX_TEMPLATE,
         **task_kwargs,
     }

@@ -77,6 +77,13 @@ def test_retries_back_off_and_mapped_instances_are_labelled(monkeypatch: pytest.
     assert op.retry_exponential_backoff == 2.0
     assert op.max_retry_delay.total_seconds() == 300
     assert op.map_index_template == MAP_INDEX_TEMPLATE
+    assert op.max_active_tis_per_dag == 4
+
+
+def test_local_embedding_runs_one_batch_at_a_time_unless_raised(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert operator_for("embed", Settings()).max_active_tis_per_dag == 1
+    monkeypatch.setenv("PIPELINE_RUNTIME__CONCURRENCY", '{"embed": 8}')
+    assert operator_for("embed", Settings()).max_active_tis_per_dag == 8
 
 
 def test_unknown_steps_are_refused() -> None:

@@ -1,0 +1,205 @@
+"""Ingestion benchmark: end-to-end chunks/s through Airflow vs the same embedding model alone.
+
+    uv run python bench/ingest.py --docs 1000              # generated corpus, scheduler + LocalExecutor
+    uv run python bench/ingest.py --corpus DIR --dags-test # a given corpus, `airflow dags test`
+
+Prints docs/s, chunks/s, the raw in-process embedding rate on the same chunks, their ratio, task
+instances per run, and the re-run (which must make 0 embedding calls). One-time start-up (model load,
+Weaviate and Airflow start) is reported separately and not counted in either rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+WORDS = (
+    "pipeline airflow weaviate vector embedding chunk batch document asset schedule scheduler worker "
+    "task mapping retry backoff token tokenizer model server cluster pod image secret namespace volume "
+    "store descriptor manifest fingerprint hash upsert delete collection query retrieval generation "
+    "fine-tuning dataset validation metric loss accuracy champion challenger deployment helm chart kind "
+    "operator deferrable trigger event latency throughput memory cpu limit request security context "
+    "the a of to and in for with on by from at as is are was be this that which each every when then"
+).split()
+
+
+def sentence(rng: random.Random) -> str:
+    words = [rng.choice(WORDS) for _ in range(rng.randint(8, 20))]
+    return " ".join(words).capitalize() + "."
+
+
+def generate_corpus(root: Path, docs: int, seed: int = 7) -> None:
+    """Markdown documents of 250-450 words in 2-4 sections, spread over nested folders."""
+    rng = random.Random(seed)
+    for index in range(docs):
+        folder = root / f"area-{index % 10}"
+        folder.mkdir(parents=True, exist_ok=True)
+        parts = [f"# Document {index}"]
+        for section in range(rng.randint(2, 4)):
+            parts.append(f"## Section {section}")
+            for _ in range(rng.randint(2, 3)):
+                parts.append(" ".join(sentence(rng) for _ in range(rng.randint(3, 5))))
+        (folder / f"doc-{index:05d}.md").write_text("\n\n".join(parts) + "\n")
+
+
+def raw_embedding_rate(env: dict[str, str]) -> dict[str, float]:
+    """Chunk the corpus with the pipeline's chunker, then time the embedder alone on those chunks."""
+    code = r"""
+import json, time
+t0 = time.perf_counter()
+from genai_pipeline.config import get_settings
+from genai_pipeline.models.embeddings import make_embedder, make_token_counter
+from genai_pipeline.steps.chunk import chunk_text
+from genai_pipeline.steps.documents import document_title, read_document, scan_source
+s = get_settings()
+embedder = make_embedder(s); tokens = make_token_counter(s)
+embedder.embed(["warm up"])
+startup = time.perf_counter() - t0
+texts = []
+for name, root in s.ingest.sources.items():
+    for doc in scan_source(name, root, max_bytes=s.ingest.max_document_bytes).documents:
+        text = read_document(doc, max_bytes=s.ingest.max_document_bytes)
+        for c in chunk_text(text, source_uri=doc.uri, title=document_title(text, doc.relpath), markdown=doc.is_markdown,
+                            tokens=tokens, size=s.chunking.size_tokens, overlap=s.chunking.overlap_tokens):
+            texts.append(c.embedding_text)
+t1 = time.perf_counter()
+for i in range(0, len(texts), 512):
+    embedder.embed(texts[i:i + 512])
+seconds = time.perf_counter() - t1
+print(json.dumps({"chunks": len(texts), "seconds": seconds, "chunks_per_s": len(texts) / seconds, "startup_s": startup}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_dags_test(settings, env: dict[str, str]) -> tuple[dict, float, int]:
+    from genai_pipeline.local.airflow_env import airflow_bin, airflow_env
+    from genai_pipeline.store import Store
+
+    started = time.perf_counter()
+    subprocess.run([airflow_bin(), "dags", "test", "ingest_knowledge_base"], env={**airflow_env(settings), **env},
+                   check=True, capture_output=True)
+    wall = time.perf_counter() - started
+    listing = subprocess.run(
+        [airflow_bin(), "dags", "list-runs", "ingest_knowledge_base", "-o", "json"],
+        env={**airflow_env(settings), **env}, check=True, capture_output=True, text=True,
+    )
+    runs = sorted(json.loads(listing.stdout), key=lambda r: r["start_date"] or "")
+    states = subprocess.run(
+        [airflow_bin(), "tasks", "states-for-dag-run", "ingest_knowledge_base", runs[-1]["run_id"], "-o", "json"],
+        env={**airflow_env(settings), **env}, check=True, capture_output=True, text=True,
+    )
+    return Store(settings.store).read_json("reports/ingest/latest.json"), wall, len(json.loads(states.stdout))
+
+
+def run_scheduled(settings, api) -> tuple[dict, float, int]:
+    from genai_pipeline.steps.ingest import run_key_for
+    from genai_pipeline.store import Store
+
+    started = time.perf_counter()
+    run_id = api.trigger("ingest_knowledge_base")
+    while True:
+        run = next(r for r in api.runs("ingest_knowledge_base") if r["dag_run_id"] == run_id)
+        if run["state"] in ("success", "failed"):
+            break
+        time.sleep(1)
+    wall = time.perf_counter() - started
+    if run["state"] != "success":
+        raise RuntimeError(f"ingest run {run_id} failed")
+    tis = api.task_instances("ingest_knowledge_base", run_id)
+    if os.environ.get("BENCH_TIMELINE"):
+        print_timeline(tis)
+    return Store(settings.store).read_json(f"reports/ingest/{run_key_for(run_id)}.json"), wall, len(tis)
+
+
+def print_timeline(tis: list[dict]) -> None:
+    """Start offset and duration of every task instance: where the run's time goes."""
+    from datetime import datetime
+
+    def stamp(value: str) -> float:
+        return datetime.fromisoformat(value).timestamp()
+
+    ran = [t for t in tis if t.get("start_date")]
+    origin = min(stamp(t["start_date"]) for t in ran)
+    for t in sorted(ran, key=lambda t: stamp(t["start_date"])):
+        start = stamp(t["start_date"]) - origin
+        print(f"  {t['task_id']:>18} {t['map_index']:>3}  start {start:6.1f} s  took {t.get('duration') or 0:6.1f} s")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--docs", type=int, default=1000, help="documents to generate (ignored with --corpus)")
+    parser.add_argument("--corpus", type=Path, help="ingest this folder instead of a generated corpus")
+    parser.add_argument("--batch-docs", type=int, default=100)
+    parser.add_argument("--dags-test", action="store_true", help="run with `airflow dags test` (no scheduler)")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    corpus = args.corpus or work / "corpus"
+    if not args.corpus:
+        generate_corpus(corpus, args.docs)
+    env = {
+        **os.environ,
+        "PIPELINE_HOME": str(work / "home"),
+        "PIPELINE_INGEST__SOURCES": json.dumps({"bench": str(corpus)}),
+        "PIPELINE_INGEST__BATCH_DOCS": str(args.batch_docs),
+        "PIPELINE_WEAVIATE__HTTP_PORT": "8179",
+        "PIPELINE_WEAVIATE__GRPC_PORT": "50150",
+    }
+    os.environ.update(env)
+    from genai_pipeline.config import get_settings
+    from genai_pipeline.local.airflow_env import AirflowAPI, migrate, start_airflow, stop_airflow
+    from genai_pipeline.local.services import Services
+    from genai_pipeline.local.weaviate_server import start_weaviate
+
+    settings = get_settings()
+    services = Services(settings.home)
+    raw = raw_embedding_rate(env)
+    t0 = time.perf_counter()
+    start_weaviate(settings, services)
+    try:
+        if args.dags_test:
+            migrate(settings)
+            startup = time.perf_counter() - t0
+            first, first_wall, tis = run_dags_test(settings, env)
+            second, second_wall, tis2 = run_dags_test(settings, env)
+        else:
+            start_airflow(settings, services, api_port=8190)
+            api = AirflowAPI(8190)
+            while not api.dag_loaded("ingest_knowledge_base"):
+                time.sleep(1)
+            startup = time.perf_counter() - t0
+            first, first_wall, tis = run_scheduled(settings, api)
+            second, second_wall, tis2 = run_scheduled(settings, api)
+    finally:
+        if not args.dags_test:
+            stop_airflow(services)
+        services.stop("weaviate")
+
+    ratio = first["chunks_per_s"] / raw["chunks_per_s"]
+    lines = [
+        f"mode                      {'airflow dags test' if args.dags_test else 'scheduler + LocalExecutor'}",
+        f"corpus                    {first['documents']} docs, {first['chunks']} chunks, "
+        f"{settings.chunking.size_tokens}-token chunks, batches of {args.batch_docs} docs",
+        f"one-time start-up         {startup:.1f} s (Weaviate + Airflow), model load {raw['startup_s']:.1f} s",
+        f"raw embedding             {raw['chunks_per_s']:.1f} chunks/s ({raw['chunks']} chunks in {raw['seconds']:.1f} s)",
+        f"end to end (plan→report)  {first['chunks_per_s']:.1f} chunks/s, {first['docs_per_s']:.1f} docs/s "
+        f"in {first['seconds']:.1f} s (DAG run wall {first_wall:.1f} s)",
+        f"ratio end-to-end / raw    {ratio:.2f}",
+        f"task instances            {tis} for {first['batches']} batches",
+        f"re-run (unchanged)        {second['embed_calls']} embedding calls, {second['ingested']} ingested, "
+        f"{second['seconds']:.1f} s, {tis2} task instances",
+    ]
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# Build every step image (or the ones named as arguments), idempotently:
+#
+#   1. the base image (images/build-base.sh: debootstrap bookworm + python3) when it is the local one
+#      and missing;
+#   2. the project wheel (`uv build --wheel`);
+#   3. the ONNX export of all-MiniLM-L6-v2 (`pipeline models prepare --out ...`) when missing;
+#   4. per image, a build context under build/images/context/<image>/: requirements.txt exported from
+#      uv.lock with hashes for the image's extras, and wheels/ holding every wheel it names, downloaded
+#      by the base image's own pip (so the wheels match its Python) in a throwaway container;
+#   5. `docker build` of images/<image>/Dockerfile with BASE_IMAGE, tagged <registry>/<image>:<tag>;
+#   6. images/verify.sh on what was built (VERIFY=0 skips it).
+#
+# Why wheels are downloaded outside `docker build`: the legacy builder (Debian's Docker 20.10 has no
+# buildx) cannot mount secrets, and where HTTPS goes through a proxy with its own CA, pip inside
+# `docker build` fails certificate checks. The download container gets the host's CA bundle mounted
+# read-only; no image ever contains it. Everything is installed with `pip --no-index --require-hashes`.
+#
+# Usage: images/build.sh [image ...]      (default: chunk embed finetune generate model-server)
+# Environment:
+#   TAG=0.1.0  REGISTRY=genai-pipeline  BASE_IMAGE=genai-pipeline/base:bookworm (python:3.12-slim elsewhere)
+#   BUILD_DIR=<repo>/build/images   CA_BUNDLE=<host CA file for the download container>
+#   VERIFY=1   FORCE_BASE=1 (rebuild the base)   FORCE_MODEL=1 (re-export the ONNX model)
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TAG="${TAG:-0.1.0}"
+REGISTRY="${REGISTRY:-genai-pipeline}"
+BASE_IMAGE="${BASE_IMAGE:-genai-pipeline/base:bookworm}"
+BUILD_DIR="${BUILD_DIR:-$REPO/build/images}"
+MODEL_NAME="all-MiniLM-L6-v2-onnx"
+MODEL_DIR="$BUILD_DIR/models/$MODEL_NAME"
+ALL_IMAGES=(chunk embed finetune generate model-server)
+
+# Extras per image, and whether the ONNX model folder goes into its context.
+declare -A EXTRAS=([chunk]="" [embed]="embed-local" [finetune]="" [generate]="" [model-server]="serve train")
+declare -A NEEDS_MODEL=([chunk]=1 [embed]=1 [finetune]=0 [generate]=0 [model-server]=1)
+
+log() { printf '[images] %s\n' "$*" >&2; }
+
+images=("$@")
+[[ ${#images[@]} -gt 0 ]] || images=("${ALL_IMAGES[@]}")
+for image in "${images[@]}"; do
+    [[ -v "EXTRAS[$image]" ]] || { log "unknown image $image (known: ${ALL_IMAGES[*]})"; exit 2; }
+done
+
+command -v uv >/dev/null || { log "uv is required"; exit 1; }
+bash "$REPO/scripts/ensure-docker.sh"
+mkdir -p "$BUILD_DIR"
+
+# 1. Base image.
+if [[ "$BASE_IMAGE" == genai-pipeline/base:* ]]; then
+    BASE_IMAGE="$BASE_IMAGE" FORCE="${FORCE_BASE:-0}" bash "$REPO/images/build-base.sh"
+elif ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
+    log "pulling $BASE_IMAGE"
+    docker pull "$BASE_IMAGE"
+fi
+PY_TAG=$(docker run --rm --entrypoint python "$BASE_IMAGE" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
+log "base $BASE_IMAGE: Python $PY_TAG"
+
+# 2. Project wheel (hatchling builds it reproducibly, so an unchanged tree keeps Docker's cache).
+rm -rf "$BUILD_DIR/dist"
+(cd "$REPO" && uv build --wheel --out-dir "$BUILD_DIR/dist" -q)
+PROJECT_WHEEL=$(ls "$BUILD_DIR"/dist/genai_content_pipeline-*.whl)
+log "project wheel: $(basename "$PROJECT_WHEEL")"
+
+# 3. ONNX model folder (exported from the packaged safetensors with optimum; needs the `train` extra).
+needs_model=0
+for image in "${images[@]}"; do [[ ${NEEDS_MODEL[$image]} == 1 ]] && needs_model=1; done
+if [[ $needs_model == 1 ]]; then
+    if [[ "${FORCE_MODEL:-0}" == 1 || ! -f "$MODEL_DIR/model.onnx" || ! -f "$MODEL_DIR/tokenizer.json" ]]; then
+        log "exporting the embedding model to $MODEL_DIR"
+        (cd "$REPO" && HF_HUB_OFFLINE=1 uv run --frozen --extra train pipeline models prepare --out "$MODEL_DIR")
+    else
+        log "embedding model present: $MODEL_DIR"
+    fi
+fi
+
+# Options for the throwaway download container: host CA bundle, index and proxy settings.
+download_opts=(--rm --user "$(id -u):$(id -g)" -e HOME=/tmp -e PIP_NO_CACHE_DIR=1 -e PIP_DISABLE_PIP_VERSION_CHECK=1)
+CA_BUNDLE="${CA_BUNDLE:-${PIP_CERT:-${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}}}"
+if [[ -f "$CA_BUNDLE" ]]; then
+    download_opts+=(-v "$(readlink -f "$CA_BUNDLE"):/etc/ssl/host-ca-bundle.crt:ro" -e PIP_CERT=/etc/ssl/host-ca-bundle.crt)
+fi
+for var in PIP_INDEX_URL PIP_EXTRA_INDEX_URL HTTP_PROXY HTTPS_PROXY NO_PROXY http_proxy https_proxy no_proxy; do
+    [[ -n "${!var:-}" ]] && download_opts+=(-e "$var")
+done
+
+built=()
+for image in "${images[@]}"; do
+    ctx="$BUILD_DIR/context/$image"
+    mkdir -p "$ctx/wheels"
+
+    # 4a. Locked requirements of this image's extras (all platforms' hashes; pip picks the base's).
+    extra_args=()
+    for extra in ${EXTRAS[$image]}; do extra_args+=(--extra "$extra"); done
+    (cd "$REPO" && uv export --frozen --no-dev --no-emit-project --format requirements-txt -q \
+        "${extra_args[@]}" -o "$ctx/requirements.new")
+    # Wheels of another lock or another Python are dropped, not carried along.
+    stamp="$PY_TAG $(sha256sum "$ctx/requirements.new" | cut -d' ' -f1)"
+    if [[ "$(cat "$ctx/.wheels-stamp" 2>/dev/null)" != "$stamp" ]]; then
+        rm -rf "$ctx/wheels" && mkdir -p "$ctx/wheels"
+    fi
+    mv "$ctx/requirements.new" "$ctx/requirements.txt"
+
+    # 4b. Wheels, by the base image's pip (already-downloaded files are checked and kept).
+    log "$image: downloading wheels for $PY_TAG (${EXTRAS[$image]:-core only})"
+    docker run "${download_opts[@]}" -v "$ctx:/ctx" --entrypoint bash "$BASE_IMAGE" -c \
+        'python -m venv /tmp/venv && /tmp/venv/bin/pip download -q --only-binary=:all: --require-hashes \
+             -r /ctx/requirements.txt -d /ctx/wheels'
+    echo "$stamp" >"$ctx/.wheels-stamp"
+    rm -f "$ctx"/wheels/genai_content_pipeline-*.whl
+    cp "$PROJECT_WHEEL" "$ctx/wheels/"
+
+    # 4c. The model folder (hard links when on the same filesystem).
+    rm -rf "$ctx/models"
+    if [[ ${NEEDS_MODEL[$image]} == 1 ]]; then
+        mkdir -p "$ctx/models"
+        cp -al "$MODEL_DIR" "$ctx/models/$MODEL_NAME" 2>/dev/null || cp -a "$MODEL_DIR" "$ctx/models/$MODEL_NAME"
+    fi
+
+    # 5. The image.
+    ref="$REGISTRY/$image:$TAG"
+    log "$image: docker build -> $ref ($(du -sh "$ctx" | cut -f1) context)"
+    mkdir -p "$BUILD_DIR/logs"
+    if ! DOCKER_BUILDKIT=0 docker build --build-arg "BASE_IMAGE=$BASE_IMAGE" \
+        --label "org.opencontainers.image.version=$TAG" \
+        -f "$REPO/images/$image/Dockerfile" -t "$ref" "$ctx" >"$BUILD_DIR/logs/$image.log" 2>&1; then
+        tail -n 30 "$BUILD_DIR/logs/$image.log" >&2
+        log "$image: docker build failed (full log: $BUILD_DIR/logs/$image.log)"
+        exit 1
+    fi
+    log "$image: built $ref ($(docker image inspect "$ref" --format '{{.Size}}' | awk '{printf "%.0f MB", $1/1e6}'))"
+    built+=("$image")
+done
+
+# 6. Check what was built.
+if [[ "${VERIFY:-1}" == 1 ]]; then
+    TAG="$TAG" REGISTRY="$REGISTRY" bash "$REPO/images/verify.sh" "${built[@]}"
+fi
+log "done: ${built[*]}"

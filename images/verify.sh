@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# Check built step images the way a hardened pod runs them: read-only root filesystem, a tmpfs at
+# /tmp, uid 10001, no network, all capabilities dropped.
+#
+#   every image  bash and python on PATH; runs as 10001 with HOME etc. under /tmp;
+#                `import genai_pipeline.steps.ingest`; the step runner answers; the decorator's own
+#                pattern (write /tmp/script.py, run it) works
+#   chunk, embed, finetune, generate
+#                `import torch` fails
+#   chunk, finetune, generate
+#                `import onnxruntime` fails
+#   chunk        the chunk step, for real, on a batch in a mounted store (counts with the MiniLM tokenizer)
+#   embed        a real embedding: shape (1, 384), unit norm
+#   model-server import torch / transformers / onnxruntime and a real embedding
+#
+# Usage: images/verify.sh [image ...]     Environment: TAG=0.1.0 REGISTRY=genai-pipeline
+set -euo pipefail
+
+TAG="${TAG:-0.1.0}"
+REGISTRY="${REGISTRY:-genai-pipeline}"
+images=("$@")
+[[ ${#images[@]} -gt 0 ]] || images=(chunk embed finetune generate model-server)
+
+failures=0
+# One shared store for the step checks: chunk writes chunks there, embed embeds them.
+store=$(mktemp -d)
+chmod 0777 "$store"
+trap 'rm -rf "$store"' EXIT
+ok() { printf '[verify] ok    %-13s %s\n' "$1" "$2" >&2; }
+bad() { printf '[verify] FAIL  %-13s %s\n' "$1" "$2" >&2; failures=$((failures + 1)); }
+
+# Like the pod: read-only root, /tmp a tmpfs, non-root, no capabilities, no network.
+hardened=(--rm --read-only --tmpfs /tmp:rw,exec,size=512m --user 10001:10001 --cap-drop ALL
+          --security-opt no-new-privileges --network none)
+
+run() {  # run <image> <cmd...>: output on stdout, status as exit code
+    local image=$1
+    shift
+    docker run "${hardened[@]}" "$REGISTRY/$image:$TAG" "$@" 2>&1
+}
+
+expect_absent() {  # expect_absent <image> <module>
+    local out
+    if out=$(run "$1" python -c "import $2" 2>&1); then
+        bad "$1" "import $2 succeeded; it must not be in this image"
+    elif grep -q "No module named '$2'" <<<"$out"; then
+        ok "$1" "no $2"
+    else
+        bad "$1" "import $2 failed for another reason: $(tail -n 1 <<<"$out")"
+    fi
+}
+
+for image in "${images[@]}"; do
+    ref="$REGISTRY/$image:$TAG"
+    if ! docker image inspect "$ref" >/dev/null 2>&1; then
+        bad "$image" "$ref not built"
+        continue
+    fi
+
+    if out=$(run "$image" bash -c 'command -v bash python && id -u && echo "HOME=$HOME" && python --version'); then
+        ok "$image" "$(tr '\n' ' ' <<<"$out")"
+    else
+        bad "$image" "bash/python: $out"
+    fi
+    if out=$(run "$image" python -c 'import genai_pipeline.steps.ingest, genai_pipeline.runner; print("imports ok")'); then
+        ok "$image" "$out"
+    else
+        bad "$image" "import genai_pipeline.steps.ingest: $(tail -n 3 <<<"$out")"
+    fi
+    # No arguments: the runner prints its usage and exits 2.
+    out=$(docker run "${hardened[@]}" "$ref" 2>&1) && status=0 || status=$?
+    if [[ $status == 2 && $out == usage:* ]]; then ok "$image" "default CMD is the step runner"; else bad "$image" "CMD: ($status) $out"; fi
+    # What @task.kubernetes does: decode a script into /tmp, run it with bash -cx.
+    if out=$(run "$image" bash -cx 'python -c "print(1 + 1)" > /tmp/script.out && python -c "import json; json.dump({\"ok\": True}, open(\"/tmp/return.json\", \"w\"))" && cat /tmp/return.json'); then
+        ok "$image" "writes only under /tmp: $(tail -n 1 <<<"$out")"
+    else
+        bad "$image" "script in /tmp: $out"
+    fi
+    if out=$(run "$image" bash -c 'touch /opt/x 2>&1 || touch "$HOME/x" && echo home-writable'); then
+        ok "$image" "root filesystem read-only, HOME under /tmp ($(tail -n 1 <<<"$out"))"
+    else
+        bad "$image" "read-only check: $out"
+    fi
+
+    case $image in
+        chunk | finetune | generate)
+            expect_absent "$image" torch
+            expect_absent "$image" onnxruntime
+            ;;
+        embed)
+            expect_absent "$image" torch
+            ;;
+    esac
+
+    case $image in
+        embed | model-server)
+            if out=$(run "$image" python -c "
+import numpy as np
+from genai_pipeline.config import get_settings
+from genai_pipeline.models.embeddings import make_embedder
+v = make_embedder(get_settings()).embed(['hello'])
+print(v.shape, round(float(np.linalg.norm(v[0])), 4))"); then
+                if [[ $(tail -n 1 <<<"$out") == "(1, 384) 1.0" ]]; then ok "$image" "embedding $(tail -n 1 <<<"$out")"; else bad "$image" "embedding: $out"; fi
+            else
+                bad "$image" "embedding failed: $(tail -n 3 <<<"$out")"
+            fi
+            ;;&
+        model-server)
+            if out=$(run "$image" python -c 'import torch, transformers, onnxruntime; print("torch", torch.__version__, "transformers", transformers.__version__)'); then
+                ok "$image" "$out"
+            else
+                bad "$image" "torch/transformers: $(tail -n 3 <<<"$out")"
+            fi
+            ;;
+        chunk)
+            # The real chunk step on one batch of the packaged sample knowledge base, store on a volume.
+            if out=$(docker run "${hardened[@]}" -v "$store:/data" -e PIPELINE_STORE_URI=/data "$REGISTRY/$image:$TAG" bash -c '
+set -e
+python - <<"PY"
+import json
+from pathlib import Path
+import genai_pipeline
+from genai_pipeline.steps.documents import scan_source
+from genai_pipeline.store import Store
+kb = Path(genai_pipeline.__file__).parent / "sample_kb"
+docs = scan_source("pipeline-docs", str(kb), max_bytes=2_000_000).documents
+Store("/data").write_json("ingest/verify/batches/00000.json", [{**d.to_dict(), "uri": d.uri, "fingerprint": "verify"} for d in docs])
+PY
+python -m genai_pipeline.runner chunk "{\"run_key\": \"verify\", \"batch\": 0}" | tail -n 1'); then
+                ok "$image" "chunk step: $(tail -n 1 <<<"$out")"
+            else
+                bad "$image" "chunk step: $(tail -n 5 <<<"$out")"
+            fi
+            ;;
+    esac
+    if [[ $image == embed && -f $store/ingest/verify/chunks/00000.jsonl ]]; then
+        # The embed step, for real, on the chunks the chunk image just wrote.
+        if out=$(docker run "${hardened[@]}" -v "$store:/data" -e PIPELINE_STORE_URI=/data "$REGISTRY/$image:$TAG" \
+            python -m genai_pipeline.runner embed '{"run_key": "verify", "batch": 0}'); then
+            ok "$image" "embed step: $(tail -n 1 <<<"$out")"
+        else
+            bad "$image" "embed step: $(tail -n 5 <<<"$out")"
+        fi
+    fi
+done
+
+if [[ $failures -gt 0 ]]; then
+    echo "[verify] $failures check(s) failed" >&2
+    exit 1
+fi
+echo "[verify] all checks passed: ${images[*]}" >&2
