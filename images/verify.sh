@@ -72,12 +72,13 @@ for image in "${images[@]}"; do
     if [[ $status == 2 && $out == usage:* ]]; then ok "$image" "default CMD is the step runner"; else bad "$image" "CMD: ($status) $out"; fi
     # What @task.kubernetes does: decode a script into /tmp, run it with bash -cx.
     if out=$(run "$image" bash -cx 'python -c "print(1 + 1)" > /tmp/script.out && python -c "import json; json.dump({\"ok\": True}, open(\"/tmp/return.json\", \"w\"))" && cat /tmp/return.json'); then
-        ok "$image" "writes only under /tmp: $(tail -n 1 <<<"$out")"
+        ok "$image" "decorator pattern (bash -cx, script and result in /tmp): $(grep '^{' <<<"$out")"
     else
         bad "$image" "script in /tmp: $out"
     fi
-    if out=$(run "$image" bash -c 'touch /opt/x 2>&1 || touch "$HOME/x" && echo home-writable'); then
-        ok "$image" "root filesystem read-only, HOME under /tmp ($(tail -n 1 <<<"$out"))"
+    if out=$(run "$image" bash -c '! touch /opt/x 2>/dev/null && ! touch /home/pipeline/x 2>/dev/null \
+            && mkdir -p "$XDG_CACHE_HOME" "$PIPELINE_HOME" && touch "$HOME/x" && echo "HOME=$HOME"'); then
+        ok "$image" "root filesystem read-only, HOME/XDG_CACHE_HOME/PIPELINE_HOME writable under /tmp"
     else
         bad "$image" "read-only check: $out"
     fi
