@@ -38,6 +38,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     settings = get_settings()
     services = _services(settings)
     from genai_pipeline.local.airflow_env import start_airflow
+    from genai_pipeline.local.model_server import start_model_server
     from genai_pipeline.local.weaviate_server import start_weaviate
     from genai_pipeline.models.embeddings import make_token_counter
 
@@ -45,6 +46,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     make_token_counter(settings)  # exports the model once; tasks then only load it
     _say(f"starting Weaviate {settings.weaviate.server_version} on 127.0.0.1:{settings.weaviate.http_port}")
     start_weaviate(settings, services)
+    _say(f"starting the local model server on {settings.model_server.base_url}")
+    start_model_server(settings, services)
     _say(f"starting Airflow (scheduler, dag-processor, triggerer, API server on 127.0.0.1:{args.api_port})")
     start_airflow(settings, services, args.api_port)
     _say(f"up: Airflow UI http://127.0.0.1:{args.api_port}  logs {services.log_dir}")
@@ -58,6 +61,7 @@ def cmd_down(args: argparse.Namespace) -> int:
     from genai_pipeline.local.airflow_env import stop_airflow
 
     stop_airflow(services)
+    services.stop("model-server")
     services.stop("weaviate")
     _say("stopped")
     return 0
@@ -166,6 +170,22 @@ def _say(message: str) -> None:
     print(f"==> {message}", file=sys.stderr, flush=True)
 
 
+def cmd_serve_models(args: argparse.Namespace) -> int:
+    """Run the local OpenAI-compatible model server in the foreground."""
+    import uvicorn
+
+    from genai_pipeline.model_server.app import create_app
+
+    settings = get_settings()
+    uvicorn.run(
+        create_app(settings),
+        host=args.host or settings.model_server.host,
+        port=args.port or settings.model_server.port,
+        log_level="warning",
+    )
+    return 0
+
+
 def cmd_step(args: argparse.Namespace) -> int:
     """Run one step with a JSON descriptor, as its image does."""
     from genai_pipeline.runner import main
@@ -211,6 +231,11 @@ def build_parser() -> argparse.ArgumentParser:
     step.add_argument("name")
     step.add_argument("payload", nargs="?")
     step.set_defaults(handler=cmd_step)
+
+    serve = sub.add_parser("serve-models", help="run the local OpenAI-compatible model server")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.set_defaults(handler=cmd_serve_models)
 
     weaviate = sub.add_parser("weaviate", help="the local Weaviate server")
     weaviate.add_argument("action", choices=["start", "stop"])

@@ -174,11 +174,25 @@ class OpenAISettings(BaseModel):
 
 
 class ModelServerSettings(BaseModel):
-    """The local OpenAI-compatible model server (issue: offline provider)."""
+    """The local OpenAI-compatible model server (embeddings, chat, files, fine-tuning)."""
 
     host: str = "127.0.0.1"
     port: int = 8088
+    # When set, every request needs ``Authorization: Bearer <key>`` (401 otherwise), like the hosted API.
     api_key: SecretStr | None = None
+    # Folder for uploaded files, job state and fine-tuned models; default: <home>/model-server.
+    state_dir: Path | None = None
+    max_file_bytes: int = Field(50_000_000, ge=1)
+    # Caps that keep a CPU fine-tune to demo/test scale; a job that hits one says so in its events.
+    max_train_steps: int = Field(300, ge=1)
+    max_train_seconds: float = Field(1800.0, gt=0)
+    base_learning_rate: float = Field(5e-5, gt=0)
+    eval_every_steps: int = Field(5, ge=1)
+    # Faults on demand: a share of /v1 requests answers 429 (with Retry-After) or 500.
+    fault_rate_429: float = Field(0.0, ge=0, le=1)
+    fault_rate_500: float = Field(0.0, ge=0, le=1)
+    fault_retry_after_seconds: float = Field(0.5, ge=0)
+    fault_seed: int | None = None
 
     @property
     def base_url(self) -> str:
@@ -211,6 +225,11 @@ class Settings(BaseSettings):
         return self.store_uri or str(self.home / "store")
 
     @property
+    def model_server_dir(self) -> Path:
+        """Where the model server keeps files, jobs and fine-tuned models."""
+        return self.model_server.state_dir or self.home / "model-server"
+
+    @property
     def openai_base_url(self) -> str:
         """The configured API, or the local model server when none is configured."""
         return self.openai.base_url or self.model_server.base_url
@@ -234,7 +253,7 @@ class Settings(BaseSettings):
 
 
 # Paths that belong to the machine the settings were read on, not to a pod started from them.
-_MACHINE_LOCAL = {"home": True, "cache_dir": True, "embedding": {"local_model_dir"}}
+_MACHINE_LOCAL = {"home": True, "cache_dir": True, "embedding": {"local_model_dir"}, "model_server": {"state_dir"}}
 
 
 def _is_secret(settings: Settings, section: str, key: str) -> bool:

