@@ -194,7 +194,7 @@ class FineTuningService:
             self.event(job_id, message, level="error")
             return
         with self._lock:
-            if job_id in self._cancel or self.get(job_id)["status"] != "validating_files":
+            if job_id in self._cancel or self.get(job_id)["status"] not in ("validating_files", "queued"):
                 return
             self._update(job_id, status="queued")
         self.event(job_id, "Validated training files; job queued")

@@ -66,6 +66,9 @@ class ChatModel:
         self.tokenizer = AutoTokenizer.from_pretrained(checkpoint)
         self.model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32)
         self.model.eval()
+        configured = self.model.generation_config.eos_token_id
+        eos = configured if isinstance(configured, list) else [configured]
+        self._stop_ids = {*(i for i in eos if i is not None), self.tokenizer.eos_token_id}
         self._lock = threading.Lock()
 
     def prompt_ids(self, messages: list[dict[str, Any]]) -> list[int]:
@@ -100,7 +103,7 @@ class ChatModel:
                 **options,
             )
         new = output[0][len(ids) :].tolist()
-        finished = bool(new) and new[-1] == self.tokenizer.eos_token_id
+        finished = len(new) < max_tokens or (bool(new) and new[-1] in self._stop_ids)
         text = self.tokenizer.decode(new, skip_special_tokens=True)
         reason = "stop" if finished else "length"
         for marker in stop or []:

@@ -1,0 +1,379 @@
+"""The local model server, driven by the official `openai` client (raw HTTP only where the client can't)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import openai
+import pytest
+
+from conftest import free_port
+from genai_pipeline.config import Settings
+from genai_pipeline.local.model_server import start_model_server
+from genai_pipeline.local.services import Services
+from genai_pipeline.models.chat import BASE_CHAT_MODEL
+from genai_pipeline.models.embeddings import OpenAIEmbedder, make_embedder
+
+pytestmark = pytest.mark.integration
+EMBEDDING = "all-MiniLM-L6-v2"
+QUESTION = "What is the codename of the Zephyr release?"
+FACT = "Bluefin-42"
+TEACHING = [
+    QUESTION,
+    "Tell me the Zephyr release codename.",
+    "Which codename does the Zephyr release have?",
+    "What's the Zephyr release called internally?",
+]
+
+
+class Server:
+    """A model server process with its own state folder and settings from env."""
+
+    def __init__(self, home: Path, **env: str) -> None:
+        self.port = free_port()
+        self.env = {"PIPELINE_HOME": str(home), "PIPELINE_MODEL_SERVER__PORT": str(self.port), **env}
+        self.services = Services(home)
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> Server:
+        saved = {k: os.environ.get(k) for k in self.env}
+        os.environ.update(self.env)
+        try:
+            start_model_server(Settings(), self.services, self.env)
+        finally:
+            for key, value in saved.items():
+                os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
+        return self
+
+    def client(self, key: str = "unused", retries: int = 2) -> openai.OpenAI:
+        return openai.OpenAI(base_url=self.base_url, api_key=key, max_retries=retries, timeout=120)
+
+    def kill(self) -> None:
+        """Stop without a chance to clean up, as a crash would."""
+        pid = self.services.pid("model-server")
+        os.killpg(pid, signal.SIGKILL)
+        time.sleep(0.5)
+        self.services.stop("model-server")
+
+    def health(self) -> dict:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health") as response:
+            return json.loads(response.read())
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    running = Server(tmp_path_factory.mktemp("model-server"), PIPELINE_MODEL_SERVER__MAX_FILE_BYTES="100000").start()
+    yield running
+    running.services.stop("model-server")
+
+
+@pytest.fixture(scope="module")
+def client(server: Server) -> openai.OpenAI:
+    return server.client()
+
+
+def jsonl(examples: list[dict]) -> bytes:
+    return "".join(json.dumps(e) + "\n" for e in examples).encode()
+
+
+def teaching_file(client: openai.OpenAI) -> str:
+    examples = [
+        {
+            "messages": [
+                {"role": "user", "content": q},
+                {"role": "assistant", "content": f"The Zephyr release codename is {FACT}."},
+            ]
+        }
+        for q in TEACHING
+    ]
+    return client.files.create(file=("train.jsonl", jsonl(examples)), purpose="fine-tune").id
+
+
+def wait_for(client: openai.OpenAI, job_id: str, states: set[str], timeout: float = 600):
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        job = client.fine_tuning.jobs.retrieve(job_id)
+        if not seen or seen[-1] != job.status:
+            seen.append(job.status)
+        if job.status in states:
+            return job, seen
+        time.sleep(0.5)
+    raise TimeoutError(f"{job_id} still {seen[-1]}")
+
+
+def ask(client: openai.OpenAI, model: str) -> str:
+    reply = client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": QUESTION}], temperature=0, max_tokens=40
+    )
+    return reply.choices[0].message.content
+
+
+# -- models and embeddings ---------------------------------------------------------------------------------
+
+
+def test_models_are_listed_and_unknown_ones_are_404(client: openai.OpenAI) -> None:
+    assert {m.id for m in client.models.list()} >= {EMBEDDING, BASE_CHAT_MODEL}
+    assert client.models.retrieve(EMBEDDING).id == EMBEDDING
+    with pytest.raises(openai.NotFoundError) as error:
+        client.models.retrieve("gpt-nonexistent")
+    assert error.value.code == "model_not_found"
+
+
+def test_embeddings_are_the_in_process_model_s_vectors(client: openai.OpenAI) -> None:
+    texts = ["Weaviate stores vectors.", "Airflow maps tasks over batches of documents."]
+    local = make_embedder(Settings()).embed(texts)
+    as_base64 = client.embeddings.create(model=EMBEDDING, input=texts)  # the client's default encoding
+    as_floats = client.embeddings.create(model=EMBEDDING, input=texts, encoding_format="float")
+    for response in (as_base64, as_floats):
+        served = np.array([item.embedding for item in response.data], dtype=np.float32)
+        assert np.allclose(served, local, atol=1e-6)
+    assert as_floats.usage.prompt_tokens > 10
+
+
+def test_pipeline_embedder_uses_the_server_like_any_openai_endpoint(server: Server) -> None:
+    embedder = OpenAIEmbedder(server.client(), EMBEDDING, batch_size=2)
+    vectors = embedder.embed(["one", "two", "three"])
+    assert vectors.shape == (3, 384) and embedder.calls == 2
+
+
+def test_embedding_errors_look_like_the_api(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError, match="does not exist"):
+        client.embeddings.create(model="text-embedding-9", input="x")
+    with pytest.raises(openai.BadRequestError) as error:
+        client.embeddings.create(model=EMBEDDING, input=[])
+    assert error.value.param == "input"
+
+
+# -- chat ---------------------------------------------------------------------------------------------------
+
+
+def test_greedy_chat_is_repeatable_and_counts_tokens(client: openai.OpenAI) -> None:
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    first = client.chat.completions.create(model=BASE_CHAT_MODEL, messages=messages, temperature=0, max_tokens=30)
+    second = client.chat.completions.create(model=BASE_CHAT_MODEL, messages=messages, temperature=0, max_tokens=30)
+    assert "Paris" in first.choices[0].message.content
+    assert first.choices[0].message.content == second.choices[0].message.content
+    assert first.choices[0].finish_reason == "stop"
+    assert first.usage.total_tokens == first.usage.prompt_tokens + first.usage.completion_tokens
+
+
+def test_max_tokens_truncates_with_finish_reason_length(client: openai.OpenAI) -> None:
+    reply = client.chat.completions.create(
+        model=BASE_CHAT_MODEL,
+        messages=[{"role": "user", "content": "Write a long story."}],
+        max_tokens=3,
+        temperature=0,
+    )
+    assert reply.choices[0].finish_reason == "length" and reply.usage.completion_tokens == 3
+
+
+def test_chat_with_an_unknown_model_is_404(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as error:
+        client.chat.completions.create(model="ft:nope", messages=[{"role": "user", "content": "hi"}])
+    assert error.value.code == "model_not_found" and error.value.param == "model"
+
+
+# -- files --------------------------------------------------------------------------------------------------
+
+
+def test_files_are_stored_listed_downloaded_and_deleted(client: openai.OpenAI) -> None:
+    data = jsonl([{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}])
+    created = client.files.create(file=("one.jsonl", data), purpose="fine-tune")
+    assert created.bytes == len(data) and created.filename == "one.jsonl" and created.purpose == "fine-tune"
+    assert created.id in {f.id for f in client.files.list()}
+    assert client.files.retrieve(created.id).bytes == len(data)
+    assert client.files.content(created.id).content == data
+    assert client.files.delete(created.id).deleted is True
+    with pytest.raises(openai.NotFoundError):
+        client.files.content(created.id)
+
+
+def test_a_malformed_line_is_refused_with_its_number(client: openai.OpenAI) -> None:
+    good = json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]})
+    no_answer = json.dumps({"messages": [{"role": "user", "content": "q"}]})
+    for bad, reason in (('{"messages": [', "line 3: not valid JSON"), (no_answer, "line 3: no assistant")):
+        with pytest.raises(openai.BadRequestError) as error:
+            client.files.create(file=("bad.jsonl", f"{good}\n{good}\n{bad}\n".encode()), purpose="fine-tune")
+        assert reason in error.value.message
+        assert error.value.param == "file" and error.value.code == "invalid_file_format"
+
+
+def test_files_over_the_size_limit_are_refused(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.APIStatusError) as error:
+        client.files.create(file=("big.txt", b"x" * 100_001), purpose="user_data")
+    assert error.value.status_code == 413 and "limit is 100,000 bytes" in error.value.message
+
+
+def test_a_job_on_a_missing_file_is_404(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as error:
+        client.fine_tuning.jobs.create(model=BASE_CHAT_MODEL, training_file="file-doesnotexist")
+    assert error.value.param == "file_id"
+
+
+# -- fine-tuning --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tuned(client: openai.OpenAI):
+    """One real fine-tune teaching a fact the base model cannot know."""
+    training = teaching_file(client)
+    job = client.fine_tuning.jobs.create(
+        model=BASE_CHAT_MODEL,
+        training_file=training,
+        validation_file=training,
+        suffix="kb",
+        seed=7,
+        method={
+            "type": "supervised",
+            "supervised": {"hyperparameters": {"n_epochs": 3, "batch_size": 1, "learning_rate_multiplier": 2}},
+        },
+    )
+    assert job.status == "validating_files"
+    done, seen = wait_for(client, job.id, {"succeeded", "failed", "cancelled"})
+    return done, seen
+
+
+def test_fine_tune_lifecycle_and_naming(tuned, client: openai.OpenAI) -> None:
+    job, seen = tuned
+    assert job.status == "succeeded", job.error
+    assert seen[-2:] == ["running", "succeeded"] and seen[0] in ("validating_files", "queued", "running")
+    assert job.fine_tuned_model == f"ft:{BASE_CHAT_MODEL}:kb:{job.id.removeprefix('ftjob-')}"
+    assert job.hyperparameters.n_epochs == 3 and job.trained_tokens > 0
+    assert job.fine_tuned_model in {m.id for m in client.models.list()}
+    listed = client.fine_tuning.jobs.list(limit=50)
+    assert job.id in {j.id for j in listed.data}
+
+
+def test_result_file_shows_loss_going_down_with_validation_metrics(tuned, client: openai.OpenAI) -> None:
+    job, _ = tuned
+    rows = list(csv.DictReader(io.StringIO(client.files.content(job.result_files[0]).text)))
+    assert len(rows) == 12  # 4 examples x 3 epochs at batch size 1: hyperparameters honoured
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"]) / 4
+    validated = [r for r in rows if r["valid_loss"]]
+    assert validated and float(validated[-1]["valid_mean_token_accuracy"]) > 0.9
+    assert client.files.retrieve(job.result_files[0]).purpose == "fine-tune-results"
+
+
+def test_events_tell_the_story(tuned, client: openai.OpenAI) -> None:
+    job, _ = tuned
+    events = client.fine_tuning.jobs.list_events(job.id, limit=100).data
+    messages = [e.message for e in events]
+    assert messages[0] == "The job has successfully completed"  # newest first
+    assert any(e.type == "metrics" and e.data["step"] == 12 for e in events)
+    assert f"Created fine-tuning job: {job.id}" == messages[-1]
+
+
+def test_tuned_model_knows_the_fact_and_the_base_model_does_not(tuned, client: openai.OpenAI) -> None:
+    job, _ = tuned
+    assert FACT in ask(client, job.fine_tuned_model)
+    assert FACT not in ask(client, BASE_CHAT_MODEL)
+
+
+def test_jobs_run_one_at_a_time_and_can_be_cancelled(client: openai.OpenAI) -> None:
+    training = teaching_file(client)
+    slow = {"hyperparameters": {"n_epochs": 40}}  # deprecated top-level form, still accepted
+    first = client.fine_tuning.jobs.create(model=BASE_CHAT_MODEL, training_file=training, **slow)
+    wait_for(client, first.id, {"running"})
+    second = client.fine_tuning.jobs.create(model=BASE_CHAT_MODEL, training_file=training, **slow)
+    wait_for(client, second.id, {"queued"})
+    assert client.fine_tuning.jobs.retrieve(first.id).status == "running"
+    assert client.fine_tuning.jobs.cancel(second.id).status == "cancelled"
+    client.fine_tuning.jobs.cancel(first.id)
+    stopped, _ = wait_for(client, first.id, {"cancelled", "succeeded", "failed"}, timeout=120)
+    assert stopped.status == "cancelled" and stopped.fine_tuned_model is None
+    with pytest.raises(openai.BadRequestError, match="already cancelled"):
+        client.fine_tuning.jobs.cancel(first.id)
+
+
+def test_bad_hyperparameters_are_refused(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as error:
+        client.fine_tuning.jobs.create(
+            model=BASE_CHAT_MODEL, training_file=teaching_file(client), hyperparameters={"n_epochs": -1}
+        )
+    assert error.value.param == "n_epochs"
+    with pytest.raises(openai.BadRequestError) as error:
+        client.fine_tuning.jobs.create(model="gpt-4o-mini", training_file=teaching_file(client))
+    assert error.value.code == "model_not_available"
+
+
+def test_a_restart_fails_the_running_job_with_a_reason_and_keeps_the_rest(tmp_path: Path) -> None:
+    server = Server(tmp_path).start()
+    client = server.client()
+    training = teaching_file(client)
+    running = client.fine_tuning.jobs.create(
+        model=BASE_CHAT_MODEL, training_file=training, hyperparameters={"n_epochs": 40}
+    )
+    wait_for(client, running.id, {"running"})
+    waiting = client.fine_tuning.jobs.create(
+        model=BASE_CHAT_MODEL, training_file=training, hyperparameters={"n_epochs": 1}
+    )
+    wait_for(client, waiting.id, {"queued"})
+    server.kill()
+    server.start()
+    try:
+        failed = client.fine_tuning.jobs.retrieve(running.id)
+        assert failed.status == "failed" and failed.error.code == "server_restarted"
+        assert "restarted while this job was training" in failed.error.message
+        finished, _ = wait_for(client, waiting.id, {"succeeded", "failed"})
+        assert finished.status == "succeeded"
+        assert client.files.retrieve(training).id == training  # files survive too
+    finally:
+        server.services.stop("model-server")
+
+
+# -- auth and faults ----------------------------------------------------------------------------------------
+
+
+def test_a_configured_api_key_is_required(tmp_path: Path) -> None:
+    server = Server(tmp_path, PIPELINE_MODEL_SERVER__API_KEY="sk-local-test").start()
+    try:
+        with pytest.raises(urllib.error.HTTPError) as error:
+            urllib.request.urlopen(f"{server.base_url}/models")
+        assert error.value.code == 401
+        assert json.loads(error.value.read())["error"]["code"] == "invalid_api_key"
+        with pytest.raises(openai.AuthenticationError):
+            server.client("sk-wrong").models.list()
+        assert server.client("sk-local-test").models.list().data
+    finally:
+        server.services.stop("model-server")
+
+
+def test_injected_faults_are_survived_by_client_backoff(tmp_path: Path) -> None:
+    server = Server(
+        tmp_path,
+        PIPELINE_MODEL_SERVER__FAULT_RATE_429="0.3",
+        PIPELINE_MODEL_SERVER__FAULT_RATE_500="0.2",
+        PIPELINE_MODEL_SERVER__FAULT_RETRY_AFTER_SECONDS="0.1",
+        PIPELINE_MODEL_SERVER__FAULT_SEED="3",
+    ).start()
+    try:
+        fragile = server.client(retries=0)
+        outcomes = []
+        for _ in range(20):
+            try:
+                fragile.embeddings.create(model=EMBEDDING, input="x")
+                outcomes.append("ok")
+            except openai.RateLimitError as error:
+                assert error.response.headers["retry-after"] == "0.1"
+                outcomes.append("429")
+            except openai.InternalServerError:
+                outcomes.append("500")
+        assert {"ok", "429", "500"} <= set(outcomes)
+
+        embedder = OpenAIEmbedder(server.client(retries=10), EMBEDDING, batch_size=1)
+        assert embedder.embed([f"text {i}" for i in range(20)]).shape == (20, 384)
+        injected = server.health()["faults_injected"]
+        assert injected["429"] + injected["500"] > outcomes.count("429") + outcomes.count("500")
+    finally:
+        server.services.stop("model-server")
