@@ -8,43 +8,20 @@ vectorizer module (the pipeline supplies vectors).
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from genai_pipeline.config import Settings
+from genai_pipeline.local.go_tools import go_install
 from genai_pipeline.local.services import Services
 
 MODULE = "github.com/weaviate/weaviate/cmd/weaviate-server"
 
 
-class WeaviateUnavailable(RuntimeError):
-    """The server binary could not be built or the server did not become ready."""
-
-
-def binary_path(settings: Settings) -> Path:
-    """Where the pinned server version is cached (built once per machine)."""
-    return settings.cache_dir / f"weaviate-{settings.weaviate.server_version}" / "weaviate-server"
-
-
 def ensure_binary(settings: Settings) -> Path:
-    """Build the pinned ``weaviate-server`` with ``go install`` unless it is cached (2-4 min, once)."""
-    target = binary_path(settings)
-    if target.is_file():
-        return target
-    go = shutil.which("go")
-    if go is None:
-        raise WeaviateUnavailable("`go` is not on PATH: it is needed once to build weaviate-server")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "GOBIN": str(target.parent), "CGO_ENABLED": "0"}
-    result = subprocess.run(
-        [go, "install", f"{MODULE}@{settings.weaviate.server_version}"], env=env, capture_output=True, text=True
-    )
-    if result.returncode != 0 or not target.is_file():
-        raise WeaviateUnavailable(f"go install {MODULE} failed:\n{result.stderr[-2000:]}")
-    return target
+    """The pinned ``weaviate-server``, built with ``go install`` unless cached (2-4 min, once)."""
+    return go_install(settings.cache_dir, MODULE, settings.weaviate.server_version)
 
 
 def server_env(settings: Settings) -> dict[str, str]:

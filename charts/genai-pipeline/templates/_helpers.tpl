@@ -1,0 +1,17 @@
+{{/* Common labels: one helper, used by every template. */}}
+{{- define "genai-pipeline.labels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "genai-pipeline.selectorLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "genai-pipeline.image" -}}
+{{ printf "%s/%s:%s" .root.Values.images.registry .image .root.Values.images.tag }}
+{{- end -}}

@@ -1,0 +1,44 @@
+"""Go-built tools (weaviate-server, helm) installed from the Go module proxy and cached per version.
+
+No release downloads or container registries are needed: ``go install`` builds from source once per
+machine (minutes), later calls find the cached binary.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+HELM_MODULE = "helm.sh/helm/v3/cmd/helm"
+HELM_VERSION = "v3.22.0"
+
+
+class GoToolUnavailable(RuntimeError):
+    """The tool is not cached and could not be built; the message carries go's error."""
+
+
+def go_install(cache_dir: Path, module: str, version: str, *, ldflags: str | None = None) -> Path:
+    """Path of ``module@version``'s binary, building it with ``go install`` the first time."""
+    binary = module.rsplit("/", 1)[-1]
+    target = cache_dir / f"{binary.removesuffix('-server')}-{version}" / binary
+    if target.is_file():
+        return target
+    go = shutil.which("go")
+    if go is None:
+        raise GoToolUnavailable(f"`go` is not on PATH: it is needed once to build {binary} ({module}@{version})")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    command = [go, "install", *(["-ldflags", ldflags] if ldflags else []), f"{module}@{version}"]
+    env = {**os.environ, "GOBIN": str(target.parent), "CGO_ENABLED": "0"}
+    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    if result.returncode != 0 or not target.is_file():
+        raise GoToolUnavailable(f"{' '.join(command)} failed:\n{result.stderr[-2000:]}")
+    return target
+
+
+def ensure_helm(cache_dir: Path) -> Path:
+    """The pinned helm, with its version stamped in (chart ``kubeVersion`` checks rely on it)."""
+    return go_install(
+        cache_dir, HELM_MODULE, HELM_VERSION, ldflags=f"-X helm.sh/helm/v3/internal/version.version={HELM_VERSION}"
+    )
