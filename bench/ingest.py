@@ -84,17 +84,27 @@ def run_dags_test(settings, env: dict[str, str]) -> tuple[dict, float, int]:
     from genai_pipeline.store import Store
 
     started = time.perf_counter()
-    subprocess.run([airflow_bin(), "dags", "test", "ingest_knowledge_base"], env={**airflow_env(settings), **env},
-                   check=True, capture_output=True)
+    subprocess.run(
+        [airflow_bin(), "dags", "test", "ingest_knowledge_base"],
+        env={**airflow_env(settings), **env},
+        check=True,
+        capture_output=True,
+    )
     wall = time.perf_counter() - started
     listing = subprocess.run(
         [airflow_bin(), "dags", "list-runs", "ingest_knowledge_base", "-o", "json"],
-        env={**airflow_env(settings), **env}, check=True, capture_output=True, text=True,
+        env={**airflow_env(settings), **env},
+        check=True,
+        capture_output=True,
+        text=True,
     )
     runs = sorted(json.loads(listing.stdout), key=lambda r: r["start_date"] or "")
     states = subprocess.run(
         [airflow_bin(), "tasks", "states-for-dag-run", "ingest_knowledge_base", runs[-1]["run_id"], "-o", "json"],
-        env={**airflow_env(settings), **env}, check=True, capture_output=True, text=True,
+        env={**airflow_env(settings), **env},
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return Store(settings.store).read_json("reports/ingest/latest.json"), wall, len(json.loads(states.stdout))
 

@@ -69,22 +69,28 @@ def main() -> int:
         client.embeddings.create(model=model, input="warm up")
 
         def served(batch: list[str]):
-            return lambda: [client.embeddings.create(model=model, input=batch[i : i + 64])
-                            for i in range(0, len(batch), 64)]
+            return lambda: [
+                client.embeddings.create(model=model, input=batch[i : i + 64]) for i in range(0, len(batch), 64)
+            ]
 
         remote = {"chunks": rate(served(chunks), len(chunks)), "short": rate(served(short), len(short))}
         client.chat.completions.create(model=BASE_CHAT_MODEL, messages=CHAT_PROMPT, temperature=0, max_tokens=96)
         started = time.perf_counter()
-        answer = client.chat.completions.create(model=BASE_CHAT_MODEL, messages=CHAT_PROMPT, temperature=0,
-                                                max_tokens=96)
+        answer = client.chat.completions.create(
+            model=BASE_CHAT_MODEL, messages=CHAT_PROMPT, temperature=0, max_tokens=96
+        )
         remote["chat"] = answer.usage.completion_tokens / (time.perf_counter() - started)
 
-        examples = [{"messages": [{"role": "user", "content": s}, {"role": "assistant", "content": s[::-1]}]}
-                    for s in texts(10, 2)]
-        upload = client.files.create(file=("train.jsonl", "".join(json.dumps(e) + "\n" for e in examples).encode()),
-                                     purpose="fine-tune")
-        job = client.fine_tuning.jobs.create(model=BASE_CHAT_MODEL, training_file=upload.id,
-                                             hyperparameters={"n_epochs": 2, "batch_size": 2})
+        examples = [
+            {"messages": [{"role": "user", "content": s}, {"role": "assistant", "content": s[::-1]}]}
+            for s in texts(10, 2)
+        ]
+        upload = client.files.create(
+            file=("train.jsonl", "".join(json.dumps(e) + "\n" for e in examples).encode()), purpose="fine-tune"
+        )
+        job = client.fine_tuning.jobs.create(
+            model=BASE_CHAT_MODEL, training_file=upload.id, hyperparameters={"n_epochs": 2, "batch_size": 2}
+        )
         while (job := client.fine_tuning.jobs.retrieve(job.id)).status not in ("succeeded", "failed", "cancelled"):
             time.sleep(0.5)
         events = client.fine_tuning.jobs.list_events(job.id, limit=200).data
@@ -96,11 +102,16 @@ def main() -> int:
         services.stop("model-server")
 
     print(f"{'':28}{'in-process':>12}{'server':>10}{'ratio':>8}")
-    for key, label in (("chunks", "embeddings/s (256-token)"), ("short", "embeddings/s (sentence)"),
-                       ("chat", "chat tokens/s (greedy)")):
+    for key, label in (
+        ("chunks", "embeddings/s (256-token)"),
+        ("short", "embeddings/s (sentence)"),
+        ("chat", "chat tokens/s (greedy)"),
+    ):
         print(f"{label:28}{local[key]:>12.1f}{remote[key]:>10.1f}{remote[key] / local[key]:>8.2f}")
-    print(f"fine-tune: {job.status}, {len(metrics)} steps (batch 2, 10 examples x 2 epochs), "
-          f"{steps_per_s:.2f} steps/s while training, job {job_seconds} s end to end incl. load and save")
+    print(
+        f"fine-tune: {job.status}, {len(metrics)} steps (batch 2, 10 examples x 2 epochs), "
+        f"{steps_per_s:.2f} steps/s while training, job {job_seconds} s end to end incl. load and save"
+    )
     return 0
 
 

@@ -20,7 +20,7 @@ def helm() -> Path:
 
 
 def render(helm: Path, *sets: str) -> dict[tuple[str, str], dict]:
-    args = [str(helm), "template", "kb", str(CHART), "--namespace", "genai-pipeline"]
+    args = [str(helm), "template", "kb", str(CHART), "--namespace", "genai-pipeline", "--kube-version", "1.34.0"]
     for item in sets:
         args += ["--set", item]
     out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
@@ -72,7 +72,9 @@ def test_model_server_deployment_is_hardened_and_wired(helm: Path) -> None:
     assert container["image"] == "genai-pipeline/model-server:0.1.0"
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["automountServiceAccountToken"] is False
     assert container["securityContext"] == {
-        "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
     }
     assert container["resources"]["limits"] and container["resources"]["requests"]
     assert container["readinessProbe"]["httpGet"]["path"] == "/health"

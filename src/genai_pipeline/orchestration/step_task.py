@@ -14,7 +14,7 @@ from typing import Any
 from airflow.sdk import task
 
 from genai_pipeline.config import RunMode, Settings, get_settings
-from genai_pipeline.steps.registry import STEP_IMAGES, STEPS
+from genai_pipeline.steps.registry import image_of, known
 
 # Rendered after each mapped instance runs: the batch label instead of a bare index in the UI.
 MAP_INDEX_TEMPLATE = "{{ task.op_kwargs['payload'].get('label', '') }}"
@@ -45,8 +45,7 @@ class StepTask:
 
 def step_task(step: str, *, settings: Settings | None = None, **task_kwargs: Any) -> StepTask:
     """Declare "run this step" for a DAG; retries, backoff and concurrency come from settings."""
-    if step not in STEPS:
-        raise KeyError(f"unknown step {step!r}; known steps: {', '.join(sorted(STEPS))}")
+    known(step)
     settings = settings or get_settings()
     runtime = settings.runtime
     options: dict[str, Any] = {
@@ -62,7 +61,7 @@ def step_task(step: str, *, settings: Settings | None = None, **task_kwargs: Any
     if runtime.mode is RunMode.KUBERNETES:
         from genai_pipeline.orchestration.pods import pod_options
 
-        decorated = task.kubernetes(**options, **pod_options(settings, step, STEP_IMAGES[step]))(run_pipeline_step)
+        decorated = task.kubernetes(**options, **pod_options(settings, step, image_of(step)))(run_pipeline_step)
     else:
         decorated = task(**options)(run_pipeline_step)
     return StepTask(step, decorated)
