@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ingest import sentence  # noqa: E402  (the same generated text as the ingestion benchmark)
+from ingest import sentence  # the same generated text as the ingestion benchmark
 
 CHAT_PROMPT = [{"role": "user", "content": "Explain step by step how a data pipeline loads documents into a database."}]
 
