@@ -55,8 +55,8 @@ def measure_raw() -> dict[str, float]:
     started = time.perf_counter()
     from genai_pipeline.config import get_settings
     from genai_pipeline.models.embeddings import make_embedder, make_token_counter
-    from genai_pipeline.steps.chunk import chunk_text
-    from genai_pipeline.steps.documents import document_title, read_document, scan_source
+    from genai_pipeline.steps.documents import read_document, scan_source
+    from genai_pipeline.steps.ingest import chunk_document
 
     settings = get_settings()
     embedder, tokens = make_embedder(settings), make_token_counter(settings)
@@ -67,16 +67,7 @@ def measure_raw() -> dict[str, float]:
     for name, root in settings.ingest.sources.items():
         for doc in scan_source(name, root, max_bytes=cap).documents:
             text = read_document(doc, max_bytes=cap)
-            chunks = chunk_text(
-                text,
-                source_uri=doc.uri,
-                title=document_title(text, doc.relpath),
-                markdown=doc.is_markdown,
-                tokens=tokens,
-                size=settings.chunking.size_tokens,
-                overlap=settings.chunking.overlap_tokens,
-            )
-            texts.extend(c.embedding_text for c in chunks)
+            texts.extend(c.embedding_text for c in chunk_document(settings, tokens, doc, text))
     started = time.perf_counter()
     for offset in range(0, len(texts), 512):
         embedder.embed(texts[offset : offset + 512])

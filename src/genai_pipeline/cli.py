@@ -172,8 +172,11 @@ def _say(message: str) -> None:
 
 def cmd_serve_models(args: argparse.Namespace) -> int:
     """Run the local OpenAI-compatible model server in the foreground."""
+    import os
+
     import uvicorn
 
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # models come from packages, never from a hub
     from genai_pipeline.model_server.app import create_app
 
     settings = get_settings()

@@ -17,15 +17,20 @@ pytestmark = pytest.mark.integration
 SAMPLE = Path(__file__).resolve().parents[2] / "src" / "genai_pipeline" / "sample_kb"
 
 
-def ingest(settings: Settings, env: dict[str, str]) -> dict:
-    """One `airflow dags test` run of the ingestion DAG; returns the run's stored summary."""
-    result = subprocess.run(
+def run_dag(settings: Settings, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """One `airflow dags test` run of the ingestion DAG."""
+    return subprocess.run(
         [airflow_bin(), "dags", "test", "ingest_knowledge_base"],
         env={**airflow_env(settings), **env},
         capture_output=True,
         text=True,
         timeout=900,
     )
+
+
+def ingest(settings: Settings, env: dict[str, str]) -> dict:
+    """A successful run of the ingestion DAG; returns the run's stored summary."""
+    result = run_dag(settings, env)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     return Store(settings.store).read_json("reports/ingest/latest.json")
 
@@ -106,12 +111,7 @@ def test_fail_on_rejected_fails_the_run_but_loads_the_good_documents(settings_fo
     (corpus / "bad.md").write_bytes(b"\xff\xfe\x00bad")
     settings, env = settings_for({"kb": corpus}, PIPELINE_INGEST__FAIL_ON_REJECTED="true")
     migrate(settings)
-    result = subprocess.run(
-        [airflow_bin(), "dags", "test", "ingest_knowledge_base"],
-        env={**airflow_env(settings), **env},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = run_dag(settings, env)
+    assert result.returncode != 0
     assert "1 documents rejected (fail_on_rejected is set): kb/bad.md" in result.stdout + result.stderr
     assert set(objects_by_source(settings)) == {"kb/good.md"}

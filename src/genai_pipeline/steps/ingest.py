@@ -15,8 +15,9 @@ from typing import Any
 from genai_pipeline.clients.weaviate import collection_exists, create_collection, weaviate_client
 from genai_pipeline.config import Settings
 from genai_pipeline.models.embeddings import make_embedder, make_token_counter
+from genai_pipeline.models.tokens import TokenSpans
 from genai_pipeline.steps import load as loader
-from genai_pipeline.steps.chunk import chunk_text
+from genai_pipeline.steps.chunk import Chunk, chunk_text
 from genai_pipeline.steps.documents import (
     Document,
     DocumentRejected,
@@ -145,18 +146,25 @@ def chunk(settings: Settings, payload: Descriptor) -> Descriptor:
             # Changed or vanished since planning: reported, and the rest of the batch goes on.
             rejected.append({"uri": document.uri, "reason": str(error)})
             continue
-        chunks = chunk_text(
-            text,
-            source_uri=document.uri,
-            title=document_title(text, document.relpath),
-            markdown=document.is_markdown,
-            tokens=tokens,
-            size=settings.chunking.size_tokens,
-            overlap=settings.chunking.overlap_tokens,
+        rows.extend(
+            {**c.to_dict(), "fingerprint": entry["fingerprint"]}
+            for c in chunk_document(settings, tokens, document, text)
         )
-        rows.extend({**c.to_dict(), "fingerprint": entry["fingerprint"]} for c in chunks)
     store.write_jsonl(_prefix(run_key, "chunks", f"{index:05d}.jsonl"), rows)
     return {**payload, "chunks": len(rows), "late_rejected": rejected}
+
+
+def chunk_document(settings: Settings, tokens: TokenSpans, document: Document, text: str) -> list[Chunk]:
+    """One document's chunks with the configured size and overlap."""
+    return chunk_text(
+        text,
+        source_uri=document.uri,
+        title=document_title(text, document.relpath),
+        markdown=document.is_markdown,
+        tokens=tokens,
+        size=settings.chunking.size_tokens,
+        overlap=settings.chunking.overlap_tokens,
+    )
 
 
 def embed(settings: Settings, payload: Descriptor) -> Descriptor:
