@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -115,3 +118,48 @@ def test_fail_on_rejected_fails_the_run_but_loads_the_good_documents(settings_fo
     assert result.returncode != 0
     assert "1 documents rejected (fail_on_rejected is set): kb/bad.md" in result.stdout + result.stderr
     assert set(objects_by_source(settings)) == {"kb/good.md"}
+
+
+def test_openai_provider_ingests_through_a_faulty_server_with_backoff(settings_for, tmp_path: Path) -> None:
+    """The embeddings-API provider against the local model server answering 429/500 to a third of calls."""
+    from conftest import free_port
+    from genai_pipeline.local.model_server import start_model_server
+    from genai_pipeline.local.services import Services
+
+    corpus = tmp_path / "api-corpus"
+    shutil.copytree(SAMPLE, corpus)
+    port = free_port()
+    settings, env = settings_for(
+        {"kb": corpus},
+        PIPELINE_EMBEDDING__PROVIDER="openai",
+        PIPELINE_EMBEDDING__MODEL="all-MiniLM-L6-v2",
+        PIPELINE_EMBEDDING__BATCH_SIZE="8",
+        PIPELINE_OPENAI__BASE_URL=f"http://127.0.0.1:{port}/v1",
+        PIPELINE_OPENAI__MAX_RETRIES="10",
+        PIPELINE_INGEST__BATCH_DOCS="4",
+    )
+    server_env = {
+        "PIPELINE_MODEL_SERVER__PORT": str(port),
+        "PIPELINE_MODEL_SERVER__FAULT_RATE_429": "0.2",
+        "PIPELINE_MODEL_SERVER__FAULT_RATE_500": "0.1",
+        "PIPELINE_MODEL_SERVER__FAULT_RETRY_AFTER_SECONDS": "0.2",
+        "PIPELINE_MODEL_SERVER__FAULT_SEED": "5",
+    }
+    services = Services(settings.home)
+    os.environ.update(server_env)
+    try:
+        start_model_server(Settings(), services, {**env, **server_env})
+    finally:
+        for key in server_env:
+            os.environ.pop(key)
+    try:
+        migrate(settings)
+        summary = ingest(settings, env)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health") as response:
+            injected = json.loads(response.read())["faults_injected"]
+    finally:
+        services.stop("model-server")
+    assert summary["ingested"] == 8 and summary["model"] == "openai:all-MiniLM-L6-v2"
+    assert summary["embed_calls"] >= summary["chunks"] / 8  # one request per 8 chunks
+    assert injected["429"] + injected["500"] > 0  # the client's backoff really ran
+    assert sum(len(ids) for ids in objects_by_source(settings).values()) == summary["chunks"]
