@@ -6,9 +6,11 @@
 #   2. the project wheel (`uv build --wheel`);
 #   3. the ONNX export of all-MiniLM-L6-v2 (`pipeline models prepare --out ...`) when missing;
 #   4. per image, a build context under build/images/context/<image>/: requirements.txt exported from
-#      uv.lock with hashes for the image's extras, and wheels/ holding every wheel it names, downloaded
-#      by the base image's own pip (so the wheels match its Python) in a throwaway container;
-#   5. `docker build` of images/<image>/Dockerfile with BASE_IMAGE, tagged <registry>/<image>:<tag>;
+#      uv.lock with hashes for the image's extras, wheels/ holding every wheel it names, downloaded
+#      by the base image's own pip (so the wheels match its Python) in a throwaway container,
+#      project/ with the project wheel, and models/ where the image carries the ONNX model;
+#   5. `docker build` of images/<image>/Dockerfile with BASE_IMAGE, tagged <registry>/<image>:<tag>
+#      (dependencies and the project are separate layers: a code change rebuilds only the small one);
 #   6. images/verify.sh on what was built (VERIFY=0 skips it).
 #
 # Why wheels are downloaded outside `docker build`: the legacy builder (Debian's Docker 20.10 has no
@@ -21,6 +23,10 @@
 #   TAG=0.1.0  REGISTRY=genai-pipeline  BASE_IMAGE=genai-pipeline/base:bookworm (python:3.12-slim elsewhere)
 #   BUILD_DIR=<repo>/build/images   CA_BUNDLE=<host CA file for the download container>
 #   VERIFY=1   FORCE_BASE=1 (rebuild the base)   FORCE_MODEL=1 (re-export the ONNX model)
+#   PRUNE=1    afterwards drop dangling dependency-stage images (Docker's build cache of this script)
+#
+# Disk: the model-server build needs about 20 GB free (3.2 GB of wheels in its context, sent to the
+# daemon and copied into the build stage, the 6.1 GB venv in the build stage and again in the image).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -96,21 +102,28 @@ for image in "${images[@]}"; do
     for extra in ${EXTRAS[$image]}; do extra_args+=(--extra "$extra"); done
     (cd "$REPO" && uv export --frozen --no-dev --no-emit-project --format requirements-txt -q \
         "${extra_args[@]}" -o "$ctx/requirements.new")
-    # Wheels of another lock or another Python are dropped, not carried along.
+    # A complete set for another lock or another Python is dropped, not carried along (a partial
+    # download has no stamp yet: its files are kept and checked against the hashes).
     stamp="$PY_TAG $(sha256sum "$ctx/requirements.new" | cut -d' ' -f1)"
-    if [[ "$(cat "$ctx/.wheels-stamp" 2>/dev/null)" != "$stamp" ]]; then
-        rm -rf "$ctx/wheels" && mkdir -p "$ctx/wheels"
+    old_stamp=$(cat "$ctx/.wheels-stamp" 2>/dev/null || true)
+    if [[ -n "$old_stamp" && "$old_stamp" != "$stamp" ]]; then
+        rm -rf "$ctx/wheels" "$ctx/.wheels-stamp" && mkdir -p "$ctx/wheels"
     fi
     mv "$ctx/requirements.new" "$ctx/requirements.txt"
 
-    # 4b. Wheels, by the base image's pip (already-downloaded files are checked and kept).
-    log "$image: downloading wheels for $PY_TAG (${EXTRAS[$image]:-core only})"
-    docker run "${download_opts[@]}" -v "$ctx:/ctx" --entrypoint bash "$BASE_IMAGE" -c \
-        'python -m venv /tmp/venv && /tmp/venv/bin/pip download -q --only-binary=:all: --require-hashes \
-             -r /ctx/requirements.txt -d /ctx/wheels'
-    echo "$stamp" >"$ctx/.wheels-stamp"
-    rm -f "$ctx"/wheels/genai_content_pipeline-*.whl
-    cp "$PROJECT_WHEEL" "$ctx/wheels/"
+    # 4b. Wheels, by the base image's pip (already-downloaded files are checked and kept). The stamp
+    # is written only after a complete download, so a matching one means nothing is missing.
+    if [[ "$old_stamp" == "$stamp" ]]; then
+        log "$image: wheels for $PY_TAG present"
+    else
+        log "$image: downloading wheels for $PY_TAG (${EXTRAS[$image]:-core only})"
+        docker run "${download_opts[@]}" -v "$ctx:/ctx" --entrypoint bash "$BASE_IMAGE" -c \
+            'python -m venv /tmp/venv && /tmp/venv/bin/pip download -q --no-deps --only-binary=:all: \
+                 --require-hashes -r /ctx/requirements.txt -d /ctx/wheels'
+        echo "$stamp" >"$ctx/.wheels-stamp"
+    fi
+    rm -rf "$ctx/project" && mkdir -p "$ctx/project"
+    cp "$PROJECT_WHEEL" "$ctx/project/"
 
     # 4c. The model folder (hard links when on the same filesystem).
     rm -rf "$ctx/models"
@@ -123,16 +136,29 @@ for image in "${images[@]}"; do
     ref="$REGISTRY/$image:$TAG"
     log "$image: docker build -> $ref ($(du -sh "$ctx" | cut -f1) context)"
     mkdir -p "$BUILD_DIR/logs"
-    if ! DOCKER_BUILDKIT=0 docker build --build-arg "BASE_IMAGE=$BASE_IMAGE" \
+    old_id=$(docker image inspect --format '{{.Id}}' "$ref" 2>/dev/null || true)
+    if ! DOCKER_BUILDKIT=0 docker build --force-rm --build-arg "BASE_IMAGE=$BASE_IMAGE" \
         --label "org.opencontainers.image.version=$TAG" \
         -f "$REPO/images/$image/Dockerfile" -t "$ref" "$ctx" >"$BUILD_DIR/logs/$image.log" 2>&1; then
         tail -n 30 "$BUILD_DIR/logs/$image.log" >&2
         log "$image: docker build failed (full log: $BUILD_DIR/logs/$image.log)"
         exit 1
     fi
+    new_id=$(docker image inspect --format '{{.Id}}' "$ref")
+    if [[ -n "$old_id" && "$old_id" != "$new_id" ]]; then
+        # The image this tag replaced (and its now unused layers); kept if a container or tag still uses it.
+        docker image rm "$old_id" >/dev/null 2>&1 || true
+    fi
     log "$image: built $ref ($(docker image inspect "$ref" --format '{{.Size}}' | awk '{printf "%.0f MB", $1/1e6}'))"
     built+=("$image")
 done
+
+# Superseded dependency-stage cache (a changed lock leaves the old one behind: GBs for model-server).
+# Off by default: it also drops the current cache, so the next build reinstalls the dependencies.
+if [[ "${PRUNE:-0}" == 1 ]]; then
+    log "pruning dangling dependency-stage images"
+    docker image prune --force --filter label=genai-pipeline.build-stage=deps >&2
+fi
 
 # 6. Check what was built.
 if [[ "${VERIFY:-1}" == 1 ]]; then

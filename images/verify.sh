@@ -14,6 +14,7 @@
 #   model-server import torch / transformers / onnxruntime and a real embedding
 #
 # Usage: images/verify.sh [image ...]     Environment: TAG=0.1.0 REGISTRY=genai-pipeline
+# shellcheck disable=SC2016  # single-quoted commands expand inside the container, on purpose
 set -euo pipefail
 
 TAG="${TAG:-0.1.0}"
@@ -30,6 +31,7 @@ ok() { printf '[verify] ok    %-13s %s\n' "$1" "$2" >&2; }
 bad() { printf '[verify] FAIL  %-13s %s\n' "$1" "$2" >&2; failures=$((failures + 1)); }
 
 # Like the pod: read-only root, /tmp a tmpfs, non-root, no capabilities, no network.
+# shellcheck disable=SC2054  # the commas belong to --tmpfs's options
 hardened=(--rm --read-only --tmpfs /tmp:rw,exec,size=512m --user 10001:10001 --cap-drop ALL
           --security-opt no-new-privileges --network none)
 
