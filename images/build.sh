@@ -36,6 +36,8 @@ BASE_IMAGE="${BASE_IMAGE:-genai-pipeline/base:bookworm}"
 BUILD_DIR="${BUILD_DIR:-$REPO/build/images}"
 MODEL_NAME="all-MiniLM-L6-v2-onnx"
 MODEL_DIR="$BUILD_DIR/models/$MODEL_NAME"
+CHAT_NAME=SmolLM2-135M-Instruct-fp32
+CHAT_DIR="$BUILD_DIR/models/$CHAT_NAME"
 ALL_IMAGES=(chunk embed finetune generate model-server)
 
 # Extras per image, and whether the ONNX model folder goes into its context.
@@ -80,6 +82,13 @@ if [[ $needs_model == 1 ]]; then
     else
         log "embedding model present: $MODEL_DIR"
     fi
+fi
+# The model server also carries the chat model, converted from its GGUF once here, not in every pod.
+if [[ " ${images[*]} " == *" model-server "* && ! -f "$CHAT_DIR/config.json" ]]; then
+    log "converting the chat model to $CHAT_DIR"
+    (cd "$REPO" && HF_HUB_OFFLINE=1 uv run --frozen --extra train python -c \
+        "import sys; from pathlib import Path; from genai_pipeline.models.chat import convert_chat_model; convert_chat_model(Path(sys.argv[1]))" \
+        "$CHAT_DIR")
 fi
 
 # Options for the throwaway download container: host CA bundle, index and proxy settings.
@@ -130,6 +139,9 @@ for image in "${images[@]}"; do
     if [[ ${NEEDS_MODEL[$image]} == 1 ]]; then
         mkdir -p "$ctx/models"
         cp -al "$MODEL_DIR" "$ctx/models/$MODEL_NAME" 2>/dev/null || cp -a "$MODEL_DIR" "$ctx/models/$MODEL_NAME"
+    fi
+    if [[ $image == model-server ]]; then
+        cp -al "$CHAT_DIR" "$ctx/models/$CHAT_NAME" 2>/dev/null || cp -a "$CHAT_DIR" "$ctx/models/$CHAT_NAME"
     fi
 
     # 5. The image.

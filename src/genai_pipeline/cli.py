@@ -24,12 +24,15 @@ def _services(settings: Settings):
 
 
 def cmd_models_prepare(args: argparse.Namespace) -> int:
-    """Export the packaged embedding model to ONNX (once) and print where it is."""
+    """Export the embedding model to ONNX and, if asked, convert the chat model; print where they are."""
     from genai_pipeline.models.packaged import embedding_model_dir, export_embedding_model
 
     settings = get_settings()
-    path = export_embedding_model(Path(args.out)) if args.out else embedding_model_dir(settings.cache_dir)
-    print(path)
+    print(export_embedding_model(Path(args.out)) if args.out else embedding_model_dir(settings.cache_dir))
+    if args.chat_out:
+        from genai_pipeline.models.chat import convert_chat_model
+
+        print(convert_chat_model(Path(args.chat_out)))
     return 0
 
 
@@ -228,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="packaged models").add_subparsers(dest="action", required=True)
     prepare = models.add_parser("prepare", help="export the embedding model to ONNX")
     prepare.add_argument("--out", help="target folder (default: the cache)")
+    prepare.add_argument("--chat-out", help="also convert the chat model into this folder (for images)")
     prepare.set_defaults(handler=cmd_models_prepare)
 
     step = sub.add_parser("step", help="run one pipeline step with a JSON descriptor")

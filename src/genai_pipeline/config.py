@@ -17,7 +17,9 @@ from pydantic import BaseModel, Field, SecretStr, field_validator, model_validat
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "PIPELINE_"
-SAMPLE_KNOWLEDGE_BASE = Path(__file__).parent / "sample_kb"
+# The sample knowledge base ships inside the package; this URL resolves wherever the package is installed
+# (a laptop, or a step image), so settings handed to a pod never carry a host path.
+SAMPLE_KNOWLEDGE_BASE = "package://genai_pipeline/sample_kb"
 
 
 def _default_home() -> Path:
@@ -147,7 +149,7 @@ class IngestSettings(BaseModel):
     """The knowledge-base sources and the guards applied to their documents."""
 
     # Source name -> folder (a path or an fsspec URL). Names become part of every chunk's source URI.
-    sources: dict[str, str] = Field(default_factory=lambda: {"pipeline-docs": str(SAMPLE_KNOWLEDGE_BASE)})
+    sources: dict[str, str] = Field(default_factory=lambda: {"pipeline-docs": SAMPLE_KNOWLEDGE_BASE})
     batch_docs: int = Field(100, ge=1, le=10_000)
     max_document_bytes: int = Field(2_000_000, ge=1)
     fail_on_rejected: bool = False
@@ -182,6 +184,8 @@ class ModelServerSettings(BaseModel):
     api_key: SecretStr | None = None
     # Folder for uploaded files, job state and fine-tuned models; default: <home>/model-server.
     state_dir: Path | None = None
+    # A prepared base chat checkpoint (`pipeline models prepare --chat-out`); default: converted into the cache.
+    chat_model_dir: Path | None = None
     max_file_bytes: int = Field(50_000_000, ge=1)
     # Caps that keep a CPU fine-tune to demo/test scale; a job that hits one says so in its events.
     max_train_steps: int = Field(300, ge=1)
@@ -253,7 +257,12 @@ class Settings(BaseSettings):
 
 
 # Paths that belong to the machine the settings were read on, not to a pod started from them.
-_MACHINE_LOCAL = {"home": True, "cache_dir": True, "embedding": {"local_model_dir"}, "model_server": {"state_dir"}}
+_MACHINE_LOCAL = {
+    "home": True,
+    "cache_dir": True,
+    "embedding": {"local_model_dir"},
+    "model_server": {"state_dir", "chat_model_dir"},
+}
 
 
 def _is_secret(settings: Settings, section: str, key: str) -> bool:

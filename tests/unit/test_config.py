@@ -44,6 +44,7 @@ def test_public_env_round_trips_and_never_carries_secrets(monkeypatch: pytest.Mo
     assert not any("sk-very-secret" in v or "wv-secret" in v for v in env.values())
     assert "PIPELINE_OPENAI__API_KEY" not in env
     assert "PIPELINE_HOME" not in env  # machine-local paths stay on the machine
+    assert env["PIPELINE_INGEST__SOURCES"] == '{"pipeline-docs": "package://genai_pipeline/sample_kb"}'
 
     # A pod rebuilds the same settings from that env alone (secrets come from its Secret instead).
     monkeypatch.delenv("PIPELINE_OPENAI__API_KEY")

@@ -27,7 +27,7 @@ class ModelRegistry:
 
     def base_checkpoint(self) -> Path:
         """The base chat model's checkpoint (what fine-tunes start from)."""
-        return base_checkpoint(self._settings.cache_dir)
+        return base_checkpoint(self._settings.cache_dir, self._settings.model_server.chat_model_dir)
 
     def available(self) -> dict[str, str]:
         """Model id -> owner, as ``/v1/models`` lists them."""

@@ -14,14 +14,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from genai_pipeline.models.packaged import chat_model_file
+from genai_pipeline.models.packaged import ModelUnavailable, chat_model_file
 
 BASE_CHAT_MODEL = "SmolLM2-135M-Instruct"
 
 
-def base_checkpoint(cache_dir: Path) -> Path:
-    """Folder of the base chat model as a transformers checkpoint, converted from the GGUF on first use."""
-    target = cache_dir / "models" / f"{BASE_CHAT_MODEL}-fp32"
+def base_checkpoint(cache_dir: Path, prepared: Path | None = None) -> Path:
+    """Folder of the base chat model as a transformers checkpoint, converted from the GGUF on first use.
+
+    ``prepared`` is a folder converted ahead of time (an image carries one, so no pod converts at start).
+    """
+    if prepared is not None:
+        if not (prepared / "config.json").is_file():
+            raise ModelUnavailable(
+                f"{prepared} is not a prepared chat model: run `pipeline models prepare --chat-out {prepared}`"
+            )
+        return prepared
+    return convert_chat_model(cache_dir / "models" / f"{BASE_CHAT_MODEL}-fp32")
+
+
+def convert_chat_model(target: Path) -> Path:
+    """De-quantise the packaged GGUF into a plain fp32 checkpoint at ``target`` (once)."""
     if (target / "config.json").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)

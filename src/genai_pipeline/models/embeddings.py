@@ -20,6 +20,7 @@ from genai_pipeline.models.packaged import (
     EMBEDDING_DIMENSIONS,
     EMBEDDING_MAX_TOKENS,
     EMBEDDING_MODEL,
+    TOKENIZER_FILES,
     ModelUnavailable,
     embedding_model_dir,
 )
@@ -142,7 +143,6 @@ def make_embedder(settings: Settings) -> Embedder:
 def make_token_counter(settings: Settings) -> TokenSpans:
     """Tokenizer of the configured embedding model, without loading the model itself."""
     if settings.embedding.provider is EmbeddingProvider.LOCAL:
-        return HuggingFaceTokens(
-            embedding_model_dir(settings.cache_dir, settings.embedding.local_model_dir) / "tokenizer.json"
-        )
+        folder = embedding_model_dir(settings.cache_dir, settings.embedding.local_model_dir, TOKENIZER_FILES)
+        return HuggingFaceTokens(folder / "tokenizer.json")
     return TiktokenTokens()

@@ -21,23 +21,25 @@ EMBEDDING_DIMENSIONS = 384
 # sentence-transformers' max_seq_length for this model: longer inputs are truncated.
 EMBEDDING_MAX_TOKENS = 256
 _ONNX_FILES = ("model.onnx", "tokenizer.json")
+TOKENIZER_FILES = ("tokenizer.json",)
 
 
 class ModelUnavailable(RuntimeError):
     """A packaged model is missing or not prepared; the message says how to fix it."""
 
 
-def embedding_model_dir(cache_dir: Path, override: Path | None = None) -> Path:
+def embedding_model_dir(cache_dir: Path, override: Path | None = None, needs: tuple[str, ...] = _ONNX_FILES) -> Path:
     """Folder holding ``model.onnx`` and ``tokenizer.json`` of the local embedding model.
 
     Prepared on first use when the exporter (the ``train`` extra) is installed; images copy a prepared
-    folder in and point ``PIPELINE_EMBEDDING__LOCAL_MODEL_DIR`` at it.
+    folder in and point ``PIPELINE_EMBEDDING__LOCAL_MODEL_DIR`` at it. ``needs`` narrows what must be
+    there: chunking only reads the tokenizer, so the chunk image carries no model weights.
     """
     target = override or cache_dir / "models" / f"{EMBEDDING_MODEL}-onnx"
-    if all((target / name).is_file() for name in _ONNX_FILES):
+    if all((target / name).is_file() for name in needs):
         return target
     if override is not None:
-        raise ModelUnavailable(f"{target} lacks {', '.join(_ONNX_FILES)}: run `pipeline models prepare --out {target}`")
+        raise ModelUnavailable(f"{target} lacks {', '.join(needs)}: run `pipeline models prepare --out {target}`")
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(target.parent / ".export.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # parallel tasks on one machine export once

@@ -7,6 +7,7 @@ disappears silently.
 from __future__ import annotations
 
 import hashlib
+import importlib.resources
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
@@ -14,6 +15,7 @@ from pathlib import Path, PurePosixPath
 import fsspec
 
 MARKDOWN_SUFFIXES = {".md", ".markdown", ".mdx"}
+PACKAGE_SCHEME = "package://"
 # Share of control characters (other than tab/newline/CR/form feed) above which text is called binary.
 BINARY_CONTROL_SHARE = 0.05
 
@@ -109,9 +111,17 @@ def document_title(text: str, relpath: str) -> str:
     return PurePosixPath(relpath).stem.replace("-", " ").replace("_", " ")
 
 
+def resolve_root(root: str) -> str:
+    """``package://<package>/<folder>`` means a folder shipped inside an installed package."""
+    if not root.startswith(PACKAGE_SCHEME):
+        return root
+    package, _, folder = root.removeprefix(PACKAGE_SCHEME).partition("/")
+    return str(importlib.resources.files(package).joinpath(folder))
+
+
 def scan_source(name: str, root: str, *, max_bytes: int) -> SourceScan:
     """List every file under a source root (nested folders included) and hash the usable ones."""
-    fs, base = fsspec.core.url_to_fs(root)
+    fs, base = fsspec.core.url_to_fs(resolve_root(root))
     if getattr(fs, "protocol", None) in ("file", ("file", "local")) or fs.__class__.__name__ == "LocalFileSystem":
         return _scan_local(name, Path(base), max_bytes=max_bytes)
     scan = SourceScan([], [], [])

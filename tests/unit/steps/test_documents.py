@@ -73,3 +73,11 @@ def test_missing_source_folder_is_reported(tmp_path: Path) -> None:
     scan = scan_source("kb", str(tmp_path / "nope"), max_bytes=CAP)
     assert scan.documents == []
     assert "does not exist" in scan.rejected[0].reason
+
+
+def test_the_packaged_sample_source_resolves_wherever_the_package_is_installed() -> None:
+    from genai_pipeline.config import SAMPLE_KNOWLEDGE_BASE
+
+    scan = scan_source("pipeline-docs", SAMPLE_KNOWLEDGE_BASE, max_bytes=2_000_000)
+    assert len(scan.documents) == 8 and not scan.rejected
+    assert "pipeline-docs/operations/security.md" in {d.uri for d in scan.documents}
