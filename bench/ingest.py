@@ -150,7 +150,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=1000, help="documents to generate (ignored with --corpus)")
     parser.add_argument("--corpus", type=Path, help="ingest this folder instead of a generated corpus")
-    parser.add_argument("--batch-docs", type=int, default=100)
+    parser.add_argument("--batch-docs", type=int, default=200)
     parser.add_argument("--dags-test", action="store_true", help="run with `airflow dags test` (no scheduler)")
     parser.add_argument("--raw-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -1,14 +1,14 @@
 """Knowledge-base ingestion: documents in, chunks with vectors out in Weaviate.
 
 Runs daily or as soon as any knowledge-base source Asset is updated. The plan step skips documents
-whose fingerprint is already loaded and cuts the rest into batches; chunk → embed → load are mapped
-over those batches, so task instances grow with batches, never with chunks.
+whose fingerprint is already loaded and cuts the rest into batches; a task group of chunk → embed →
+load is mapped over those batches, so task instances grow with batches, never with chunks.
 """
 
 from __future__ import annotations
 
 from airflow.providers.standard.operators.empty import EmptyOperator
-from airflow.sdk import TriggerRule, dag, task
+from airflow.sdk import TriggerRule, dag, task, task_group
 
 from genai_pipeline.orchestration.assets import ingest_schedule, knowledge_base_asset
 from genai_pipeline.orchestration.step_task import step_task
@@ -37,15 +37,17 @@ def ingest_knowledge_base():
     batches = step_task("plan", trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)(RUN)
     check_collection() >> [created, exists] >> batches
 
-    chunked = step_task("chunk").expand(batches)
-    embedded = step_task("embed").expand(chunked)
-    loaded = step_task("load").expand(embedded)
+    # A mapped group links chunk[i] -> embed[i] -> load[i] per batch, so batch i+1 is chunked and batch
+    # i-1 loaded while batch i embeds (three mapped tasks over each other's output would run stage by stage).
+    @task_group
+    def ingest_batch(batch):
+        return step_task("load")(step_task("embed")(step_task("chunk")(batch)))
 
-    pruned = step_task("prune", trigger_rule=TriggerRule.NONE_FAILED)(RUN)
-    loaded >> pruned
-    step_task("report", trigger_rule=TriggerRule.NONE_FAILED, outlets=[knowledge_base_asset()])(
-        {**RUN, "pruned": pruned}
-    )
+    loaded = ingest_batch.expand(batch=batches)
+    pruned = step_task("prune")(RUN)
+    batches >> pruned
+    report = step_task("report", trigger_rule=TriggerRule.NONE_FAILED, outlets=[knowledge_base_asset()])
+    [loaded, pruned] >> report({**RUN, "pruned": pruned})
 
 
 ingest_knowledge_base()

@@ -150,7 +150,7 @@ class IngestSettings(BaseModel):
 
     # Source name -> folder (a path or an fsspec URL). Names become part of every chunk's source URI.
     sources: dict[str, str] = Field(default_factory=lambda: {"pipeline-docs": SAMPLE_KNOWLEDGE_BASE})
-    batch_docs: int = Field(100, ge=1, le=10_000)
+    batch_docs: int = Field(200, ge=1, le=10_000)
     max_document_bytes: int = Field(2_000_000, ge=1)
     fail_on_rejected: bool = False
     schedule_cron: str = "0 3 * * *"

@@ -52,17 +52,22 @@ def asset_names(condition) -> set[str]:
 
 
 def test_batches_are_mapped_through_chunk_embed_load(dagbag) -> None:
+    from airflow.sdk.definitions.taskgroup import MappedTaskGroup
+
     dag = dagbag.dags.get("ingest_knowledge_base")
-    mapped = {t.task_id for t in dag.tasks if t.is_mapped}
-    assert mapped == {"chunk", "embed", "load"}
-    assert dag.get_task("embed").upstream_task_ids == {"chunk"}
-    assert dag.get_task("load").upstream_task_ids == {"embed"}
-    assert dag.get_task("chunk").upstream_task_ids == {"plan"}
+    group = dag.task_group_dict["ingest_batch"]
+    assert isinstance(group, MappedTaskGroup)
+    in_group = {t.task_id for t in dag.tasks if t.get_closest_mapped_task_group() is group}
+    assert in_group == {"ingest_batch.chunk", "ingest_batch.embed", "ingest_batch.load"}
+    assert dag.get_task("ingest_batch.embed").upstream_task_ids == {"ingest_batch.chunk"}
+    assert dag.get_task("ingest_batch.load").upstream_task_ids == {"ingest_batch.embed"}
+    assert dag.get_task("ingest_batch.chunk").upstream_task_ids == {"plan"}
+    assert dag.get_task("prune").upstream_task_ids == {"plan"}
     assert dag.get_task("plan").upstream_task_ids == {"create_schema", "collection_exists"}
     assert dag.get_task("check_collection").downstream_task_ids == {"create_schema", "collection_exists"}
     report = dag.get_task("report")
     assert [a.name for a in report.outlets] == ["knowledge_base_collection"]
-    assert report.upstream_task_ids == {"prune"}
+    assert report.upstream_task_ids == {"prune", "ingest_batch.load"}
 
 
 def test_same_dag_files_produce_pods_in_cluster_mode() -> None:
@@ -77,7 +82,7 @@ def test_same_dag_files_produce_pods_in_cluster_mode() -> None:
     env = {**os.environ, "PIPELINE_RUNTIME__MODE": "kubernetes"}
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
     tasks = json.loads(out.stdout.strip().splitlines()[-1])
-    assert tasks["embed"][1] == "genai-pipeline/embed:0.1.0"
-    assert tasks["chunk"][1] == tasks["load"][1] == "genai-pipeline/chunk:0.1.0"
-    assert "Kubernetes" in tasks["embed"][0]
+    assert tasks["ingest_batch.embed"][1] == "genai-pipeline/embed:0.1.0"
+    assert tasks["ingest_batch.chunk"][1] == tasks["ingest_batch.load"][1] == "genai-pipeline/chunk:0.1.0"
+    assert "Kubernetes" in tasks["ingest_batch.embed"][0]
     assert tasks["check_collection"][1] is None  # branching stays in the worker

@@ -14,7 +14,6 @@ from typing import Protocol
 
 import numpy as np
 
-from genai_pipeline.clients.openai_compat import make_openai_client
 from genai_pipeline.config import EmbeddingProvider, Settings
 from genai_pipeline.models.packaged import (
     EMBEDDING_DIMENSIONS,
@@ -135,6 +134,8 @@ def make_embedder(settings: Settings) -> Embedder:
             )
         model_dir = embedding_model_dir(settings.cache_dir, settings.embedding.local_model_dir)
         return load_local_embedder(model_dir, settings.embedding.batch_size, settings.embedding.threads)
+    from genai_pipeline.clients.openai_compat import make_openai_client  # the openai SDK is slow to import
+
     return OpenAIEmbedder(
         make_openai_client(settings), settings.embedding.model, batch_size=settings.embedding.batch_size
     )

@@ -29,7 +29,7 @@ def run_pipeline_step(step: str, payload: dict[str, Any]) -> Any:
 
 @dataclass(frozen=True)
 class StepTask:
-    """A step bound to its Airflow task: call it for one descriptor, ``expand`` it over many."""
+    """A step bound to its Airflow task: call it with a descriptor (inside a mapped group: one per batch)."""
 
     step: str
     decorated: Any
@@ -37,10 +37,6 @@ class StepTask:
     def __call__(self, payload: Any) -> Any:
         """One task instance for one descriptor."""
         return self.decorated(step=self.step, payload=payload)
-
-    def expand(self, payload: Any) -> Any:
-        """One mapped task instance per descriptor (e.g. per batch of documents)."""
-        return self.decorated.partial(step=self.step).expand(payload=payload)
 
 
 def step_task(step: str, *, settings: Settings | None = None, **task_kwargs: Any) -> StepTask:

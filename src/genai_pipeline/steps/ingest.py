@@ -3,6 +3,9 @@
 Each step takes the settings and a small JSON descriptor and returns one; bulk data (batch manifests,
 chunks, vectors) lives in the shared store under ``ingest/<run_key>/``. Nothing here imports Airflow, so
 the same functions run in the Airflow worker (embedded mode) and in a step image (cluster mode).
+
+The Weaviate client is imported inside the steps that talk to Weaviate: it takes over a second to import,
+and every task process pays for what this module imports at the top (chunk and embed never need it).
 """
 
 from __future__ import annotations
@@ -12,11 +15,9 @@ import re
 import time
 from typing import Any
 
-from genai_pipeline.clients.weaviate import collection_exists, create_collection, weaviate_client
 from genai_pipeline.config import Settings
 from genai_pipeline.models.embeddings import make_embedder, make_token_counter
 from genai_pipeline.models.tokens import TokenSpans
-from genai_pipeline.steps import load as loader
 from genai_pipeline.steps.chunk import Chunk, chunk_text
 from genai_pipeline.steps.documents import (
     Document,
@@ -42,6 +43,8 @@ def _prefix(run_key: str, *parts: str) -> str:
 
 def create_schema(settings: Settings, payload: Descriptor) -> Descriptor:
     """Create the collection from the schema in code if it is missing; report which happened."""
+    from genai_pipeline.clients.weaviate import collection_exists, create_collection, weaviate_client
+
     name = settings.weaviate.collection
     with weaviate_client(settings.weaviate) as client:
         if collection_exists(client, name):
@@ -52,6 +55,8 @@ def create_schema(settings: Settings, payload: Descriptor) -> Descriptor:
 
 def collection_present(settings: Settings) -> bool:
     """Whether the knowledge-base collection exists (the DAG branches on it)."""
+    from genai_pipeline.clients.weaviate import collection_exists, weaviate_client
+
     with weaviate_client(settings.weaviate) as client:
         return collection_exists(client, settings.weaviate.collection)
 
@@ -61,6 +66,9 @@ def plan(settings: Settings, payload: Descriptor) -> list[Descriptor]:
 
     Returns one small descriptor per batch; the full plan (rejections, removals) goes to the store.
     """
+    from genai_pipeline.clients.weaviate import weaviate_client
+    from genai_pipeline.steps import load as loader
+
     started = time.time()
     run_key = run_key_for(payload["run_id"])
     store = Store(settings.store)
@@ -187,6 +195,9 @@ def _embedding_text(row: dict[str, Any]) -> str:
 
 def load(settings: Settings, payload: Descriptor) -> Descriptor:
     """Upsert a batch's chunks, then delete the stale chunks of the documents it replaced."""
+    from genai_pipeline.clients.weaviate import weaviate_client
+    from genai_pipeline.steps import load as loader
+
     store = Store(settings.store)
     run_key, index = payload["run_key"], payload["batch"]
     rows = store.read_jsonl(_prefix(run_key, "chunks", f"{index:05d}.jsonl"))
@@ -209,6 +220,9 @@ def load(settings: Settings, payload: Descriptor) -> Descriptor:
 
 def prune(settings: Settings, payload: Descriptor) -> Descriptor:
     """Delete the chunks of documents that are no longer in any source."""
+    from genai_pipeline.clients.weaviate import weaviate_client
+    from genai_pipeline.steps import load as loader
+
     removed = Store(settings.store).read_json(_prefix(run_key_for(payload["run_id"]), "plan.json"))["removed"]
     if not removed:
         return {"removed_documents": 0, "removed_chunks": 0}
