@@ -223,6 +223,15 @@ class Settings(BaseSettings):
     openai: OpenAISettings = Field(default_factory=OpenAISettings)
     model_server: ModelServerSettings = Field(default_factory=ModelServerSettings)
 
+    @model_validator(mode="after")
+    def _pods_share_a_store(self) -> Settings:
+        if self.runtime.mode is RunMode.KUBERNETES and not self.store_uri:
+            raise ValueError(
+                "PIPELINE_STORE_URI must name a store every pod can reach in kubernetes mode: a path on the "
+                "shared volume (PIPELINE_RUNTIME__SHARED_VOLUME_CLAIM, mounted at /data) or an s3:// URL"
+            )
+        return self
+
     @property
     def store(self) -> str:
         """Root of the shared store."""

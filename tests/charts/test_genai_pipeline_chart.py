@@ -43,6 +43,7 @@ def test_settings_configmap_is_read_by_the_settings_model(helm: Path, monkeypatc
     assert settings.chunking.size_tokens == 256
     assert settings.runtime.image_for("embed") == "registry.local/genai/embed:0.1.0"
     assert settings.weaviate.grpc_port == 50051
+    assert settings.store == "/data/store" and settings.runtime.shared_volume_claim == "genai-pipeline-data"
     assert "PIPELINE_OPENAI__BASE_URL" not in data  # no model server, no hosted URL: nothing invented
 
 

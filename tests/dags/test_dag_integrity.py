@@ -79,7 +79,7 @@ def test_same_dag_files_produce_pods_in_cluster_mode() -> None:
         "image = lambda t: t.partial_kwargs.get('image') if t.is_mapped else getattr(t, 'image', None)\n"
         "import json; print(json.dumps({t.task_id: [t.task_type, image(t)] for t in dag.tasks}))\n"
     )
-    env = {**os.environ, "PIPELINE_RUNTIME__MODE": "kubernetes"}
+    env = {**os.environ, "PIPELINE_RUNTIME__MODE": "kubernetes", "PIPELINE_STORE_URI": "/data/store"}
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
     tasks = json.loads(out.stdout.strip().splitlines()[-1])
     assert tasks["ingest_batch.embed"][1] == "genai-pipeline/embed:0.1.0"

@@ -8,6 +8,7 @@ from genai_pipeline.config import EmbeddingProvider, RunMode, Settings
 
 def test_nested_env_vars_configure_every_section(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PIPELINE_RUNTIME__MODE", "kubernetes")
+    monkeypatch.setenv("PIPELINE_STORE_URI", "s3://bucket/store")
     monkeypatch.setenv("PIPELINE_EMBEDDING__PROVIDER", "openai")
     monkeypatch.setenv("PIPELINE_CHUNKING__SIZE_TOKENS", "300")
     monkeypatch.setenv("PIPELINE_INGEST__SOURCES", '{"handbook": "s3://bucket/handbook"}')
@@ -25,6 +26,7 @@ def test_nested_env_vars_configure_every_section(monkeypatch: pytest.MonkeyPatch
         ("PIPELINE_WEAVIATE__COLLECTION", "lowercase", "capital letter"),
         ("PIPELINE_INGEST__SOURCES", '{"bad name": "/x"}', "may hold only"),
         ("PIPELINE_RUNTIME__MODE", "docker", "embedded"),
+        ("PIPELINE_RUNTIME__MODE", "kubernetes", "PIPELINE_STORE_URI must name a store every pod can reach"),
     ],
 )
 def test_invalid_settings_fail_with_a_message(

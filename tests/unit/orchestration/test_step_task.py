@@ -15,6 +15,8 @@ def operator_for(step: str, settings: Settings, payload=None):
 @pytest.fixture
 def cluster(monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setenv("PIPELINE_RUNTIME__MODE", "kubernetes")
+    monkeypatch.setenv("PIPELINE_STORE_URI", "/data/store")
+    monkeypatch.setenv("PIPELINE_RUNTIME__SHARED_VOLUME_CLAIM", "pipeline-data")
     monkeypatch.setenv("PIPELINE_RUNTIME__IMAGE_REGISTRY", "registry.local/genai")
     monkeypatch.setenv("PIPELINE_RUNTIME__IMAGE_TAG", "1.2.3")
     monkeypatch.setenv("PIPELINE_RUNTIME__NAMESPACE", "pipeline-ns")
@@ -40,7 +42,10 @@ def test_cluster_pods_are_hardened(cluster: Settings) -> None:
     assert container.read_only_root_filesystem is True
     assert container.allow_privilege_escalation is False
     assert container.capabilities.drop == ["ALL"]
-    assert {m.mount_path for m in op.volume_mounts} == {"/tmp"}  # the decorator writes its script there
+    mounts = {m.mount_path: m.name for m in op.volume_mounts}
+    assert mounts == {"/tmp": "tmp", "/data": "shared"}  # script written to /tmp; store on the shared claim
+    claims = {v.name: v.persistent_volume_claim for v in op.volumes}
+    assert claims["shared"].claim_name == "pipeline-data" and claims["tmp"] is None
     assert op.automount_service_account_token is False
     assert op.active_deadline_seconds == 3600
 
@@ -72,6 +77,7 @@ def test_embedded_mode_runs_the_same_step_in_the_worker(monkeypatch: pytest.Monk
 @pytest.mark.parametrize("mode", ["embedded", "kubernetes"])
 def test_retries_back_off_and_mapped_instances_are_labelled(monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
     monkeypatch.setenv("PIPELINE_RUNTIME__MODE", mode)
+    monkeypatch.setenv("PIPELINE_STORE_URI", "s3://pipeline/store")
     op = operator_for("load", Settings())
     assert op.retries == 3
     assert op.retry_exponential_backoff == 2.0
