@@ -61,7 +61,6 @@ class LocalEmbedder:
         self._batch_size = batch_size
         self._lock = threading.Lock()  # a server shares one instance across request threads
         self.calls = 0
-        self.model_dir = model_dir
 
     def count_tokens(self, texts: Sequence[str]) -> int:
         """Word pieces the model sees (after truncation), for usage reporting."""

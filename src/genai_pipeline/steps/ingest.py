@@ -72,7 +72,7 @@ def plan(settings: Settings, payload: Descriptor) -> list[Descriptor]:
     started = time.time()
     run_key = run_key_for(payload["run_id"])
     store = Store(settings.store)
-    model = make_embedder_id(settings)
+    model = embedding_model_id(settings)
     documents: list[Document] = []
     rejected: list[dict[str, str]] = []
     aliases: list[str] = []
@@ -276,6 +276,6 @@ def report(settings: Settings, payload: Descriptor) -> Descriptor:
     return summary
 
 
-def make_embedder_id(settings: Settings) -> str:
+def embedding_model_id(settings: Settings) -> str:
     """Provider and model, as recorded in fingerprints: switching either re-embeds everything."""
     return f"{settings.embedding.provider.value}:{settings.embedding.model}"
