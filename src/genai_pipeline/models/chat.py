@@ -54,6 +54,8 @@ def convert_chat_model(target: Path) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
+        for file in staging.iterdir():
+            file.chmod(0o644)  # weights are written 0600; an image's non-root user must read them
         staging.rename(target)
     return target
 
