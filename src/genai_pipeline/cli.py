@@ -47,6 +47,12 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     _say("preparing the packaged embedding model")
     make_token_counter(settings)  # exports the model once; tasks then only load it
+    from genai_pipeline.local.weaviate_server import binary_path
+
+    if not binary_path(settings).is_file():
+        _say(
+            f"building weaviate-server {settings.weaviate.server_version} with `go install` (once per machine, 2-4 min)"
+        )
     _say(f"starting Weaviate {settings.weaviate.server_version} on 127.0.0.1:{settings.weaviate.http_port}")
     start_weaviate(settings, services)
     _say(f"starting the local model server on {settings.model_server.base_url}")

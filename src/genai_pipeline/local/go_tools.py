@@ -19,10 +19,16 @@ class GoToolUnavailable(RuntimeError):
     """The tool is not cached and could not be built; the message carries go's error."""
 
 
+def tool_path(cache_dir: Path, module: str, version: str) -> Path:
+    """Where ``module@version``'s binary is cached (it may not be built yet)."""
+    binary = module.rsplit("/", 1)[-1]
+    return cache_dir / f"{binary.removesuffix('-server')}-{version}" / binary
+
+
 def go_install(cache_dir: Path, module: str, version: str, *, ldflags: str | None = None) -> Path:
     """Path of ``module@version``'s binary, building it with ``go install`` the first time."""
-    binary = module.rsplit("/", 1)[-1]
-    target = cache_dir / f"{binary.removesuffix('-server')}-{version}" / binary
+    target = tool_path(cache_dir, module, version)
+    binary = target.name
     if target.is_file():
         return target
     go = shutil.which("go")

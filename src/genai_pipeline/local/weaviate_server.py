@@ -13,10 +13,15 @@ import urllib.request
 from pathlib import Path
 
 from genai_pipeline.config import Settings
-from genai_pipeline.local.go_tools import go_install
+from genai_pipeline.local.go_tools import go_install, tool_path
 from genai_pipeline.local.services import Services
 
 MODULE = "github.com/weaviate/weaviate/cmd/weaviate-server"
+
+
+def binary_path(settings: Settings) -> Path:
+    """Where the pinned server binary is cached."""
+    return tool_path(settings.cache_dir, MODULE, settings.weaviate.server_version)
 
 
 def ensure_binary(settings: Settings) -> Path:
