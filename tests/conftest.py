@@ -7,6 +7,7 @@ import os
 import socket
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,21 @@ os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="pipeline-tests-ai
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 from genai_pipeline.config import Settings
+
+
+@contextmanager
+def environ(env: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for a block, then restore what was there (or remove them)."""
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def free_port() -> int:
@@ -40,21 +56,13 @@ def weaviate_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
         "PIPELINE_WEAVIATE__HTTP_PORT": str(free_port()),
         "PIPELINE_WEAVIATE__GRPC_PORT": str(free_port()),
     }
-    previous = {key: os.environ.get(key) for key in [*env, "QUERY_MAXIMUM_RESULTS"]}
-    os.environ.update(env)
-    os.environ["QUERY_MAXIMUM_RESULTS"] = "100"
-    settings = Settings()
     services = Services(home)
-    try:
-        start_weaviate(settings, services)
-        yield env
-    finally:
-        services.stop("weaviate")
-        for key, value in previous.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    with environ({**env, "QUERY_MAXIMUM_RESULTS": "100"}):
+        try:
+            start_weaviate(Settings(), services)
+            yield env
+        finally:
+            services.stop("weaviate")
 
 
 @pytest.fixture
@@ -69,15 +77,7 @@ def settings_for(tmp_path: Path, weaviate_env: dict[str, str]):
             "PIPELINE_INGEST__SOURCES": json.dumps({name: str(path) for name, path in sources.items()}),
             **overrides,
         }
-        saved = {key: os.environ.get(key) for key in env}
-        os.environ.update(env)
-        try:
+        with environ(env):
             return Settings(), env
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
 
     return build

@@ -42,13 +42,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     services = _services(settings)
     from genai_pipeline.local.airflow_env import start_airflow
     from genai_pipeline.local.model_server import start_model_server
-    from genai_pipeline.local.weaviate_server import start_weaviate
+    from genai_pipeline.local.weaviate_server import binary_path, start_weaviate
     from genai_pipeline.models.embeddings import make_token_counter
 
     _say("preparing the packaged embedding model")
     make_token_counter(settings)  # exports the model once; tasks then only load it
-    from genai_pipeline.local.weaviate_server import binary_path
-
     if not binary_path(settings).is_file():
         _say(
             f"building weaviate-server {settings.weaviate.server_version} with `go install` (once per machine, 2-4 min)"

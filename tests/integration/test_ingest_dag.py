@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import urllib.request
@@ -122,7 +121,7 @@ def test_fail_on_rejected_fails_the_run_but_loads_the_good_documents(settings_fo
 
 def test_openai_provider_ingests_through_a_faulty_server_with_backoff(settings_for, tmp_path: Path) -> None:
     """The embeddings-API provider against the local model server answering 429/500 to a third of calls."""
-    from conftest import free_port
+    from conftest import environ, free_port
     from genai_pipeline.local.model_server import start_model_server
     from genai_pipeline.local.services import Services
 
@@ -146,12 +145,8 @@ def test_openai_provider_ingests_through_a_faulty_server_with_backoff(settings_f
         "PIPELINE_MODEL_SERVER__FAULT_SEED": "5",
     }
     services = Services(settings.home)
-    os.environ.update(server_env)
-    try:
+    with environ({**env, **server_env}):
         start_model_server(Settings(), services, {**env, **server_env})
-    finally:
-        for key in server_env:
-            os.environ.pop(key)
     try:
         migrate(settings)
         summary = ingest(settings, env)

@@ -17,7 +17,7 @@ import numpy as np
 import openai
 import pytest
 
-from conftest import free_port
+from conftest import environ, free_port
 from genai_pipeline.config import Settings
 from genai_pipeline.local.model_server import start_model_server
 from genai_pipeline.local.services import Services
@@ -46,13 +46,8 @@ class Server:
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
 
     def start(self) -> Server:
-        saved = {k: os.environ.get(k) for k in self.env}
-        os.environ.update(self.env)
-        try:
+        with environ(self.env):
             start_model_server(Settings(), self.services, self.env)
-        finally:
-            for key, value in saved.items():
-                os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
         return self
 
     def client(self, key: str = "unused", retries: int = 2) -> openai.OpenAI:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from genai_pipeline.config import Settings
-from genai_pipeline.local.services import Services
+from genai_pipeline.local.services import Services, answers
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 
@@ -76,7 +76,11 @@ def start_airflow(settings: Settings, services: Services, api_port: int = 8080) 
     migrate(settings)
     env = airflow_env(settings, api_port)
     for component in COMPONENTS:
-        ready = (lambda: api_ready(api_port)) if component == "api-server" else (lambda: True)
+        ready = (
+            (lambda: answers(f"http://127.0.0.1:{api_port}/api/v2/monitor/health"))
+            if component == "api-server"
+            else (lambda: True)
+        )
         services.start(f"airflow-{component}", [airflow_bin(), component], env, ready, timeout=180)
 
 
@@ -84,15 +88,6 @@ def stop_airflow(services: Services) -> None:
     """Stop every component (scheduler first, so no new task starts)."""
     for component in reversed(COMPONENTS):
         services.stop(f"airflow-{component}")
-
-
-def api_ready(port: int) -> bool:
-    """Whether the API server answers its health endpoint."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/monitor/health", timeout=2) as response:
-            return response.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
 
 
 class AirflowAPI:

@@ -4,20 +4,9 @@ from __future__ import annotations
 
 import os
 import sys
-import urllib.error
-import urllib.request
 
 from genai_pipeline.config import Settings
-from genai_pipeline.local.services import Services
-
-
-def server_ready(host: str, port: int) -> bool:
-    """Whether the server answers ``/health``."""
-    try:
-        with urllib.request.urlopen(f"http://{host}:{port}/health", timeout=2) as response:
-            return response.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
+from genai_pipeline.local.services import Services, answers
 
 
 def start_model_server(settings: Settings, services: Services, env: dict[str, str] | None = None) -> int:
@@ -25,4 +14,6 @@ def start_model_server(settings: Settings, services: Services, env: dict[str, st
     server = settings.model_server
     argv = [sys.executable, "-m", "genai_pipeline.cli", "serve-models"]
     environment = {**os.environ, "HF_HUB_OFFLINE": "1", "PIPELINE_HOME": str(settings.home), **(env or {})}
-    return services.start("model-server", argv, environment, lambda: server_ready(server.host, server.port))
+    return services.start(
+        "model-server", argv, environment, lambda: answers(f"http://{server.host}:{server.port}/health")
+    )

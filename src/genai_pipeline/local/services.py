@@ -11,6 +11,8 @@ import os
 import signal
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -86,6 +88,15 @@ class Services:
             _signal_group(pid, signal.SIGKILL)
         (self.run_dir / f"{name}.pid").unlink(missing_ok=True)
         return True
+
+
+def answers(url: str) -> bool:
+    """Whether an HTTP endpoint answers 200: the readiness probe every local service uses."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

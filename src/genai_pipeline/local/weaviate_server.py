@@ -8,13 +8,11 @@ vectorizer module (the pipeline supplies vectors).
 from __future__ import annotations
 
 import os
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from genai_pipeline.config import Settings
 from genai_pipeline.local.go_tools import go_install, tool_path
-from genai_pipeline.local.services import Services
+from genai_pipeline.local.services import Services, answers
 
 MODULE = "github.com/weaviate/weaviate/cmd/weaviate-server"
 
@@ -56,14 +54,8 @@ def start_weaviate(settings: Settings, services: Services) -> int:
     """Start (or find) the local server the settings point at and wait until it is ready."""
     argv = [str(ensure_binary(settings)), "--host", "127.0.0.1", "--port", str(settings.weaviate.http_port)]
     return services.start(
-        "weaviate", [*argv, "--scheme", "http"], server_env(settings), lambda: is_ready(settings.weaviate.http_port)
+        "weaviate",
+        [*argv, "--scheme", "http"],
+        server_env(settings),
+        lambda: answers(f"http://127.0.0.1:{settings.weaviate.http_port}/v1/.well-known/ready"),
     )
-
-
-def is_ready(http_port: int, host: str = "127.0.0.1") -> bool:
-    """Whether a Weaviate server answers its readiness probe."""
-    try:
-        with urllib.request.urlopen(f"http://{host}:{http_port}/v1/.well-known/ready", timeout=2) as response:
-            return response.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
