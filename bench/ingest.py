@@ -66,7 +66,7 @@ def measure_raw() -> dict[str, float]:
     texts = []
     for name, root in settings.ingest.sources.items():
         for doc in scan_source(name, root, max_bytes=cap).documents:
-            text = read_document(doc, max_bytes=cap)
+            text = read_document(doc, root, max_bytes=cap)
             texts.extend(c.embedding_text for c in chunk_document(settings, tokens, doc, text))
     started = time.perf_counter()
     for offset in range(0, len(texts), 512):

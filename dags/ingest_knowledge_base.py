@@ -7,8 +7,7 @@ load is mapped over those batches, so task instances grow with batches, never wi
 
 from __future__ import annotations
 
-from airflow.providers.standard.operators.empty import EmptyOperator
-from airflow.sdk import TriggerRule, dag, task, task_group
+from airflow.sdk import TriggerRule, dag, task_group
 
 from genai_pipeline.orchestration.assets import ingest_schedule, knowledge_base_asset
 from genai_pipeline.orchestration.step_task import step_task
@@ -25,17 +24,11 @@ RUN = {"run_id": "{{ run_id }}"}
     doc_md=__doc__,
 )
 def ingest_knowledge_base():
-    @task.branch
-    def check_collection() -> str:
-        from genai_pipeline.config import get_settings
-        from genai_pipeline.steps.ingest import collection_present
-
-        return "collection_exists" if collection_present(get_settings()) else "create_schema"
-
-    created = step_task("create_schema")({})
-    exists = EmptyOperator(task_id="collection_exists")
-    batches = step_task("plan", trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)(RUN)
-    check_collection() >> [created, exists] >> batches
+    # Creates the collection when it is missing, else does nothing: a step like the others, so no Airflow
+    # process ever needs to reach Weaviate (in kubernetes mode only step pods do).
+    schema = step_task("create_schema")({})
+    batches = step_task("plan")(RUN)
+    schema >> batches
 
     # A mapped group links chunk[i] -> embed[i] -> load[i] per batch, so batch i+1 is chunked and batch
     # i-1 loaded while batch i embeds (three mapped tasks over each other's output would run stage by stage).

@@ -72,8 +72,16 @@ class RuntimeSettings(BaseModel):
     mode: RunMode = RunMode.EMBEDDED
     namespace: str = "genai-pipeline"
     image_registry: str = "genai-pipeline"
-    image_tag: str = "0.1.0"
+    # The tag images/build.sh built (a content hash, `bash images/tag.sh`), or a release's version: never a
+    # fixed default, so a rebuilt image always has a new name and a node never runs a stale one.
+    image_tag: str | None = None
     image_pull_policy: str = "IfNotPresent"
+    # Image of the XCom sidecar the provider adds to every step pod (it needs sh, sleep, kill, pgrep);
+    # none means the provider's default (alpine from Docker Hub).
+    xcom_sidecar_image: str | None = None
+    # How Airflow reaches the API server: in-cluster (the Airflow pod's ServiceAccount), else a kubeconfig.
+    in_cluster: bool = True
+    kube_config_path: str | None = None
     service_account: str = "genai-pipeline-steps"
     # A Kubernetes Secret whose keys are PIPELINE_* variables (API keys); injected with envFrom.
     secret_name: str = "genai-pipeline-secrets"
@@ -94,8 +102,16 @@ class RuntimeSettings(BaseModel):
     resources: dict[str, Resources] = Field(default_factory=_default_resources)
 
     def image_for(self, image: str) -> str:
-        """Full reference of a step image, e.g. ``genai-pipeline/embed:0.1.0``."""
+        """Full reference of a step image, e.g. ``genai-pipeline/embed:3f2a9c0d1b7e``."""
+        if not self.image_tag:
+            raise ValueError(_IMAGE_TAG_REQUIRED)
         return f"{self.image_registry}/{image}:{self.image_tag}"
+
+
+_IMAGE_TAG_REQUIRED = (
+    "PIPELINE_RUNTIME__IMAGE_TAG must name the tag of the step images in kubernetes mode: the tag "
+    "images/build.sh built (`bash images/tag.sh` prints it) or a released version"
+)
 
 
 class WeaviateSettings(BaseModel):
@@ -230,6 +246,8 @@ class Settings(BaseSettings):
                 "PIPELINE_STORE_URI must name a store every pod can reach in kubernetes mode: a path on the "
                 "shared volume (PIPELINE_RUNTIME__SHARED_VOLUME_CLAIM, mounted at /data) or an s3:// URL"
             )
+        if self.runtime.mode is RunMode.KUBERNETES and not self.runtime.image_tag:
+            raise ValueError(_IMAGE_TAG_REQUIRED)
         return self
 
     @property

@@ -9,6 +9,7 @@ from genai_pipeline.config import EmbeddingProvider, RunMode, Settings
 def test_nested_env_vars_configure_every_section(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PIPELINE_RUNTIME__MODE", "kubernetes")
     monkeypatch.setenv("PIPELINE_STORE_URI", "s3://bucket/store")
+    monkeypatch.setenv("PIPELINE_RUNTIME__IMAGE_TAG", "3f2a9c0d1b7e")
     monkeypatch.setenv("PIPELINE_EMBEDDING__PROVIDER", "openai")
     monkeypatch.setenv("PIPELINE_CHUNKING__SIZE_TOKENS", "300")
     monkeypatch.setenv("PIPELINE_INGEST__SOURCES", '{"handbook": "s3://bucket/handbook"}')

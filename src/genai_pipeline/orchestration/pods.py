@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 from kubernetes.client import models as k8s
@@ -28,6 +30,12 @@ def pod_options(settings: Settings, step: str, image: str) -> dict[str, Any]:
             )
         )
         mounts.append(k8s.V1VolumeMount(name=SHARED_VOLUME, mount_path=runtime.shared_mount_path))
+    restricted = k8s.V1SecurityContext(
+        allow_privilege_escalation=False,
+        read_only_root_filesystem=True,
+        run_as_non_root=True,
+        capabilities=k8s.V1Capabilities(drop=["ALL"]),
+    )
     return {
         "image": runtime.image_for(image),
         "namespace": runtime.namespace,
@@ -50,12 +58,9 @@ def pod_options(settings: Settings, step: str, image: str) -> dict[str, Any]:
             fs_group=uid,
             seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
         ),
-        "container_security_context": k8s.V1SecurityContext(
-            allow_privilege_escalation=False,
-            read_only_root_filesystem=True,
-            run_as_non_root=True,
-            capabilities=k8s.V1Capabilities(drop=["ALL"]),
-        ),
+        "container_security_context": restricted,
+        # The provider's XCom sidecar gets none of its own: without this the restricted namespace refuses the pod.
+        "xcom_sidecar_container_security_context": restricted,
         "volumes": volumes,
         "volume_mounts": mounts,
         "active_deadline_seconds": runtime.active_deadline_seconds,
@@ -64,3 +69,58 @@ def pod_options(settings: Settings, step: str, image: str) -> dict[str, Any]:
         "on_finish_action": "delete_succeeded_pod",
         "get_logs": True,
     }
+
+
+# Requests and limits of the XCom sidecar (it only sleeps, then serves one `cat`).
+SIDECAR_RESOURCES = {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "100m", "memory": "32Mi"}}
+
+
+def kubernetes_connection(settings: Settings) -> dict[str, Any]:
+    """The ``kubernetes_default`` connection Airflow launches step pods with (``AIRFLOW_CONN_KUBERNETES_DEFAULT``).
+
+    The sidecar image and resources can only be set here (connection extras), not per task.
+    """
+    runtime = settings.runtime
+    extra: dict[str, Any] = {"namespace": runtime.namespace, "xcom_sidecar_container_resources": SIDECAR_RESOURCES}
+    if runtime.in_cluster:
+        extra["in_cluster"] = True
+    elif runtime.kube_config_path:
+        extra["kube_config_path"] = runtime.kube_config_path
+    if runtime.xcom_sidecar_image:
+        extra["xcom_sidecar_container_image"] = runtime.xcom_sidecar_image
+    return {"conn_type": "kubernetes", "extra": json.dumps(extra)}
+
+
+# Signs, in a failed pod task's exception, that the step never ran to its end for reasons outside its code.
+_INFRASTRUCTURE_SIGNS: tuple[tuple[str, str], ...] = (
+    (r"'deletion_timestamp': datetime", "the pod was deleted while the step ran"),
+    (r"PodNotFound|\(404\)|not found", "the pod disappeared (deleted or evicted) before the step finished"),
+    (r"'reason': 'Evicted'|Evicted", "the node evicted the pod"),
+    (r"'reason': 'OOMKilled'|OOMKilled", "the container exceeded its memory limit (OOMKilled)"),
+    (r"DeadlineExceeded", "the pod ran past active_deadline_seconds"),
+    (r"ErrImagePull|ImagePullBackOff|InvalidImageName|ErrImageNeverPull", "the image could not be pulled"),
+    (r"took too long to start|PodLaunchTimeout|Unschedulable|never started", "the pod never started"),
+)
+
+
+def classify_pod_failure(error: BaseException | str | None) -> tuple[str, str]:
+    """``("infrastructure", why)`` when the pod, not the step, failed; else ``("step", why)``.
+
+    Retries fix the first kind; the second needs the step's traceback (in the same task log) read.
+    """
+    text = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(error or "")
+    for pattern, why in _INFRASTRUCTURE_SIGNS:
+        if re.search(pattern, text):
+            return "infrastructure", why
+    first = text.splitlines()[0] if text else "unknown error"
+    return "step", f"the step's code failed ({first}); its traceback is in the pod log above"
+
+
+def explain_pod_failure(context: Any) -> None:
+    """Task callback: say in the task log whether the pod or the step failed."""
+    import logging
+
+    kind, why = classify_pod_failure(context.get("exception"))
+    ti = context.get("ti")
+    where = f"{ti.task_id}[{ti.map_index}] try {ti.try_number}" if ti is not None else "task"
+    logging.getLogger("genai_pipeline.pods").error("%s failure in %s: %s", kind.upper(), where, why)

@@ -55,8 +55,10 @@ def step_task(step: str, *, settings: Settings | None = None, **task_kwargs: Any
         **task_kwargs,
     }
     if runtime.mode is RunMode.KUBERNETES:
-        from genai_pipeline.orchestration.pods import pod_options
+        from genai_pipeline.orchestration.pods import explain_pod_failure, pod_options
 
+        options.setdefault("on_retry_callback", explain_pod_failure)
+        options.setdefault("on_failure_callback", explain_pod_failure)
         decorated = task.kubernetes(**options, **pod_options(settings, step, image_of(step)))(run_pipeline_step)
     else:
         decorated = task(**options)(run_pipeline_step)

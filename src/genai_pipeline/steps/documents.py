@@ -26,11 +26,14 @@ class DocumentRejected(ValueError):
 
 @dataclass(frozen=True)
 class Document:
-    """One candidate document: where it is and what its bytes hash to."""
+    """One candidate document: which source, which path inside it, and what its bytes hash to.
+
+    It carries no absolute location: a batch file is read in other processes and pods, where the same
+    source root may be mounted elsewhere; :func:`read_document` resolves it against the root it is given.
+    """
 
     source: str
     relpath: str
-    location: str
     size: int
     content_hash: str
 
@@ -95,11 +98,22 @@ def _too_large(size: int, max_bytes: int) -> str:
     )
 
 
-def read_document(document: Document, *, max_bytes: int) -> str:
-    """Read and decode a document found by :func:`scan_source`."""
-    with fsspec.open(document.location, "rb") as handle:
+def document_location(root: str, relpath: str) -> str:
+    """Path or URL of a document under its source root, as seen from this process."""
+    return f"{resolve_root(root).rstrip('/')}/{relpath}"
+
+
+def read_document(document: Document, root: str, *, max_bytes: int) -> str:
+    """Read and decode a document found by :func:`scan_source` under ``root``.
+
+    Refused when its bytes no longer hash to what the scan saw: chunks must match the planned fingerprint.
+    """
+    with fsspec.open(document_location(root, document.relpath), "rb") as handle:
         data = handle.read(max_bytes + 1)
-    return decode_document(data, max_bytes=max_bytes)
+    text = decode_document(data, max_bytes=max_bytes)
+    if hashlib.sha256(data).hexdigest() != document.content_hash:
+        raise DocumentRejected("changed since it was planned (content hash differs); the next run ingests it")
+    return text
 
 
 def document_title(text: str, relpath: str) -> str:
@@ -187,4 +201,4 @@ def _admit(scan: SourceScan, name: str, relpath: str, location: str, size: int, 
     except OSError as error:
         scan.rejected.append(Rejection(uri, f"unreadable: {error.strerror or error}"))
         return
-    scan.documents.append(Document(name, relpath, location, len(data), hashlib.sha256(data).hexdigest()))
+    scan.documents.append(Document(name, relpath, len(data), hashlib.sha256(data).hexdigest()))

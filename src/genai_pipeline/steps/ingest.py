@@ -53,14 +53,6 @@ def create_schema(settings: Settings, payload: Descriptor) -> Descriptor:
     return {"collection": name, "created": True}
 
 
-def collection_present(settings: Settings) -> bool:
-    """Whether the knowledge-base collection exists (the DAG branches on it)."""
-    from genai_pipeline.clients.weaviate import collection_exists, weaviate_client
-
-    with weaviate_client(settings.weaviate) as client:
-        return collection_exists(client, settings.weaviate.collection)
-
-
 def plan(settings: Settings, payload: Descriptor) -> list[Descriptor]:
     """Scan every source, skip documents whose fingerprint is already loaded, and cut the rest into batches.
 
@@ -147,9 +139,12 @@ def chunk(settings: Settings, payload: Descriptor) -> Descriptor:
     rows: list[dict[str, object]] = []
     rejected: list[dict[str, str]] = []
     for entry in store.read_json(_prefix(run_key, "batches", f"{index:05d}.json")):
-        document = Document(entry["source"], entry["relpath"], entry["location"], entry["size"], entry["content_hash"])
+        document = Document(entry["source"], entry["relpath"], entry["size"], entry["content_hash"])
+        root = settings.ingest.sources.get(document.source)
         try:
-            text = read_document(document, max_bytes=settings.ingest.max_document_bytes)
+            if root is None:
+                raise DocumentRejected(f"source {document.source!r} is no longer configured")
+            text = read_document(document, root, max_bytes=settings.ingest.max_document_bytes)
         except (DocumentRejected, OSError) as error:
             # Changed or vanished since planning: reported, and the rest of the batch goes on.
             rejected.append({"uri": document.uri, "reason": str(error)})

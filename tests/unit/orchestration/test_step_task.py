@@ -78,6 +78,7 @@ def test_embedded_mode_runs_the_same_step_in_the_worker(monkeypatch: pytest.Monk
 def test_retries_back_off_and_mapped_instances_are_labelled(monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
     monkeypatch.setenv("PIPELINE_RUNTIME__MODE", mode)
     monkeypatch.setenv("PIPELINE_STORE_URI", "s3://pipeline/store")
+    monkeypatch.setenv("PIPELINE_RUNTIME__IMAGE_TAG", "3f2a9c0d1b7e")
     op = operator_for("load", Settings())
     assert op.retries == 3
     assert op.retry_exponential_backoff == 2.0

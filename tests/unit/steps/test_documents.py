@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from genai_pipeline.steps.documents import DocumentRejected, decode_document, scan_source
+from genai_pipeline.steps.documents import DocumentRejected, decode_document, read_document, scan_source
 
 CAP = 10_000
 
@@ -81,3 +81,24 @@ def test_the_packaged_sample_source_resolves_wherever_the_package_is_installed()
     scan = scan_source("pipeline-docs", SAMPLE_KNOWLEDGE_BASE, max_bytes=2_000_000)
     assert len(scan.documents) == 8 and not scan.rejected
     assert "pipeline-docs/operations/security.md" in {d.uri for d in scan.documents}
+
+
+def test_a_planned_document_names_no_host_path_and_reads_under_any_mount_of_its_source(tmp_path: Path) -> None:
+    """Batch files travel to pods where the source is mounted elsewhere: only source + relpath identify it."""
+    planned = tmp_path / "laptop"
+    (planned / "guides").mkdir(parents=True)
+    (planned / "guides" / "a.md").write_text("# A\n\nText.\n")
+    document = scan_source("kb", str(planned), max_bytes=CAP).documents[0]
+    assert str(tmp_path) not in repr(document.to_dict())
+
+    mounted = tmp_path / "pod-mount"
+    planned.rename(mounted)
+    assert read_document(document, str(mounted), max_bytes=CAP).startswith("# A")
+
+
+def test_a_document_changed_after_planning_is_refused_not_chunked_under_the_old_fingerprint(tmp_path: Path) -> None:
+    (tmp_path / "a.md").write_text("planned text")
+    document = scan_source("kb", str(tmp_path), max_bytes=CAP).documents[0]
+    (tmp_path / "a.md").write_text("edited meanwhile")
+    with pytest.raises(DocumentRejected, match="changed since it was planned"):
+        read_document(document, str(tmp_path), max_bytes=CAP)

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+from airflow.sdk import DAG
+
+from genai_pipeline.config import Settings
+from genai_pipeline.orchestration.pods import classify_pod_failure, kubernetes_connection
+from genai_pipeline.orchestration.step_task import step_task
+
+
+@pytest.fixture
+def cluster(monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setenv("PIPELINE_RUNTIME__MODE", "kubernetes")
+    monkeypatch.setenv("PIPELINE_STORE_URI", "/data/store")
+    monkeypatch.setenv("PIPELINE_RUNTIME__IMAGE_TAG", "3f2a9c0d1b7e")
+    monkeypatch.setenv("PIPELINE_RUNTIME__XCOM_SIDECAR_IMAGE", "genai-pipeline/xcom-sidecar:3f2a9c0d1b7e")
+    return Settings()
+
+
+def test_the_xcom_sidecar_passes_the_restricted_pod_security_level(cluster: Settings) -> None:
+    """The provider adds the sidecar with no securityContext; a restricted namespace then refuses every pod."""
+    from airflow.providers.cncf.kubernetes.utils.xcom_sidecar import add_xcom_sidecar
+    from kubernetes.client import models as k8s
+
+    with DAG(dag_id="t", schedule=None):
+        op = step_task("embed", settings=cluster)({"batch": 0}).operator
+    pod = add_xcom_sidecar(
+        k8s.V1Pod(spec=k8s.V1PodSpec(containers=[k8s.V1Container(name="base")])),
+        sidecar_container_security_context=op.xcom_sidecar_container_security_context,
+    )
+    sidecar = pod.spec.containers[-1].security_context
+    assert sidecar.allow_privilege_escalation is False
+    assert sidecar.capabilities.drop == ["ALL"]
+    assert sidecar.run_as_non_root is True and sidecar.read_only_root_filesystem is True
+
+
+def test_the_connection_names_the_local_sidecar_image_and_runs_in_cluster(cluster: Settings) -> None:
+    conn = kubernetes_connection(cluster)
+    extra = json.loads(conn["extra"])
+    assert conn["conn_type"] == "kubernetes"
+    assert extra["in_cluster"] is True and extra["namespace"] == "genai-pipeline"
+    assert extra["xcom_sidecar_container_image"] == "genai-pipeline/xcom-sidecar:3f2a9c0d1b7e"
+    resources = extra["xcom_sidecar_container_resources"]
+    assert resources["requests"] and resources["limits"]
+
+
+def test_kubernetes_mode_refuses_to_guess_an_image_tag(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIPELINE_RUNTIME__MODE", "kubernetes")
+    monkeypatch.setenv("PIPELINE_STORE_URI", "/data/store")
+    with pytest.raises(ValueError, match="PIPELINE_RUNTIME__IMAGE_TAG must name the tag"):
+        Settings()
+
+
+@pytest.mark.parametrize(
+    ("message", "kind", "why"),
+    [
+        ("Pod genai-embed-x returned a failure.\nremote_pod: {'deletion_timestamp': datetime.datetime(2026)}",
+         "infrastructure", "deleted while the step ran"),
+        ("PodNotFoundException: Pod genai-embed-x not found", "infrastructure", "disappeared"),
+        ("Pod returned a failure.\n{'phase': 'Failed', 'reason': 'Evicted'}", "infrastructure", "evicted"),
+        ("Pod returned a failure.\n{'reason': 'OOMKilled', 'exit_code': 137}", "infrastructure", "memory limit"),
+        ("Pod launching failed: Pod took too long to start", "infrastructure", "never started"),
+        ("Pod returned a failure.\nwaiting: {'reason': 'ErrImagePull'}", "infrastructure", "could not be pulled"),
+        ("Pod genai-load-x returned a failure.\n{'reason': 'Error', 'exit_code': 1}", "step", "step's code failed"),
+    ],
+)
+def test_pod_failures_are_told_apart_from_step_errors(message: str, kind: str, why: str) -> None:
+    got_kind, got_why = classify_pod_failure(RuntimeError(message))
+    assert got_kind == kind and why in got_why
