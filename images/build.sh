@@ -20,9 +20,13 @@
 # `docker build` fails certificate checks. The download container gets the host's CA bundle mounted
 # read-only; no image ever contains it. Everything is installed with `pip --no-index --require-hashes`.
 #
-# Usage: images/build.sh [image ...]      (default: chunk embed finetune generate model-server)
+# The cluster images take other contexts: airflow (the `airflow` extra's wheels, plus dags/ and
+# entrypoint.sh), weaviate (the `go install`-built weaviate-server) and xcom-sidecar (Debian's static busybox).
+#
+# Usage: images/build.sh [image ...]      (default: every image)
 # Environment:
-#   TAG=0.1.0  REGISTRY=genai-pipeline  BASE_IMAGE=genai-pipeline/base:bookworm (python:3.12-slim elsewhere)
+#   TAG=$(images/tag.sh: a content hash)  REGISTRY=genai-pipeline
+#   BASE_IMAGE=genai-pipeline/base:bookworm (python:3.12-slim elsewhere)
 #   BUILD_DIR=<repo>/build/images   CA_BUNDLE=<host CA file for the download container>
 #   VERIFY=1   FORCE_BASE=1 (rebuild the base)   FORCE_MODEL=1 (re-export the ONNX model)
 #   PRUNE=1    afterwards drop dangling dependency-stage images (Docker's build cache of this script)
@@ -32,7 +36,7 @@
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-TAG="${TAG:-0.1.0}"
+TAG="${TAG:-$(bash "$REPO/images/tag.sh")}"
 REGISTRY="${REGISTRY:-genai-pipeline}"
 BASE_IMAGE="${BASE_IMAGE:-genai-pipeline/base:bookworm}"
 BUILD_DIR="${BUILD_DIR:-$REPO/build/images}"
@@ -41,11 +45,14 @@ MODEL_NAME="all-MiniLM-L6-v2-onnx"
 MODEL_DIR="$BUILD_DIR/models/$MODEL_NAME"
 CHAT_NAME=SmolLM2-135M-Instruct-fp32
 CHAT_DIR="$BUILD_DIR/models/$CHAT_NAME"
-ALL_IMAGES=(chunk embed finetune generate model-server)
+ALL_IMAGES=(chunk embed finetune generate model-server airflow weaviate xcom-sidecar)
 
-# Extras per image, and whether the ONNX model folder goes into its context.
-declare -A EXTRAS=([chunk]="" [embed]="embed-local" [finetune]="" [generate]="" [model-server]="serve train")
-declare -A NEEDS_MODEL=([chunk]=1 [embed]=1 [finetune]=0 [generate]=0 [model-server]=1)
+# Extras per image, and whether the ONNX model folder goes into its context. weaviate and xcom-sidecar
+# carry no Python packages (their contexts are assembled apart).
+declare -A EXTRAS=([chunk]="" [embed]="embed-local" [finetune]="" [generate]="" [model-server]="serve train"
+                   [airflow]="airflow" [weaviate]="" [xcom-sidecar]="")
+declare -A NEEDS_MODEL=([chunk]=1 [embed]=1 [finetune]=0 [generate]=0 [model-server]=1 [airflow]=0 [weaviate]=0
+                        [xcom-sidecar]=0)
 
 log() { printf '[images] %s\n' "$*" >&2; }
 
@@ -131,6 +138,29 @@ done
 built=()
 for image in "${images[@]}"; do
     ctx="$BUILD_DIR/context/$image"
+    ref="$REGISTRY/$image:$TAG"
+    case $image in
+        weaviate)
+            # The server binary at the settings' pinned version, built with `go install` once per machine.
+            rm -rf "$ctx" && mkdir -p "$ctx"
+            server=$(cd "$REPO" && uv run --frozen python -c \
+                "from genai_pipeline.config import Settings; from genai_pipeline.local.weaviate_server import ensure_binary; print(ensure_binary(Settings()))")
+            cp "$server" "$ctx/weaviate-server"
+            build_image "$image" "$ref" "$REPO/images/$image/Dockerfile" "$ctx" --build-arg "RUNTIME_IMAGE=$RUNTIME_IMAGE"
+            built+=("$image")
+            continue
+            ;;
+        xcom-sidecar)
+            dpkg -s busybox-static >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static >/dev/null
+            rm -rf "$ctx" && mkdir -p "$ctx"
+            cp /bin/busybox "$ctx/busybox"
+            printf 'root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\npipeline:x:10001:10001:pipeline:/tmp:/bin/sh\n' >"$ctx/passwd"
+            printf 'root:x:0:\nnogroup:x:65534:\npipeline:x:10001:\n' >"$ctx/group"
+            build_image "$image" "$ref" "$REPO/images/$image/Dockerfile" "$ctx"
+            built+=("$image")
+            continue
+            ;;
+    esac
     mkdir -p "$ctx/wheels"
 
     # 4a. Locked requirements of this image's extras (all platforms' hashes; pip picks the base's).
@@ -173,8 +203,15 @@ for image in "${images[@]}"; do
         cp -al "$CHAT_DIR" "$ctx/models/$CHAT_NAME" 2>/dev/null || cp -a "$CHAT_DIR" "$ctx/models/$CHAT_NAME"
     fi
 
+    # The Airflow image bakes in the DAGs and its entrypoint.
+    rm -rf "$ctx/dags" "$ctx/entrypoint.sh"
+    if [[ $image == airflow ]]; then
+        mkdir -p "$ctx/dags"
+        cp "$REPO"/dags/*.py "$ctx/dags/"
+        cp "$REPO/images/airflow/entrypoint.sh" "$ctx/"
+    fi
+
     # 5. The image.
-    ref="$REGISTRY/$image:$TAG"
     log "$image: docker build -> $ref ($(du -sh "$ctx" | cut -f1) context)"
     build_image "$image" "$ref" "$REPO/images/$image/Dockerfile" "$ctx" --build-arg "RUNTIME_IMAGE=$RUNTIME_IMAGE"
     built+=("$image")

@@ -13,11 +13,15 @@
 #   embed        a real embedding: shape (1, 384), unit norm
 #   model-server import torch / transformers / onnxruntime and a real embedding
 #
-# Usage: images/verify.sh [image ...]     Environment: TAG=0.1.0 REGISTRY=genai-pipeline
+#   airflow      `airflow version` is 3.x; the baked-in DAGs parse in kubernetes mode
+#   weaviate     the server binary runs as 10001
+#   xcom-sidecar sh, cat, sleep, kill, pgrep, id: the provider's loop and its kill
+#
+# Usage: images/verify.sh [image ...]     Environment: TAG=$(images/tag.sh) REGISTRY=genai-pipeline
 # shellcheck disable=SC2016  # single-quoted commands expand inside the container, on purpose
 set -euo pipefail
 
-TAG="${TAG:-0.1.0}"
+TAG="${TAG:-$(bash "$(dirname "${BASH_SOURCE[0]}")/tag.sh")}"
 REGISTRY="${REGISTRY:-genai-pipeline}"
 images=("$@")
 [[ ${#images[@]} -gt 0 ]] || images=(chunk embed finetune generate model-server)
@@ -59,6 +63,42 @@ for image in "${images[@]}"; do
         continue
     fi
 
+    # The cluster images: their own contract, not a step runner's.
+    case $image in
+        airflow)
+            if out=$(run "$image" version 2>&1) && [[ $(tail -n 1 <<<"$out") == 3.* ]]; then
+                ok "$image" "airflow $(tail -n 1 <<<"$out")"
+            else
+                bad "$image" "airflow version: $(tail -n 3 <<<"$out")"
+            fi
+            # Parsed as the dag-processor parses them, in kubernetes mode: no import errors, every step a pod.
+            if out=$(docker run "${hardened[@]}" --tmpfs /opt/airflow:rw,uid=10001,gid=10001 \
+                -e PIPELINE_RUNTIME__MODE=kubernetes -e PIPELINE_STORE_URI=/data/store -e PIPELINE_RUNTIME__IMAGE_TAG="$TAG" \
+                --entrypoint python "$REGISTRY/$image:$TAG" -c '
+from airflow.dag_processing.dagbag import DagBag
+bag = DagBag(dag_folder="/opt/pipeline/dags")
+assert not bag.import_errors, bag.import_errors
+print(sorted(bag.dag_ids))' 2>&1); then
+                ok "$image" "DAGs parse in kubernetes mode: $(tail -n 1 <<<"$out")"
+            else
+                bad "$image" "DAG parse: $(tail -n 5 <<<"$out")"
+            fi
+            continue
+            ;;
+        weaviate)
+            if out=$(run "$image" --help 2>&1) && grep -q -- "--port" <<<"$out"; then ok "$image" "weaviate-server runs as $(docker image inspect -f '{{.Config.User}}' "$ref")"; else bad "$image" "weaviate-server --help: $(tail -n 3 <<<"$out")"; fi
+            continue
+            ;;
+        xcom-sidecar)
+            # What the provider runs in it: the waiting loop, `cat` of the result, and the pgrep-based kill.
+            if out=$(run "$image" sh -c 'command -v sh cat sleep kill pgrep id && (sh -c "trap \"exit 0\" INT; while true; do sleep 1; done;" & sleep 1; kill -2 $(pgrep -u $(id -u) -f "trap"); wait) && echo killed'); then
+                ok "$image" "sidecar commands: $(tail -n 1 <<<"$out")"
+            else
+                bad "$image" "sidecar commands: $out"
+            fi
+            continue
+            ;;
+    esac
     if out=$(run "$image" bash -c 'command -v bash python && id -u && echo "HOME=$HOME" && python --version'); then
         ok "$image" "$(tr '\n' ' ' <<<"$out")"
     else

@@ -216,6 +216,16 @@ def cmd_weaviate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_kubernetes_connection(args: argparse.Namespace) -> int:
+    """Print the ``kubernetes_default`` connection (JSON) Airflow launches step pods with."""
+    import json
+
+    from genai_pipeline.orchestration.pods import kubernetes_connection
+
+    print(json.dumps(kubernetes_connection(get_settings())))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Argument parser for every subcommand."""
     parser = argparse.ArgumentParser(prog="pipeline", description=__doc__.splitlines()[0])
@@ -247,6 +257,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.set_defaults(handler=cmd_serve_models)
+
+    sub.add_parser(
+        "kubernetes-connection", help="print AIRFLOW_CONN_KUBERNETES_DEFAULT for launching step pods"
+    ).set_defaults(handler=cmd_kubernetes_connection)
 
     weaviate = sub.add_parser("weaviate", help="the local Weaviate server")
     weaviate.add_argument("action", choices=["start", "stop"])

@@ -41,7 +41,9 @@ def test_settings_configmap_is_read_by_the_settings_model(helm: Path, monkeypatc
     settings = Settings()  # validation errors would fail here
     assert settings.runtime.mode is RunMode.KUBERNETES
     assert settings.chunking.size_tokens == 256
-    assert settings.runtime.image_for("embed") == "registry.local/genai/embed:0.1.0"
+    assert settings.runtime.image_for("embed") == "registry.local/genai/embed:0.1.0"  # the release's appVersion
+    assert settings.runtime.namespace == "genai-pipeline"  # step pods run in the release's namespace
+    assert settings.runtime.xcom_sidecar_image == "registry.local/genai/xcom-sidecar:0.1.0"
     assert settings.weaviate.grpc_port == 50051
     assert settings.store == "/data/store" and settings.runtime.shared_volume_claim == "genai-pipeline-data"
     assert "PIPELINE_OPENAI__BASE_URL" not in data  # no model server, no hosted URL: nothing invented
@@ -57,9 +59,32 @@ def test_rbac_is_namespaced_and_minimal(helm: Path) -> None:
         ("pods/exec",): {"create", "get"},
         ("events",): {"list", "watch"},
     }
-    subject = docs[("RoleBinding", "kb-pod-launcher")]["subjects"][0]
-    assert subject == {"kind": "ServiceAccount", "name": "airflow-worker", "namespace": "airflow"}
+    subjects = docs[("RoleBinding", "kb-pod-launcher")]["subjects"]
+    # LocalExecutor runs tasks in the scheduler, KubernetesExecutor in workers, deferred pods in the triggerer.
+    assert {(s["name"], s["namespace"]) for s in subjects} == {
+        ("airflow-scheduler", "genai-pipeline"),
+        ("airflow-worker", "genai-pipeline"),
+        ("airflow-triggerer", "genai-pipeline"),
+    }
+    custom = render(helm, "rbac.subjects[0].name=genai-airflow", "rbac.subjects[0].namespace=ops")
+    assert custom[("RoleBinding", "kb-pod-launcher")]["subjects"] == [
+        {"kind": "ServiceAccount", "name": "genai-airflow", "namespace": "ops"}
+    ]
     assert docs[("ServiceAccount", "genai-pipeline-steps")]["automountServiceAccountToken"] is False
+
+
+def test_the_shared_claim_the_step_pods_mount_is_created(helm: Path) -> None:
+    docs = render(helm, "sharedStorage.storageClassName=nfs", "sharedStorage.size=50Gi")
+    claim = docs[("PersistentVolumeClaim", "genai-pipeline-data")]["spec"]
+    assert claim["accessModes"] == ["ReadWriteMany"] and claim["storageClassName"] == "nfs"
+    assert claim["resources"]["requests"]["storage"] == "50Gi"
+    assert ("PersistentVolumeClaim", "genai-pipeline-data") not in render(helm, "sharedStorage.create=false")
+
+
+def test_a_built_tag_reaches_the_step_pods_settings(helm: Path) -> None:
+    data = render(helm, "images.tag=3f2a9c0d1b7e")[("ConfigMap", "kb-settings")]["data"]
+    assert data["PIPELINE_RUNTIME__IMAGE_TAG"] == "3f2a9c0d1b7e"
+    assert data["PIPELINE_RUNTIME__XCOM_SIDECAR_IMAGE"] == "genai-pipeline/xcom-sidecar:3f2a9c0d1b7e"
 
 
 def test_model_server_is_optional(helm: Path) -> None:

@@ -12,6 +12,11 @@ app.kubernetes.io/name: {{ .Chart.Name }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
+{{/* The tag of every pipeline image: images.tag (a content hash for local builds), else the release's appVersion. */}}
+{{- define "genai-pipeline.imageTag" -}}
+{{ .Values.images.tag | default .Chart.AppVersion }}
+{{- end -}}
+
 {{- define "genai-pipeline.image" -}}
-{{ printf "%s/%s:%s" .root.Values.images.registry .image .root.Values.images.tag }}
+{{ printf "%s/%s:%s" .root.Values.images.registry .image (include "genai-pipeline.imageTag" .root) }}
 {{- end -}}

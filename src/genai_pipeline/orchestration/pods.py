@@ -81,7 +81,11 @@ def kubernetes_connection(settings: Settings) -> dict[str, Any]:
     The sidecar image and resources can only be set here (connection extras), not per task.
     """
     runtime = settings.runtime
-    extra: dict[str, Any] = {"namespace": runtime.namespace, "xcom_sidecar_container_resources": SIDECAR_RESOURCES}
+    # The provider json.loads() the resources field: it is a JSON string inside the extras.
+    extra: dict[str, Any] = {
+        "namespace": runtime.namespace,
+        "xcom_sidecar_container_resources": json.dumps(SIDECAR_RESOURCES),
+    }
     if runtime.in_cluster:
         extra["in_cluster"] = True
     elif runtime.kube_config_path:

@@ -42,8 +42,14 @@ def test_the_connection_names_the_local_sidecar_image_and_runs_in_cluster(cluste
     assert conn["conn_type"] == "kubernetes"
     assert extra["in_cluster"] is True and extra["namespace"] == "genai-pipeline"
     assert extra["xcom_sidecar_container_image"] == "genai-pipeline/xcom-sidecar:3f2a9c0d1b7e"
-    resources = extra["xcom_sidecar_container_resources"]
+    from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+    from airflow.sdk import Connection
+
+    hook = KubernetesHook()
+    hook.__dict__["conn_extras"] = Connection(conn_id="k", conn_type="kubernetes", extra=conn["extra"]).extra_dejson
+    resources = hook.get_xcom_sidecar_container_resources()  # what the provider reads, the way it reads it
     assert resources["requests"] and resources["limits"]
+    assert hook.get_xcom_sidecar_container_image() == "genai-pipeline/xcom-sidecar:3f2a9c0d1b7e"
 
 
 def test_kubernetes_mode_refuses_to_guess_an_image_tag(monkeypatch: pytest.MonkeyPatch) -> None:
