@@ -15,7 +15,7 @@
 #
 #   airflow      `airflow version` is 3.x; the baked-in DAGs parse in kubernetes mode
 #   weaviate     the server binary runs as 10001
-#   xcom-sidecar sh, cat, sleep, kill, pgrep, id: the provider's loop and its kill
+#   xcom-sidecar the provider's loop, `cat` over exec and its (fallback) kill: the container exits 0
 #
 # Usage: images/verify.sh [image ...]     Environment: TAG=$(images/tag.sh) REGISTRY=genai-pipeline
 # shellcheck disable=SC2016  # single-quoted commands expand inside the container, on purpose
@@ -90,12 +90,17 @@ print(sorted(bag.dag_ids))' 2>&1); then
             continue
             ;;
         xcom-sidecar)
-            # What the provider runs in it: the waiting loop, `cat` of the result, and the pgrep-based kill.
-            if out=$(run "$image" sh -c 'command -v sh cat sleep kill pgrep id && (sh -c "trap \"exit 0\" INT; while true; do sleep 1; done;" & sleep 1; kill -2 $(pgrep -u $(id -u) -f "trap"); wait) && echo killed'); then
-                ok "$image" "sidecar commands: $(tail -n 1 <<<"$out")"
-            else
-                bad "$image" "sidecar commands: $out"
-            fi
+            # What the provider does with it: its waiting loop as the main process, `cat` over exec, then its
+            # kill over exec, after which the container must exit 0.
+            cid=$(docker run -d "${hardened[@]:1}" "$ref" sh -c 'trap "exit 0" INT; while true; do sleep 1; done;')
+            sleep 1
+            docker exec "$cid" sh -c 'mkdir -p /tmp/x && echo "{}" > /tmp/x/r.json && cat /tmp/x/r.json' >/dev/null
+            # Debian's busybox has no pgrep: the provider's first kill command fails on stderr and it runs its
+            # fallback, this /proc loop (PodManager.extract_xcom_kill), which must end the loop.
+            docker exec "$cid" sh -c 'for f in /proc/[0-9]*/comm; do [ -O $f ] && read c < $f && [ "$c" = "sh" ] && pid=${f%/comm} && kill -2 ${pid##*/}; done' >/dev/null 2>&1 || true
+            status=$(timeout 10 docker wait "$cid" || echo timeout)
+            docker rm -f "$cid" >/dev/null 2>&1 || true
+            if [[ $status == 0 ]]; then ok "$image" "XCom loop, cat over exec, the kill: exit 0"; else bad "$image" "sidecar kill: $status"; fi
             continue
             ;;
     esac

@@ -169,7 +169,14 @@ class IngestSettings(BaseModel):
     batch_docs: int = Field(200, ge=1, le=10_000)
     max_document_bytes: int = Field(2_000_000, ge=1)
     fail_on_rejected: bool = False
-    schedule_cron: str = "0 3 * * *"
+    # Cron of the scheduled run besides the source Assets; empty: Asset-triggered only. Note that Airflow
+    # runs the latest past tick as soon as it first sees the DAG (catchup is off).
+    schedule_cron: str | None = "0 3 * * *"
+
+    @field_validator("schedule_cron")
+    @classmethod
+    def _empty_cron_means_none(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
 
     @field_validator("sources")
     @classmethod

@@ -44,6 +44,19 @@ def test_ingestion_runs_on_cron_or_any_source_asset(dagbag) -> None:
     assert consumed == emitted
 
 
+def test_without_a_cron_ingestion_runs_only_on_source_assets(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.sdk import AssetOrTimeSchedule
+
+    from genai_pipeline.config import Settings
+    from genai_pipeline.orchestration.assets import ingest_schedule
+
+    monkeypatch.setenv("PIPELINE_INGEST__SCHEDULE_CRON", "")
+    monkeypatch.setenv("PIPELINE_INGEST__SOURCES", '{"a": "/data/a", "b": "/data/b"}')
+    schedule = ingest_schedule(Settings())
+    assert not isinstance(schedule, AssetOrTimeSchedule)
+    assert asset_names(schedule) == {"knowledge_base_source_a", "knowledge_base_source_b"}
+
+
 def asset_names(condition) -> set[str]:
     """Names inside an Asset, or an ``|``/``&`` combination of them."""
     if hasattr(condition, "objects"):

@@ -91,10 +91,10 @@ def stop_airflow(services: Services) -> None:
 
 
 class AirflowAPI:
-    """The few REST calls the demo makes (trigger, watch runs), with a token from the simple auth manager."""
+    """The few REST calls the demo and the e2e test make, with a token from the simple auth manager."""
 
-    def __init__(self, port: int = 8080) -> None:
-        self.base = f"http://127.0.0.1:{port}"
+    def __init__(self, port: int = 8080, *, base_url: str | None = None) -> None:
+        self.base = (base_url or f"http://127.0.0.1:{port}").rstrip("/")
         self._token = self._request("GET", "/auth/token", auth=False)["access_token"]
 
     def _request(self, method: str, path: str, body: Any = None, *, auth: bool = True) -> Any:
@@ -128,6 +128,15 @@ class AirflowAPI:
     def runs(self, dag_id: str) -> list[dict[str, Any]]:
         """Runs of a DAG, newest first."""
         return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns?order_by=-run_after&limit=20")["dag_runs"]
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int, map_index: int = -1) -> str:
+        """The text of one try's task log."""
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}?map_index={map_index}"
+        content = self._request("GET", path).get("content") or []
+        return "\n".join(
+            str(item.get("event", "")) if isinstance(item, dict) else str(item)
+            for item in (content if isinstance(content, list) else [content])
+        )
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         """Task instances of one run (mapped instances included)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable
+from airflow.sdk import Asset, AssetAny, AssetOrTimeSchedule, CronTriggerTimetable
 
 from genai_pipeline.config import Settings, get_settings
 
@@ -26,13 +26,15 @@ def knowledge_base_asset(settings: Settings | None = None) -> Asset:
     )
 
 
-def ingest_schedule(settings: Settings | None = None) -> AssetOrTimeSchedule:
-    """A daily cron OR an update of any source Asset (combined with ``|``)."""
+def ingest_schedule(settings: Settings | None = None) -> AssetOrTimeSchedule | Asset | AssetAny:
+    """A daily cron OR an update of any source Asset (combined with ``|``); only the Assets without a cron."""
     settings = settings or get_settings()
     assets = source_assets(settings)
     condition = assets[0]
     for asset in assets[1:]:
         condition = condition | asset
+    if not settings.ingest.schedule_cron:
+        return condition
     return AssetOrTimeSchedule(
         timetable=CronTriggerTimetable(settings.ingest.schedule_cron, timezone="UTC"), assets=condition
     )

@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# `make e2e`: the pipeline in kubernetes mode on a real single-node cluster, end to end.
+#
+#   1. cluster   scripts/cluster/cluster.sh up (Kubernetes 1.34 from the Go module proxy, cached)
+#   2. images    images/build.sh for chunk embed airflow weaviate xcom-sidecar, tagged with the content
+#                hash images/tag.sh prints, then imported into the node's containerd
+#   3. deploy    the restricted namespace, hostPath-backed volumes, the project chart with helm
+#                (k8s/e2e/values.yaml + images.tag), then Weaviate and Airflow (k8s/e2e, kustomize with the tag)
+#   4. test      pytest tests/e2e: REST-triggered, Asset-chained ingestion whose every step is a pod;
+#                counts against embedded mode; a re-run with 0 embedding calls; a deleted embed pod retried
+#   5. teardown  always, also on failure: every pod's and component's log is kept under
+#                $PIPELINE_HOME/e2e/logs (printed on failure), then the cluster goes down
+#
+# Environment: KEEP_CLUSTER=1 leaves the cluster and deployment up afterwards (for debugging);
+#              E2E_PYTEST_ARGS adds pytest arguments (e.g. -k fault); BENCH=1 runs bench/cluster.py instead.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+export PIPELINE_HOME="${PIPELINE_HOME:-$REPO/.pipeline}"
+export PATH="$HOME/.local/bin:$PATH"
+E2E_DIR="$PIPELINE_HOME/e2e"
+LOGS="$E2E_DIR/logs"
+NAMESPACE=genai-pipeline
+VOLUMES=/var/lib/genai-pipeline-node/volumes
+IMAGES=(xcom-sidecar chunk embed airflow weaviate)
+CLUSTER="bash $REPO/scripts/cluster/cluster.sh"
+
+log() { printf '[e2e] %s\n' "$*" >&2; }
+declare -a TIMES=()
+# phase NAME COMMAND...: run and time one phase.
+phase() {
+    local name=$1 start=$SECONDS
+    shift
+    log "== $name"
+    "$@"
+    TIMES+=("$name $((SECONDS - start))s")
+}
+
+collect_logs() {
+    mkdir -p "$LOGS/pods"
+    local pod container
+    kctl get all,pvc,pv,events -A -o wide >"$LOGS/resources.txt" 2>&1 || true
+    kctl describe pods -n "$NAMESPACE" >"$LOGS/pods-describe.txt" 2>&1 || true
+    for pod in $(kctl get pods -n "$NAMESPACE" -o name 2>/dev/null); do
+        for container in $(kctl get -n "$NAMESPACE" "$pod" -o jsonpath='{.spec.initContainers[*].name} {.spec.containers[*].name}'); do
+            kctl logs -n "$NAMESPACE" "$pod" -c "$container" >"$LOGS/pods/${pod#pod/}.$container.log" 2>&1 || true
+        done
+    done
+    cp -r "$PIPELINE_HOME/cluster/logs" "$LOGS/cluster" 2>/dev/null || true
+}
+
+finish() {
+    local status=$?
+    set +e
+    if [[ -n "${KUBECONFIG:-}" ]] && kctl version >/dev/null 2>&1; then
+        collect_logs
+    fi
+    if [[ $status != 0 ]]; then
+        log "FAILED (exit $status); logs of every component and pod: $LOGS"
+        for file in "$LOGS"/pods/airflow-*.scheduler.log "$LOGS"/cluster/kubelet.log; do
+            [[ -f $file ]] && { log "--- tail of $file"; tail -n 40 "$file" >&2; }
+        done
+    fi
+    if [[ "${KEEP_CLUSTER:-0}" == 1 ]]; then
+        log "KEEP_CLUSTER=1: cluster left up (export KUBECONFIG=$KUBECONFIG)"
+    else
+        phase "teardown" $CLUSTER down
+    fi
+    log "times: ${TIMES[*]} | total $((SECONDS - E2E_START))s"
+    exit $status
+}
+
+kctl() { "$KUBECTL" --kubeconfig "$KUBECONFIG" "$@"; }
+
+deploy() {
+    local helm
+    helm=$(uv run --frozen python -c 'from genai_pipeline.config import Settings; from genai_pipeline.local.go_tools import ensure_helm; print(ensure_helm(Settings().cache_dir))')
+    kctl apply -f k8s/namespace.yaml -f k8s/e2e/storage.yaml >/dev/null
+    # Volumes start empty every run; the pods' uid owns them (fsGroup does not apply to hostPath).
+    rm -rf "$VOLUMES"
+    install -d -o 10001 -g 10001 "$VOLUMES/shared" "$VOLUMES/shared/corpus" "$VOLUMES/weaviate"
+    # Released PVs from an earlier run keep their old claim: make them Available again.
+    for pv in genai-e2e-shared genai-e2e-weaviate; do
+        kctl patch pv "$pv" --type json -p '[{"op": "remove", "path": "/spec/claimRef"}]' >/dev/null 2>&1 || true
+    done
+    # Airflow's signing keys: random per deployment, only in a Secret.
+    kctl create secret generic genai-airflow -n "$NAMESPACE" \
+        --from-literal=jwt-secret="$(openssl rand -hex 32)" --from-literal=api-secret-key="$(openssl rand -hex 32)" \
+        --dry-run=client -o yaml | kctl apply -f - >/dev/null
+    "$helm" upgrade --install genai-pipeline charts/genai-pipeline --namespace "$NAMESPACE" \
+        --kubeconfig "$KUBECONFIG" -f k8s/e2e/values.yaml --set "images.tag=$TAG" --wait --timeout 5m >/dev/null
+    overlay "$E2E_DIR/overlay"
+    kctl apply -k "$E2E_DIR/overlay" >/dev/null
+    kctl rollout status -n "$NAMESPACE" statefulset/weaviate --timeout=300s
+    kctl rollout status -n "$NAMESPACE" deployment/airflow --timeout=300s
+}
+
+# overlay DIR: a kustomization over k8s/e2e that sets the tag of every image to the one just built.
+overlay() {
+    local dir=$1
+    mkdir -p "$dir"
+    cat >"$dir/kustomization.yaml" <<EOF
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources: [$(realpath --relative-to="$dir" "$REPO/k8s/e2e")]
+images:
+  - {name: genai-pipeline/airflow, newTag: "$TAG"}
+  - {name: genai-pipeline/weaviate, newTag: "$TAG"}
+EOF
+}
+
+E2E_START=$SECONDS
+rm -rf "$LOGS" && mkdir -p "$LOGS"
+trap finish EXIT
+
+phase "install" make --no-print-directory install >/dev/null
+phase "cluster" $CLUSTER up
+export KUBECONFIG="$PIPELINE_HOME/cluster/kubeconfig"
+KUBECTL="$(cat "$PIPELINE_HOME/cluster/run/bin")/kubectl"
+TAG="$(bash images/tag.sh)"
+export E2E_TAG="$TAG" E2E_KUBECTL="$KUBECTL" E2E_VOLUMES="$VOLUMES" E2E_LOGS="$LOGS"
+phase "images" env TAG="$TAG" VERIFY="${VERIFY:-0}" bash images/build.sh "${IMAGES[@]}"
+refs=()
+for image in "${IMAGES[@]}"; do refs+=("genai-pipeline/$image:$TAG"); done
+phase "import" $CLUSTER import "${refs[@]}"
+phase "deploy" deploy
+if [[ "${BENCH:-0}" == 1 ]]; then
+    phase "bench" uv run --frozen python bench/cluster.py ${BENCH_ARGS:-}
+else
+    # shellcheck disable=SC2086  # E2E_PYTEST_ARGS is a list of arguments
+    phase "test" uv run --frozen pytest tests/e2e -m e2e -p no:cacheprovider ${E2E_PYTEST_ARGS:-}
+fi

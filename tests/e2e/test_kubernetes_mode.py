@@ -1,0 +1,211 @@
+"""Kubernetes mode on a real cluster: run by `make e2e` (scripts/e2e.sh deploys first), never by `make test`.
+
+The tests run in file order on one deployment: manifests and Pod Security first, then the first ingestion,
+the re-run, and the fault run, each building on the state the previous one left.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from tests.e2e.cluster import (
+    NAMESPACE,
+    STEP_PODS,
+    TAG,
+    PodRecorder,
+    airflow,
+    embedded_chunk_count,
+    kubectl,
+    latest_report,
+    object_count,
+    run_ingestion,
+    wait_for,
+    write_corpus,
+)
+
+pytestmark = pytest.mark.e2e
+REPO = Path(__file__).resolve().parents[2]
+DOCS = 200
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Every manifest the project renders: the chart (defaults, e2e values, model server on) and k8s/."""
+    from genai_pipeline.config import Settings
+    from genai_pipeline.local.go_tools import ensure_helm
+
+    helm = str(ensure_helm(Settings().cache_dir))
+    out = tmp_path_factory.mktemp("rendered")
+    chart = str(REPO / "charts" / "genai-pipeline")
+    variants = {
+        "chart-defaults": [],
+        "chart-e2e": ["-f", str(REPO / "k8s/e2e/values.yaml"), "--set", f"images.tag={TAG}"],
+        "chart-model-server": ["--set", "modelServer.enabled=true", "--set", "images.tag=x"],
+    }
+    files = []
+    for name, args in variants.items():
+        text = subprocess.run(
+            [helm, "template", "genai-pipeline", chart, "--namespace", NAMESPACE, *args],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        (out / f"{name}.yaml").write_text(text)
+        files.append(out / f"{name}.yaml")
+    (out / "e2e-kustomize.yaml").write_text(kubectl("kustomize", str(REPO / "k8s/e2e")))
+    return [*files, out / "e2e-kustomize.yaml", REPO / "k8s/namespace.yaml", REPO / "k8s/e2e/storage.yaml"]
+
+
+def test_every_rendered_manifest_passes_server_side_dry_run(rendered: list[Path]) -> None:
+    """Validated and admitted by the real API server (schemas, Pod Security), changing nothing."""
+    # The chart's renders go to a fresh restricted namespace, so they neither clash with the release nor
+    # pass only because objects exist already.
+    scratch = "genai-dryrun"
+    subprocess.run([*kubectl_args(), "create", "namespace", scratch], capture_output=True)
+    kubectl("label", "namespace", scratch, "--overwrite", "pod-security.kubernetes.io/enforce=restricted")
+    for path in rendered:
+        namespace = scratch if path.name.startswith("chart-") else NAMESPACE
+        result = subprocess.run(
+            [*kubectl_args(), "apply", "--dry-run=server", "-n", namespace, "-f", str(path)],
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 0, f"{path.name}: {result.stderr}"
+        assert "PodSecurity" not in result.stderr, f"{path.name}: {result.stderr}"
+
+
+def kubectl_args() -> list[str]:
+    from tests.e2e.cluster import KUBECONFIG, KUBECTL
+
+    return [KUBECTL, "--kubeconfig", KUBECONFIG]
+
+
+def test_the_namespace_enforces_the_restricted_pod_security_level() -> None:
+    labels = kubectl("get", "namespace", NAMESPACE, "-o", "jsonpath={.metadata.labels}")
+    assert '"pod-security.kubernetes.io/enforce":"restricted"' in labels
+    # A pod like the provider's default XCom sidecar (no securityContext) is refused by the API server.
+    out = kubectl(
+        "run",
+        "unhardened",
+        "-n",
+        NAMESPACE,
+        f"--image=genai-pipeline/xcom-sidecar:{TAG}",
+        "--image-pull-policy=Never",
+        "--restart=Never",
+        "--dry-run=server",
+        "--command",
+        "--",
+        "sh",
+        check=False,
+    )
+    assert "violates PodSecurity" in out and "restricted" in out
+
+
+@pytest.fixture(scope="module")
+def first_run() -> dict:
+    """The sample knowledge base plus a generated corpus, ingested once through Airflow in the cluster."""
+    write_corpus(DOCS)
+    with PodRecorder() as recorder:
+        run = run_ingestion(airflow())
+        time.sleep(2)  # the last pod's final status reaches the watch
+    return {"run": run, "pods": recorder.pods, "report": latest_report()}
+
+
+def test_asset_triggered_ingestion_succeeds_and_matches_embedded_mode(first_run: dict) -> None:
+    run, report = first_run["run"], first_run["report"]
+    assert run["state"] == "success", run
+    assert run["run_type"] == "asset_triggered"
+    expected = embedded_chunk_count()
+    assert report["documents"] == DOCS + 8 and report["ingested"] == DOCS + 8
+    assert report["rejected"] == []
+    assert report["chunks"] == expected
+    assert object_count() == expected
+
+
+def test_every_chunk_embed_and_load_ran_as_a_hardened_pod_from_its_image(first_run: dict) -> None:
+    pods = list(first_run["pods"].values())
+    batches = first_run["report"]["batches"]
+    for step in STEP_PODS:
+        mine = [p for p in pods if p.step == step]
+        assert len(mine) >= batches, f"{step}: {len(mine)} pods for {batches} batches"
+        image = "embed" if step == "embed" else "chunk"
+        for pod in mine:
+            assert pod.images()["base"] == f"genai-pipeline/{image}:{TAG}"
+            assert pod.images()["airflow-xcom-sidecar"] == f"genai-pipeline/xcom-sidecar:{TAG}"
+            assert "Succeeded" in pod.phases, (pod.name, pod.phases)
+    for pod in pods:  # every step pod, create_schema / plan / prune / report included
+        spec = pod.spec
+        assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] == 10001
+        assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+        assert spec["serviceAccountName"] == "genai-pipeline-steps" and spec["automountServiceAccountToken"] is False
+        for container in spec["containers"]:
+            context = container["securityContext"]
+            assert context["allowPrivilegeEscalation"] is False and context["capabilities"]["drop"] == ["ALL"]
+            assert context["readOnlyRootFilesystem"] is True
+            assert container["resources"]["requests"] and container["resources"]["limits"]
+        env = {e["name"]: e.get("value", "") for c in spec["containers"] for e in c.get("env") or []}
+        assert not any("KEY" in name for name in env), "secrets only through the Secret, never the pod spec"
+    assert {p.step for p in pods} >= {"create_schema", "plan", "chunk", "embed", "load", "prune", "report"}
+
+
+def test_pod_events_show_the_images_already_on_the_node() -> None:
+    events = kubectl("get", "events", "-n", NAMESPACE, "--field-selector", "reason=Pulled", "-o", "name")
+    assert events.strip(), "no Pulled events recorded"
+    messages = kubectl(
+        "get",
+        "events",
+        "-n",
+        NAMESPACE,
+        "--field-selector",
+        "reason=Pulled",
+        "-o",
+        "jsonpath={range .items[*]}{.message}{'\\n'}{end}",
+    )
+    assert f"genai-pipeline/embed:{TAG}" in messages and "already present on machine" in messages
+
+
+def test_a_second_run_makes_no_embedding_calls(first_run: dict) -> None:
+    before = object_count()
+    run = run_ingestion(airflow())
+    report = latest_report()
+    assert run["state"] == "success"
+    assert report["embed_calls"] == 0 and report["ingested"] == 0
+    assert report["skipped_unchanged"] == DOCS + 8
+    assert object_count() == before
+
+
+def test_a_deleted_embed_pod_is_retried_with_nothing_lost_or_duplicated(first_run: dict) -> None:
+    """Change the corpus so embedding has work, delete the embed pod mid-run, and check the outcome."""
+    write_corpus(DOCS, seed=11)  # same paths, new text: every generated document changes
+    expected = embedded_chunk_count()
+    api = airflow()
+    deleted: list[str] = []
+    with PodRecorder() as recorder:
+        before = {r["dag_run_id"] for r in api.runs("ingest_knowledge_base")}
+        api.trigger("start")
+        pod = wait_for(lambda: next(recorder.running("embed"), None), 600, "a running embed pod", interval=0.2)
+        kubectl("delete", "pod", "-n", NAMESPACE, pod.name, "--wait=false")
+        deleted.append(pod.name)
+
+        def finished() -> dict | None:
+            new = [r for r in api.runs("ingest_knowledge_base") if r["dag_run_id"] not in before]
+            return new[0] if new and new[0]["state"] in ("success", "failed") else None
+
+        run = wait_for(finished, 1800, "ingestion after the pod deletion")
+    assert run["state"] == "success", run
+    embeds = [
+        t
+        for t in api.task_instances("ingest_knowledge_base", run["dag_run_id"])
+        if t["task_id"] == "ingest_batch.embed"
+    ]
+    retried = [t for t in embeds if t["try_number"] > 1]
+    assert retried, "the deleted pod's task was not retried"
+    log = api.task_log("ingest_knowledge_base", run["dag_run_id"], "ingest_batch.embed", 1, retried[0]["map_index"])
+    assert "INFRASTRUCTURE failure" in log and "STEP failure" not in log, log[-3000:]
+    assert object_count() == expected  # nothing missing, nothing duplicated
+    report = latest_report()
+    assert report["ingested"] == DOCS and report["skipped_unchanged"] == 8  # the sample KB did not change
+    assert report["rejected"] == []
