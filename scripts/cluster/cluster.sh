@@ -41,6 +41,15 @@ node_ip() {
     ip -4 route get 1.1.1.1 2>/dev/null | awk '{for (i = 1; i < NF; i++) if ($i == "src") print $(i + 1)}' | head -n1
 }
 
+# write_file FILE: stdin into FILE, only when it differs. kube-proxy exits when its config file changes at
+# all, so a second `up` must leave the files of running components alone.
+write_file() {
+    local tmp
+    tmp=$(mktemp)
+    cat >"$tmp"
+    if cmp -s "$tmp" "$1"; then rm -f "$tmp"; else mv "$tmp" "$1"; fi
+}
+
 running() { [[ -f "$RUN/$1.pid" ]] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }
 
 # start NAME COMMAND...: run in the background, log to logs/NAME.log, remember the pid.
@@ -93,7 +102,7 @@ prepare_node() {
     # dockerd sets FORWARD to DROP; pod traffic must pass.
     iptables -P FORWARD ACCEPT
     mkdir -p /etc/cni/net.d
-    cat >/etc/cni/net.d/10-genai-pipeline.conflist <<EOF
+    write_file /etc/cni/net.d/10-genai-pipeline.conflist <<EOF
 {
   "cniVersion": "1.0.0",
   "name": "genai-pipeline",
@@ -169,12 +178,12 @@ EOF
 start_containerd() {
     local dir="$CLUSTER_DIR/containerd"
     mkdir -p "$dir" "$(dirname "$CONTAINERD_SOCK")"
-    containerd config default >"$dir/config.toml.default"
+    containerd config default | write_file "$dir/config.toml.default"
     # CRI on, Debian's CNI plugins, our pause image, cgroupfs, and restrict_oom_score_adj: root here lacks
     # CAP_SYS_RESOURCE, and without it runc fails every sandbox ("can't get final child's PID from pipe").
-    python3 - "$dir/config.toml.default" "$dir/config.toml" "$NODE_ROOT" "$PAUSE_IMAGE" "$CONTAINERD_SOCK" <<'PY'
+    python3 - "$dir/config.toml.default" "$NODE_ROOT" "$PAUSE_IMAGE" "$CONTAINERD_SOCK" <<'PY' | write_file "$dir/config.toml"
 import re, sys
-src, dst, root, pause, sock = sys.argv[1:]
+src, root, pause, sock = sys.argv[1:]
 text = open(src).read()
 text = re.sub(r'^root = .*$', f'root = "{root}/containerd"', text, flags=re.M)
 text = re.sub(r'^state = .*$', f'state = "/run/genai-pipeline/containerd-state"', text, flags=re.M)
@@ -187,7 +196,7 @@ text = re.sub(r'bin_dir = .*', 'bin_dir = "/usr/lib/cni"', text)
 text = re.sub(r'conf_dir = .*', 'conf_dir = "/etc/cni/net.d"', text)
 text = re.sub(r'SystemdCgroup = .*', 'SystemdCgroup = false', text)
 text = re.sub(r'disabled_plugins = .*', 'disabled_plugins = []', text)
-open(dst, "w").write(text)
+sys.stdout.write(text)
 PY
     start containerd containerd --config "$dir/config.toml"
     wait_for containerd 30 ctr -a "$CONTAINERD_SOCK" version
@@ -262,7 +271,7 @@ start_control_plane() {
 start_node() {
     local ip=$1
     mkdir -p "$NODE_ROOT/kubelet"
-    cat >"$CLUSTER_DIR/kubelet-config.yaml" <<EOF
+    write_file "$CLUSTER_DIR/kubelet-config.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 cgroupDriver: cgroupfs
@@ -284,7 +293,7 @@ EOF
     start kubelet "$BIN/kubelet" --config="$CLUSTER_DIR/kubelet-config.yaml" \
         --kubeconfig="$PKI/kubelet.kubeconfig" --root-dir="$NODE_ROOT/kubelet" \
         --hostname-override="$NODE_NAME" --node-ip="$ip"
-    cat >"$CLUSTER_DIR/kube-proxy-config.yaml" <<EOF
+    write_file "$CLUSTER_DIR/kube-proxy-config.yaml" <<EOF
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 clientConnection: {kubeconfig: "$PKI/kube-proxy.kubeconfig"}

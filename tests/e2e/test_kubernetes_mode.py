@@ -6,6 +6,7 @@ the re-run, and the fault run, each building on the state the previous one left.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from pathlib import Path
@@ -46,9 +47,10 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
         "chart-model-server": ["--set", "modelServer.enabled=true", "--set", "images.tag=x"],
     }
     files = []
+    version = json.loads(kubectl("version", "-o", "json"))["serverVersion"]["gitVersion"]
     for name, args in variants.items():
         text = subprocess.run(
-            [helm, "template", "genai-pipeline", chart, "--namespace", NAMESPACE, *args],
+            [helm, "template", "genai-pipeline", chart, "--namespace", NAMESPACE, "--kube-version", version, *args],
             capture_output=True,
             text=True,
             check=True,

@@ -95,15 +95,18 @@ def kubernetes_connection(settings: Settings) -> dict[str, Any]:
     return {"conn_type": "kubernetes", "extra": json.dumps(extra)}
 
 
-# Signs, in a failed pod task's exception, that the step never ran to its end for reasons outside its code.
+# Signs, in a failed pod task's exception (the provider appends the last pod state it read), that the step
+# never ran to its end for reasons outside its code. A step that raised leaves its container terminated with
+# its own exit code and none of these.
 _INFRASTRUCTURE_SIGNS: tuple[tuple[str, str], ...] = (
     (r"'deletion_timestamp': datetime", "the pod was deleted while the step ran"),
-    (r"PodNotFound|\(404\)|not found", "the pod disappeared (deleted or evicted) before the step finished"),
-    (r"'reason': 'Evicted'|Evicted", "the node evicted the pod"),
-    (r"'reason': 'OOMKilled'|OOMKilled", "the container exceeded its memory limit (OOMKilled)"),
+    (r"'reason': 'Evicted'|\bEvicted\b", "the node evicted the pod"),
+    (r"OOMKilled", "the container exceeded its memory limit (OOMKilled)"),
     (r"DeadlineExceeded", "the pod ran past active_deadline_seconds"),
     (r"ErrImagePull|ImagePullBackOff|InvalidImageName|ErrImageNeverPull", "the image could not be pulled"),
-    (r"took too long to start|PodLaunchTimeout|Unschedulable|never started", "the pod never started"),
+    (r"took too long to start|PodLaunchTimeout|Unschedulable", "the pod never started"),
+    (r"PodNotFound|Pod \S+ not found|\(404\)", "the pod disappeared (deleted or evicted) before the step finished"),
+    (r"'exit_code': (137|143)\b", "the step container was killed from outside (SIGKILL/SIGTERM)"),
 )
 
 
@@ -116,6 +119,9 @@ def classify_pod_failure(error: BaseException | str | None) -> tuple[str, str]:
     for pattern, why in _INFRASTRUCTURE_SIGNS:
         if re.search(pattern, text):
             return "infrastructure", why
+    if "returned a failure" in text and "'exit_code': " not in text:
+        # The last state the provider saw has no exit code: the pod went away before its step container ended.
+        return "infrastructure", "the pod went away before the step container finished (deleted or evicted)"
     first = text.splitlines()[0] if text else "unknown error"
     return "step", f"the step's code failed ({first}); its traceback is in the pod log above"
 

@@ -62,14 +62,32 @@ def test_kubernetes_mode_refuses_to_guess_an_image_tag(monkeypatch: pytest.Monke
 @pytest.mark.parametrize(
     ("message", "kind", "why"),
     [
-        ("Pod genai-embed-x returned a failure.\nremote_pod: {'deletion_timestamp': datetime.datetime(2026)}",
-         "infrastructure", "deleted while the step ran"),
+        (
+            "Pod genai-embed-x returned a failure.\nremote_pod: {'deletion_timestamp': datetime.datetime(2026)}",
+            "infrastructure",
+            "deleted while the step ran",
+        ),
         ("PodNotFoundException: Pod genai-embed-x not found", "infrastructure", "disappeared"),
         ("Pod returned a failure.\n{'phase': 'Failed', 'reason': 'Evicted'}", "infrastructure", "evicted"),
         ("Pod returned a failure.\n{'reason': 'OOMKilled', 'exit_code': 137}", "infrastructure", "memory limit"),
         ("Pod launching failed: Pod took too long to start", "infrastructure", "never started"),
         ("Pod returned a failure.\nwaiting: {'reason': 'ErrImagePull'}", "infrastructure", "could not be pulled"),
-        ("Pod genai-load-x returned a failure.\n{'reason': 'Error', 'exit_code': 1}", "step", "step's code failed"),
+        (
+            "Pod genai-embed-x returned a failure.\nremote_pod: {'phase': 'Pending', 'deletion_timestamp': None}",
+            "infrastructure",
+            "went away before the step container finished",
+        ),
+        (
+            "Pod genai-embed-x returned a failure.\n{'terminated': {'exit_code': 143, 'reason': 'Error'}}",
+            "infrastructure",
+            "killed from outside",
+        ),
+        (
+            "Pod genai-load-x returned a failure.\n{'terminated': {'exit_code': 1, 'reason': 'Error'}}",
+            "step",
+            "step's code failed",
+        ),
+        ("ValueError: collection KnowledgeBase not found", "step", "step's code failed"),
     ],
 )
 def test_pod_failures_are_told_apart_from_step_errors(message: str, kind: str, why: str) -> None:
