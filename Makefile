@@ -4,8 +4,10 @@ UV_VERSION := 0.9.30
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 export PIPELINE_HOME ?= $(CURDIR)/.pipeline
 export HF_HUB_OFFLINE := 1
+export PATH := $(HOME)/.local/bin:$(PATH)
 
-.PHONY: install demo test test-unit lint up down bench images clean
+.PHONY: install demo test test-unit lint up down bench images clean cluster-up cluster-down e2e bench-cluster \
+	kind-up kind-down
 
 install:  ## Create .venv from the lock file (Python deps, Airflow, models in packages)
 	@command -v uv >/dev/null 2>&1 || test -x $(UV) || python3 -m pip install --quiet --user "uv==$(UV_VERSION)"
@@ -34,8 +36,26 @@ down:
 bench: install  ## Ingestion benchmark on a generated 1,000-document corpus
 	$(UV) run python bench/ingest.py --docs 1000
 
-images:  ## Build every step image with a local Docker engine
+images:  ## Build every image with a local Docker engine (tag: bash images/tag.sh)
 	bash images/build.sh
+
+cluster-up:  ## A real single-node Kubernetes 1.34 on this machine (binaries built once from the Go proxy)
+	bash scripts/cluster/cluster.sh up
+
+cluster-down:  ## Stop it and remove its state (logs stay in .pipeline/cluster/logs)
+	bash scripts/cluster/cluster.sh down
+
+e2e: install  ## Kubernetes mode end to end: cluster, images, chart, Weaviate, Airflow, tests, teardown
+	bash scripts/e2e.sh
+
+bench-cluster: install  ## 1,000 documents on the cluster vs embedded mode (docs/benchmarks.md)
+	BENCH=1 BENCH_ARGS="--docs 1000" bash scripts/e2e.sh
+
+kind-up: install  ## The same deployment on kind (needs kind and Docker Hub); stays up
+	E2E_CLUSTER=kind DEPLOY_ONLY=1 KEEP_CLUSTER=1 bash scripts/e2e.sh
+
+kind-down:
+	bash scripts/cluster/kind.sh down
 
 clean: down
 	rm -rf $(PIPELINE_HOME)

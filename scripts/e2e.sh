@@ -12,7 +12,8 @@
 #                $PIPELINE_HOME/e2e/logs (printed on failure), then the cluster goes down
 #
 # Environment: KEEP_CLUSTER=1 leaves the cluster and deployment up afterwards (for debugging);
-#              E2E_PYTEST_ARGS adds pytest arguments (e.g. -k fault); BENCH=1 runs bench/cluster.py instead.
+#              E2E_PYTEST_ARGS adds pytest arguments (e.g. -k fault); BENCH=1 runs bench/cluster.py instead;
+#              DEPLOY_ONLY=1 stops after the deploy (make kind-up); E2E_CLUSTER=kind uses kind for the node.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -24,7 +25,13 @@ LOGS="$E2E_DIR/logs"
 NAMESPACE=genai-pipeline
 VOLUMES=/var/lib/genai-pipeline-node/volumes
 IMAGES=(xcom-sidecar chunk embed airflow weaviate)
-CLUSTER="bash $REPO/scripts/cluster/cluster.sh"
+# The node: Kubernetes built here (cluster.sh), or kind where it and a registry exist (E2E_CLUSTER=kind).
+if [[ "${E2E_CLUSTER:-node}" == kind ]]; then
+    CLUSTER="bash $REPO/scripts/cluster/kind.sh"
+    VOLUMES="$PIPELINE_HOME/kind-volumes"
+else
+    CLUSTER="bash $REPO/scripts/cluster/cluster.sh"
+fi
 
 log() { printf '[e2e] %s\n' "$*" >&2; }
 declare -a TIMES=()
@@ -125,7 +132,9 @@ refs=()
 for image in "${IMAGES[@]}"; do refs+=("genai-pipeline/$image:$TAG"); done
 phase "import" $CLUSTER import "${refs[@]}"
 phase "deploy" deploy
-if [[ "${BENCH:-0}" == 1 ]]; then
+if [[ "${DEPLOY_ONLY:-0}" == 1 ]]; then
+    log "deployed; Airflow: kubectl -n $NAMESPACE port-forward svc/airflow 8080"
+elif [[ "${BENCH:-0}" == 1 ]]; then
     phase "bench" uv run --frozen python bench/cluster.py ${BENCH_ARGS:-}
 else
     # shellcheck disable=SC2086  # E2E_PYTEST_ARGS is a list of arguments
