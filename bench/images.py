@@ -1,6 +1,6 @@
 """Step image sizes (and, optionally, container start-up time) from the local Docker engine.
 
-    uv run python bench/images.py                  # size table of genai-pipeline/*:0.1.0
+    uv run python bench/images.py                  # size table of genai-pipeline/*:$(images/tag.sh)
     uv run python bench/images.py --startup 5      # plus median start-to-exit of a hardened container
     uv run python bench/images.py --json           # the same rows as JSON
 
@@ -19,8 +19,9 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
-IMAGES = ("chunk", "embed", "finetune", "generate", "model-server")
+IMAGES = ("chunk", "embed", "finetune", "generate", "model-server", "airflow", "weaviate", "xcom-sidecar")
 BASE_IMAGE = "genai-pipeline/base:bookworm"
 STARTUP_COMMAND = ("python", "-c", "import genai_pipeline.steps.ingest")
 HARDENED = ("--rm", "--read-only", "--tmpfs", "/tmp", "--user", "10001:10001", "--network", "none")
@@ -122,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("images", nargs="*", default=list(IMAGES), help="image names (default: all step images)")
     parser.add_argument("--registry", default="genai-pipeline")
-    parser.add_argument("--tag", default="0.1.0")
+    parser.add_argument("--tag", help="default: the content tag images/tag.sh prints for this tree")
     parser.add_argument("--base", default=BASE_IMAGE, help="base image the sizes are compared with")
     parser.add_argument("--startup", type=int, default=0, metavar="N", help="also time N container starts")
     parser.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
@@ -130,7 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode != 0:
         print("no Docker engine answers (scripts/ensure-docker.sh starts one)", file=sys.stderr)
         return 1
-    rows = measure(args.registry, args.tag, args.images, args.base, args.startup)
+    tag = args.tag or subprocess.run(
+        ["bash", str(Path(__file__).resolve().parents[1] / "images" / "tag.sh")], capture_output=True, text=True
+    ).stdout.strip()
+    rows = measure(args.registry, tag, args.images, args.base, args.startup)
     print(json.dumps(rows, indent=2) if args.json else table(rows))
     return 1 if any(row.get("missing") for row in rows) else 0
 
