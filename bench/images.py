@@ -131,9 +131,12 @@ def main(argv: list[str] | None = None) -> int:
     if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode != 0:
         print("no Docker engine answers (scripts/ensure-docker.sh starts one)", file=sys.stderr)
         return 1
-    tag = args.tag or subprocess.run(
-        ["bash", str(Path(__file__).resolve().parents[1] / "images" / "tag.sh")], capture_output=True, text=True
-    ).stdout.strip()
+    tag = (
+        args.tag
+        or subprocess.run(
+            ["bash", str(Path(__file__).resolve().parents[1] / "images" / "tag.sh")], capture_output=True, text=True
+        ).stdout.strip()
+    )
     rows = measure(args.registry, tag, args.images, args.base, args.startup)
     print(json.dumps(rows, indent=2) if args.json else table(rows))
     return 1 if any(row.get("missing") for row in rows) else 0

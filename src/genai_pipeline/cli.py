@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -75,7 +76,13 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Bring the stack up, trigger ``start``, follow the Asset-triggered ingestion, print its summary."""
+    """Bring the stack up, trigger ``start``, follow the Asset-triggered ingestion, print its summary.
+
+    The demo's Airflow schedules ingestion on the source Assets only: with the cron on, Airflow runs the
+    latest past tick as soon as it first sees the DAG, and that run would take the demo's documents first.
+    """
+    os.environ["PIPELINE_INGEST__SCHEDULE_CRON"] = ""
+    get_settings.cache_clear()
     cmd_up(args)
     settings = get_settings()
     from genai_pipeline.local.airflow_env import AirflowAPI

@@ -10,15 +10,6 @@ from genai_pipeline.orchestration.pods import classify_pod_failure, kubernetes_c
 from genai_pipeline.orchestration.step_task import step_task
 
 
-@pytest.fixture
-def cluster(monkeypatch: pytest.MonkeyPatch) -> Settings:
-    monkeypatch.setenv("PIPELINE_RUNTIME__MODE", "kubernetes")
-    monkeypatch.setenv("PIPELINE_STORE_URI", "/data/store")
-    monkeypatch.setenv("PIPELINE_RUNTIME__IMAGE_TAG", "3f2a9c0d1b7e")
-    monkeypatch.setenv("PIPELINE_RUNTIME__XCOM_SIDECAR_IMAGE", "genai-pipeline/xcom-sidecar:3f2a9c0d1b7e")
-    return Settings()
-
-
 def test_the_xcom_sidecar_passes_the_restricted_pod_security_level(cluster: Settings) -> None:
     """The provider adds the sidecar with no securityContext; a restricted namespace then refuses every pod."""
     from airflow.providers.cncf.kubernetes.utils.xcom_sidecar import add_xcom_sidecar
@@ -40,8 +31,8 @@ def test_the_connection_names_the_local_sidecar_image_and_runs_in_cluster(cluste
     conn = kubernetes_connection(cluster)
     extra = json.loads(conn["extra"])
     assert conn["conn_type"] == "kubernetes"
-    assert extra["in_cluster"] is True and extra["namespace"] == "genai-pipeline"
-    assert extra["xcom_sidecar_container_image"] == "genai-pipeline/xcom-sidecar:3f2a9c0d1b7e"
+    assert extra["in_cluster"] is True and extra["namespace"] == "pipeline-ns"
+    assert extra["xcom_sidecar_container_image"] == "registry.local/genai/xcom-sidecar:1.2.3"
     from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
     from airflow.sdk import Connection
 
@@ -49,7 +40,7 @@ def test_the_connection_names_the_local_sidecar_image_and_runs_in_cluster(cluste
     hook.__dict__["conn_extras"] = Connection(conn_id="k", conn_type="kubernetes", extra=conn["extra"]).extra_dejson
     resources = hook.get_xcom_sidecar_container_resources()  # what the provider reads, the way it reads it
     assert resources["requests"] and resources["limits"]
-    assert hook.get_xcom_sidecar_container_image() == "genai-pipeline/xcom-sidecar:3f2a9c0d1b7e"
+    assert hook.get_xcom_sidecar_container_image() == "registry.local/genai/xcom-sidecar:1.2.3"
 
 
 def test_kubernetes_mode_refuses_to_guess_an_image_tag(monkeypatch: pytest.MonkeyPatch) -> None:

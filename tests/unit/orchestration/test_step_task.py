@@ -12,18 +12,6 @@ def operator_for(step: str, settings: Settings, payload=None):
         return step_task(step, settings=settings)(payload or {"batch": 0}).operator
 
 
-@pytest.fixture
-def cluster(monkeypatch: pytest.MonkeyPatch) -> Settings:
-    monkeypatch.setenv("PIPELINE_RUNTIME__MODE", "kubernetes")
-    monkeypatch.setenv("PIPELINE_STORE_URI", "/data/store")
-    monkeypatch.setenv("PIPELINE_RUNTIME__SHARED_VOLUME_CLAIM", "pipeline-data")
-    monkeypatch.setenv("PIPELINE_RUNTIME__IMAGE_REGISTRY", "registry.local/genai")
-    monkeypatch.setenv("PIPELINE_RUNTIME__IMAGE_TAG", "1.2.3")
-    monkeypatch.setenv("PIPELINE_RUNTIME__NAMESPACE", "pipeline-ns")
-    monkeypatch.setenv("PIPELINE_OPENAI__API_KEY", "sk-must-not-leak")
-    return Settings()
-
-
 def test_cluster_mode_runs_the_step_in_its_image(cluster: Settings) -> None:
     embed = operator_for("embed", cluster)
     load = operator_for("load", cluster)
