@@ -363,7 +363,7 @@ cmd_down() {
     iptables-save 2>/dev/null | grep -q KUBE- && { iptables-save | grep -v KUBE- | iptables-restore || true; }
     ip link delete cni0 2>/dev/null || true
     # Mounts the kubelet and containerd left (secrets, projected tokens, rootfs), then the state.
-    grep -oE " ($NODE_ROOT|/run/genai-pipeline)[^ ]*" /proc/mounts | sort -r | while read -r mnt; do
+    { grep -oE " ($NODE_ROOT|/run/genai-pipeline)[^ ]*" /proc/mounts || true; } | sort -r | while read -r mnt; do
         umount -l "$mnt" 2>/dev/null || true
     done
     if [[ "${KEEP_IMAGES:-1}" == 1 && -d "$NODE_ROOT/containerd" ]]; then
