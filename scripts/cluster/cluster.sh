@@ -85,6 +85,8 @@ install_packages() {
     command -v iptables >/dev/null || missing+=(iptables)
     command -v conntrack >/dev/null || missing+=(conntrack)
     command -v openssl >/dev/null || missing+=(openssl)
+    command -v curl >/dev/null || missing+=(curl)
+    command -v ip >/dev/null || missing+=(iproute2)
     command -v modprobe >/dev/null || missing+=(kmod)
     if [[ ${#missing[@]} -gt 0 ]]; then
         log "installing ${missing[*]} from Debian"
@@ -99,8 +101,13 @@ prepare_node() {
     modprobe br_netfilter 2>/dev/null || true
     sysctl -qw net.ipv4.ip_forward=1
     sysctl -qw net.bridge.bridge-nf-call-iptables=1 2>/dev/null || log "bridge-nf-call-iptables unavailable"
-    # dockerd sets FORWARD to DROP; pod traffic must pass.
-    iptables -P FORWARD ACCEPT
+    # dockerd sets FORWARD to DROP whenever it starts; pod traffic (bridged pod-to-pod through a Service
+    # included, with br_netfilter) must pass whatever the policy, so accept the pod network explicitly.
+    local rule
+    for rule in "-s $POD_CIDR" "-d $POD_CIDR"; do
+        # shellcheck disable=SC2086  # rule is two words
+        iptables -C FORWARD $rule -j ACCEPT 2>/dev/null || iptables -I FORWARD 1 $rule -j ACCEPT
+    done
     mkdir -p /etc/cni/net.d
     write_file /etc/cni/net.d/10-genai-pipeline.conflist <<EOF
 {
@@ -204,26 +211,25 @@ PY
 
 # import_images IMAGE...: docker save | ctr import into the k8s.io namespace, unless containerd has that id.
 import_images() {
-    local image id
+    local image id stamp listed
     for image in "$@"; do
         id=$(docker image inspect --format '{{.Id}}' "$image") || die "no local image $image"
-        if ctr -a "$CONTAINERD_SOCK" -n k8s.io images ls -q "name==docker.io/$image" 2>/dev/null | grep -q . \
-            && [[ "$(ctr -a "$CONTAINERD_SOCK" -n k8s.io images ls "name==docker.io/$image" | awk 'NR==2 {print $3}')" != "" ]] \
-            && [[ -f "$RUN/images/${image//\//_}" && "$(cat "$RUN/images/${image//\//_}")" == "$id" ]]; then
+        stamp="$RUN/images/${image//\//_}"
+        listed=$(ctr -a "$CONTAINERD_SOCK" -n k8s.io images ls -q "name==docker.io/$image" 2>/dev/null || true)
+        if [[ -n "$listed" && -f "$stamp" && "$(cat "$stamp")" == "$id" ]]; then
             continue
         fi
         log "importing $image into the node's containerd"
         docker save "$image" | ctr -a "$CONTAINERD_SOCK" -n k8s.io images import --no-unpack=false - >/dev/null
         mkdir -p "$RUN/images"
-        echo "$id" >"$RUN/images/${image//\//_}"
+        echo "$id" >"$stamp"
     done
 }
 
 pause_image() {
-    if ctr -a "$CONTAINERD_SOCK" -n k8s.io images ls -q "name==$PAUSE_IMAGE" | grep -q .; then
+    if [[ -n "$(ctr -a "$CONTAINERD_SOCK" -n k8s.io images ls -q "name==$PAUSE_IMAGE")" ]]; then
         return 0
     fi
-    bash "$REPO/scripts/ensure-docker.sh"
     local ctx
     ctx=$(mktemp -d)
     cp "$BIN/pause" "$ctx/pause"
@@ -319,6 +325,8 @@ cmd_up() {
     local started=$SECONDS ip
     mkdir -p "$LOGS" "$RUN"
     install_packages
+    # Docker first (it builds the pause image): starting dockerd resets iptables' FORWARD policy to DROP.
+    bash "$REPO/scripts/ensure-docker.sh"
     BIN="$(bash "$REPO/scripts/cluster/build-k8s.sh")/bin"
     echo "$BIN" >"$RUN/bin"
     ip=$(node_ip)
@@ -360,7 +368,10 @@ cmd_down() {
     rm -f "$RUN/containerd.pid"
     pkill -9 -f "containerd-shim.*-address $CONTAINERD_SOCK" 2>/dev/null || true
     # kube-proxy's rules and the pod bridge, so the next start begins clean.
-    iptables-save 2>/dev/null | grep -q KUBE- && { iptables-save | grep -v KUBE- | iptables-restore || true; }
+    # (grep without -q: with pipefail, -q's early exit would SIGPIPE iptables-save and fail the test)
+    if [[ $(iptables-save 2>/dev/null | grep -c KUBE- || true) -gt 0 ]]; then
+        iptables-save | grep -v KUBE- | iptables-restore || log "could not remove kube-proxy's iptables rules"
+    fi
     ip link delete cni0 2>/dev/null || true
     # Mounts the kubelet and containerd left (secrets, projected tokens, rootfs), then the state.
     { grep -oE " ($NODE_ROOT|/run/genai-pipeline)[^ ]*" /proc/mounts || true; } | sort -r | while read -r mnt; do
