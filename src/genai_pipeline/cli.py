@@ -164,6 +164,10 @@ def print_summary(summary: dict[str, Any]) -> None:
         f"  embedding calls  {summary.get('embed_calls')}",
         f"  time             {summary.get('seconds')} s  ({summary.get('docs_per_s')} docs/s, "
         f"{summary.get('chunks_per_s')} chunks/s)",
+        *(
+            f"  UNAVAILABLE      {u['source']}: {u['reason']} ({u['kept_documents']} stored documents kept)"
+            for u in summary.get("unavailable_sources", [])
+        ),
         f"  rejected         {len(rejected)}",
         *(f"    - {r['uri']}: {r['reason']}" for r in rejected),
     ]

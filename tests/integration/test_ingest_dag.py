@@ -158,3 +158,28 @@ def test_openai_provider_ingests_through_a_faulty_server_with_backoff(settings_f
     assert summary["embed_calls"] >= summary["chunks"] / 8  # one request per 8 chunks
     assert injected["429"] + injected["500"] > 0  # the client's backoff really ran
     assert sum(len(ids) for ids in objects_by_source(settings).values()) == summary["chunks"]
+
+
+def test_a_source_that_goes_missing_keeps_its_documents_and_fails_the_run(settings_for, tmp_path: Path) -> None:
+    """A moved-away folder (or an unmounted volume) looked like "every document removed" and was pruned."""
+    kept, extra = tmp_path / "kept", tmp_path / "extra"
+    for folder, names in ((kept, ["overview.md"]), (extra, ["ingestion.md", "configuration.md"])):
+        folder.mkdir()
+        for name in names:
+            shutil.copy(SAMPLE / name, folder / name)
+    settings, env = settings_for({"kept": kept, "extra": extra})
+    migrate(settings)
+    ingest(settings, env)
+    before = objects_by_source(settings)
+    assert {uri.split("/")[0] for uri in before} == {"kept", "extra"}
+
+    extra.rename(tmp_path / "moved-away")
+    result = run_dag(settings, env)
+
+    assert result.returncode != 0  # the run says so instead of ending in success
+    assert objects_by_source(settings) == before  # nothing deleted, nothing duplicated
+    summary = Store(settings.store).read_json("reports/ingest/latest.json")
+    assert summary["removed_documents"] == 0
+    (unavailable,) = summary["unavailable_sources"]
+    assert unavailable["source"] == "extra" and unavailable["kept_documents"] == 2
+    assert "does not exist" in unavailable["reason"]

@@ -68,11 +68,15 @@ def plan(settings: Settings, payload: Descriptor) -> list[Descriptor]:
     documents: list[Document] = []
     rejected: list[dict[str, str]] = []
     aliases: list[str] = []
+    empty: dict[str, str] = {}
     for name, root in settings.ingest.sources.items():
         scan = scan_source(name, root, max_bytes=settings.ingest.max_document_bytes)
         documents.extend(scan.documents)
         rejected.extend({"uri": r.uri, "reason": r.reason} for r in scan.rejected)
         aliases.extend(scan.aliases)
+        if not scan.documents:
+            folder = [r.reason for r in scan.rejected if r.uri == f"{name}/"]
+            empty[name] = folder[0] if folder else "no usable document in it"
     for rejection in rejected:
         log.warning("rejected %s: %s", rejection["uri"], rejection["reason"])
 
@@ -89,7 +93,18 @@ def plan(settings: Settings, payload: Descriptor) -> list[Descriptor]:
         if stored.get(document.uri) != {wanted}:
             changed.append({**document.to_dict(), "uri": document.uri, "fingerprint": wanted})
     present = {d.uri for d in documents} | {r["uri"] for r in rejected} | set(aliases)
-    removed = sorted(uri for uri in stored if uri not in present)
+    removed = removed_documents(stored, present, set(empty))
+    unavailable = [
+        {"source": name, "reason": reason, "kept_documents": sum(1 for uri in stored if _source_of(uri) == name)}
+        for name, reason in sorted(empty.items())
+    ]
+    for source in unavailable:
+        log.error(
+            "source %s gave no documents (%s): its %d stored documents are kept, not pruned",
+            source["source"],
+            source["reason"],
+            source["kept_documents"],
+        )
 
     size = settings.ingest.batch_docs
     groups = [changed[i : i + size] for i in range(0, len(changed), size)]
@@ -115,6 +130,7 @@ def plan(settings: Settings, payload: Descriptor) -> list[Descriptor]:
             "rejected": rejected,
             "aliases": aliases,
             "removed": removed,
+            "unavailable_sources": unavailable,
             "batches": len(batches),
             "model": model,
         },
@@ -129,6 +145,19 @@ def plan(settings: Settings, payload: Descriptor) -> list[Descriptor]:
         len(removed),
     )
     return batches
+
+
+def removed_documents(stored: dict[str, object] | set[str], present: set[str], empty_sources: set[str]) -> list[str]:
+    """Stored documents that no source holds any more, to prune.
+
+    A source that gave no document at all is left out: a missing folder, a prefix that lists empty or a
+    volume that is not mounted all look like that, and must never delete what was loaded from it.
+    """
+    return sorted(uri for uri in stored if uri not in present and _source_of(uri) not in empty_sources)
+
+
+def _source_of(uri: str) -> str:
+    return uri.split("/", 1)[0]
 
 
 def chunk(settings: Settings, payload: Descriptor) -> Descriptor:
@@ -230,6 +259,10 @@ class RejectedDocumentsError(RuntimeError):
     """Raised by :func:`report` when ``fail_on_rejected`` is set and documents were refused."""
 
 
+class SourceUnavailableError(RuntimeError):
+    """Raised by :func:`report` when a source gave no documents: the run loaded the rest and pruned none of it."""
+
+
 def report(settings: Settings, payload: Descriptor) -> Descriptor:
     """Summarise the run, store the summary, and drop the run's bulk files."""
     store = Store(settings.store)
@@ -248,6 +281,7 @@ def report(settings: Settings, payload: Descriptor) -> Descriptor:
         "skipped_unchanged": plan_info["unchanged"],
         "rejected": plan_info["rejected"] + late,
         "symlinks_skipped": len(plan_info["aliases"]),
+        "unavailable_sources": plan_info.get("unavailable_sources", []),
         "removed_documents": pruned.get("removed_documents", 0),
         "removed_chunks": pruned.get("removed_chunks", 0),
         "batches": plan_info["batches"],
@@ -263,6 +297,14 @@ def report(settings: Settings, payload: Descriptor) -> Descriptor:
     store.write_json("reports/ingest/latest.json", summary)
     for bulk in ("batches", "chunks", "vectors"):
         store.remove(_prefix(run_key, bulk))
+    if summary["unavailable_sources"]:
+        raise SourceUnavailableError(
+            "; ".join(
+                f"source {u['source']!r} gave no documents ({u['reason']}): its {u['kept_documents']} stored "
+                "documents were kept; restore the source, or remove it from PIPELINE_INGEST__SOURCES to prune them"
+                for u in summary["unavailable_sources"]
+            )
+        )
     if settings.ingest.fail_on_rejected and summary["rejected"]:
         raise RejectedDocumentsError(
             f"{len(summary['rejected'])} documents rejected (fail_on_rejected is set): "

@@ -10,13 +10,13 @@ from genai_pipeline.orchestration.pods import classify_pod_failure, kubernetes_c
 from genai_pipeline.orchestration.step_task import step_task
 
 
-def test_the_xcom_sidecar_passes_the_restricted_pod_security_level(cluster: Settings) -> None:
+def test_the_xcom_sidecar_passes_the_restricted_pod_security_level(cluster_settings: Settings) -> None:
     """The provider adds the sidecar with no securityContext; a restricted namespace then refuses every pod."""
     from airflow.providers.cncf.kubernetes.utils.xcom_sidecar import add_xcom_sidecar
     from kubernetes.client import models as k8s
 
     with DAG(dag_id="t", schedule=None):
-        op = step_task("embed", settings=cluster)({"batch": 0}).operator
+        op = step_task("embed", settings=cluster_settings)({"batch": 0}).operator
     pod = add_xcom_sidecar(
         k8s.V1Pod(spec=k8s.V1PodSpec(containers=[k8s.V1Container(name="base")])),
         sidecar_container_security_context=op.xcom_sidecar_container_security_context,
@@ -27,8 +27,8 @@ def test_the_xcom_sidecar_passes_the_restricted_pod_security_level(cluster: Sett
     assert sidecar.run_as_non_root is True and sidecar.read_only_root_filesystem is True
 
 
-def test_the_connection_names_the_local_sidecar_image_and_runs_in_cluster(cluster: Settings) -> None:
-    conn = kubernetes_connection(cluster)
+def test_the_connection_names_the_local_sidecar_image_and_runs_in_cluster(cluster_settings: Settings) -> None:
+    conn = kubernetes_connection(cluster_settings)
     extra = json.loads(conn["extra"])
     assert conn["conn_type"] == "kubernetes"
     assert extra["in_cluster"] is True and extra["namespace"] == "pipeline-ns"

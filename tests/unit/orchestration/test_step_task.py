@@ -12,9 +12,9 @@ def operator_for(step: str, settings: Settings, payload=None):
         return step_task(step, settings=settings)(payload or {"batch": 0}).operator
 
 
-def test_cluster_mode_runs_the_step_in_its_image(cluster: Settings) -> None:
-    embed = operator_for("embed", cluster)
-    load = operator_for("load", cluster)
+def test_cluster_mode_runs_the_step_in_its_image(cluster_settings: Settings) -> None:
+    embed = operator_for("embed", cluster_settings)
+    load = operator_for("load", cluster_settings)
     assert embed.image == "registry.local/genai/embed:1.2.3"
     assert load.image == "registry.local/genai/chunk:1.2.3"
     assert embed.namespace == "pipeline-ns"
@@ -22,8 +22,8 @@ def test_cluster_mode_runs_the_step_in_its_image(cluster: Settings) -> None:
     assert embed.op_kwargs["step"] == "embed"
 
 
-def test_cluster_pods_are_hardened(cluster: Settings) -> None:
-    op = operator_for("chunk", cluster)
+def test_cluster_pods_are_hardened(cluster_settings: Settings) -> None:
+    op = operator_for("chunk", cluster_settings)
     pod, container = op.security_context, op.container_security_context
     assert pod.run_as_non_root and pod.run_as_user == 10001 and pod.run_as_group == 10001
     assert pod.seccomp_profile.type == "RuntimeDefault"
@@ -38,15 +38,15 @@ def test_cluster_pods_are_hardened(cluster: Settings) -> None:
     assert op.active_deadline_seconds == 3600
 
 
-def test_cluster_pods_have_requests_and_limits_per_step(cluster: Settings) -> None:
-    embed = operator_for("embed", cluster).container_resources
-    chunk = operator_for("chunk", cluster).container_resources
+def test_cluster_pods_have_requests_and_limits_per_step(cluster_settings: Settings) -> None:
+    embed = operator_for("embed", cluster_settings).container_resources
+    chunk = operator_for("chunk", cluster_settings).container_resources
     assert embed.requests == {"cpu": "1", "memory": "1Gi"} and embed.limits == {"cpu": "2", "memory": "2Gi"}
     assert chunk.limits == {"cpu": "1", "memory": "1Gi"}
 
 
-def test_secrets_come_from_a_secret_never_from_the_pod_spec(cluster: Settings) -> None:
-    op = operator_for("embed", cluster)
+def test_secrets_come_from_a_secret_never_from_the_pod_spec(cluster_settings: Settings) -> None:
+    op = operator_for("embed", cluster_settings)
     env = op.env_vars if isinstance(op.env_vars, dict) else {e.name: e.value for e in op.env_vars}
     assert env["PIPELINE_RUNTIME__MODE"] == "kubernetes"
     assert "PIPELINE_OPENAI__API_KEY" not in env

@@ -102,3 +102,13 @@ def test_a_document_changed_after_planning_is_refused_not_chunked_under_the_old_
     (tmp_path / "a.md").write_text("edited meanwhile")
     with pytest.raises(DocumentRejected, match="changed since it was planned"):
         read_document(document, str(tmp_path), max_bytes=CAP)
+
+
+def test_only_documents_of_sources_that_still_gave_documents_are_pruned() -> None:
+    from genai_pipeline.steps.ingest import removed_documents
+
+    stored = {"a/kept.md", "a/gone.md", "b/one.md", "b/two.md", "old/x.md"}
+    present = {"a/kept.md"}
+    # b gave nothing (missing folder, empty listing, unmounted volume): its documents stay.
+    # old is no longer configured at all: its documents go.
+    assert removed_documents(stored, present, empty_sources={"b"}) == ["a/gone.md", "old/x.md"]
