@@ -169,6 +169,10 @@ def print_summary(summary: dict[str, Any]) -> None:
             for u in summary.get("unavailable_sources", [])
         ),
         f"  rejected         {len(rejected)}",
+        *(
+            f"    ! {uri}: refused now, its previously loaded version is still searchable"
+            for uri in summary.get("rejected_still_searchable", [])
+        ),
         *(f"    - {r['uri']}: {r['reason']}" for r in rejected),
     ]
     print("\n".join(lines))

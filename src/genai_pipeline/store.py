@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import uuid
 from typing import Any
 
 import fsspec
@@ -29,7 +30,8 @@ class Store:
         """Write atomically where the filesystem allows it (write then rename) and return the path."""
         path = self.path(key)
         self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-        tmp = f"{path}.partial"
+        # A temp name of its own per writer: a zombie task and its retry never write the same temp file.
+        tmp = f"{path}.{uuid.uuid4().hex}.partial"
         with self.fs.open(tmp, "wb") as handle:
             handle.write(data)
         self.fs.mv(tmp, path)

@@ -95,8 +95,12 @@ def test_ingest_is_idempotent_incremental_and_reports_bad_input(settings_for, co
     edited = corpus / "ingestion.md"
     edited.write_text(edited.read_text().replace("## ", "## Revised: ", 1) + "\n\n## Appendix\n\nNew closing words.\n")
     (corpus / "generation.md").unlink()
+    (corpus / "overview.md").write_bytes(b"")  # unusable now, but loaded before
     third = ingest(settings, env)
     assert third["ingested"] == 1 and third["embed_calls"] == 1
+    # Its old chunks stay searchable (nothing is deleted for a bad file), and the report says so.
+    assert third["rejected_still_searchable"] == ["kb/overview.md"]
+    assert objects_by_source(settings)["kb/overview.md"] == stored["kb/overview.md"]
     assert third["removed_documents"] == 1 and third["removed_chunks"] == len(stored["kb/generation.md"])
     after = objects_by_source(settings)
     assert "kb/generation.md" not in after

@@ -52,7 +52,9 @@ def test_stale_chunks_are_deleted_past_the_query_limit(collection) -> None:
     load.upsert_chunks(collection, rows("kb/b.md", 5, "keep"), vectors(5), batch_size=100, concurrent_requests=2)
     load.upsert_chunks(collection, rows("kb/a.md", 3, "new"), vectors(3), batch_size=100, concurrent_requests=2)
     assert load.delete_stale(collection, "kb/a.md", "new") == 250
-    assert load.existing_fingerprints(collection) == {"kb/a.md": {"new"}, "kb/b.md": {"keep"}}
+    stored = load.stored_documents(collection)
+    assert {uri: set(doc.fingerprints) for uri, doc in stored.items()} == {"kb/a.md": {"new"}, "kb/b.md": {"keep"}}
+    assert stored["kb/a.md"].complete("new") and stored["kb/b.md"].complete("keep")
     assert load.delete_documents(collection, ["kb/b.md"]) == 5
     assert len(collection) == 3
 
@@ -68,3 +70,11 @@ def test_objects_rejected_by_the_server_fail_the_load_loudly(collection) -> None
     bad[1]["chunks_per_doc"] = "two"  # the schema says INT: Weaviate refuses this object
     with pytest.raises(load.PartialWriteError, match="1 of 2 chunks were not written"):
         load.upsert_chunks(collection, bad, vectors(2), batch_size=10, concurrent_requests=1)
+
+
+def test_a_document_loaded_part_way_is_not_complete_and_a_reload_repairs_it(collection) -> None:
+    whole = rows("kb/a.md", 5, "v1")
+    load.upsert_chunks(collection, whole[:3], vectors(3), batch_size=10, concurrent_requests=1)  # failed after 3
+    assert not load.stored_documents(collection)["kb/a.md"].complete("v1")  # so the next plan ingests it again
+    load.upsert_chunks(collection, whole, vectors(5), batch_size=10, concurrent_requests=1)
+    assert load.stored_documents(collection)["kb/a.md"].complete("v1") and len(collection) == 5

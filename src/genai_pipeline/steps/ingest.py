@@ -81,7 +81,7 @@ def plan(settings: Settings, payload: Descriptor) -> list[Descriptor]:
         log.warning("rejected %s: %s", rejection["uri"], rejection["reason"])
 
     with weaviate_client(settings.weaviate) as client:
-        stored = loader.existing_fingerprints(client.collections.get(settings.weaviate.collection))
+        stored = loader.stored_documents(client.collections.get(settings.weaviate.collection))
     changed: list[dict[str, object]] = []
     for document in documents:
         wanted = loader.fingerprint(
@@ -90,8 +90,11 @@ def plan(settings: Settings, payload: Descriptor) -> list[Descriptor]:
             size=settings.chunking.size_tokens,
             overlap=settings.chunking.overlap_tokens,
         )
-        if stored.get(document.uri) != {wanted}:
+        held = stored.get(document.uri)
+        if held is None or not held.complete(wanted):
             changed.append({**document.to_dict(), "uri": document.uri, "fingerprint": wanted})
+    # Refused this time but loaded before: the old version stays searchable, and the report says so.
+    still_searchable = sorted(r["uri"] for r in rejected if r["uri"] in stored)
     present = {d.uri for d in documents} | {r["uri"] for r in rejected} | set(aliases)
     removed = removed_documents(stored, present, set(empty))
     unavailable = [
@@ -131,6 +134,7 @@ def plan(settings: Settings, payload: Descriptor) -> list[Descriptor]:
             "aliases": aliases,
             "removed": removed,
             "unavailable_sources": unavailable,
+            "rejected_still_searchable": still_searchable,
             "batches": len(batches),
             "model": model,
         },
@@ -282,6 +286,7 @@ def report(settings: Settings, payload: Descriptor) -> Descriptor:
         "rejected": plan_info["rejected"] + late,
         "symlinks_skipped": len(plan_info["aliases"]),
         "unavailable_sources": plan_info.get("unavailable_sources", []),
+        "rejected_still_searchable": plan_info.get("rejected_still_searchable", []),
         "removed_documents": pruned.get("removed_documents", 0),
         "removed_chunks": pruned.get("removed_chunks", 0),
         "batches": plan_info["batches"],

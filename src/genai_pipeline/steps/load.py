@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from weaviate.classes.query import Filter
@@ -35,12 +36,34 @@ def chunk_uuid(source_uri: str, chunk_index: int, content_hash: str) -> str:
     return generate_uuid5(f"{source_uri}\x1f{chunk_index}\x1f{content_hash}")
 
 
-def existing_fingerprints(collection: Collection) -> dict[str, set[str]]:
-    """Fingerprints stored per source URI, read with the cursor API (no query-limit truncation)."""
-    found: dict[str, set[str]] = defaultdict(set)
-    for item in collection.iterator(return_properties=["source_uri", "fingerprint"]):
-        found[str(item.properties["source_uri"])].add(str(item.properties["fingerprint"]))
-    return dict(found)
+@dataclass(frozen=True)
+class StoredDocument:
+    """What Weaviate holds of one document: its chunks' fingerprints, how many there are and should be."""
+
+    fingerprints: frozenset[str]
+    objects: int
+    expected: int
+
+    def complete(self, fingerprint: str) -> bool:
+        """Loaded whole from exactly this version: else the document is ingested again.
+
+        A load that failed part-way leaves fewer objects than ``chunks_per_doc``; deterministic IDs make
+        the repair overwrite what is there and add what is missing.
+        """
+        return self.fingerprints == {fingerprint} and self.objects == self.expected
+
+
+def stored_documents(collection: Collection) -> dict[str, StoredDocument]:
+    """Every stored document by source URI, read with the cursor API (no query-limit truncation)."""
+    fingerprints: dict[str, set[str]] = defaultdict(set)
+    counts: dict[str, int] = defaultdict(int)
+    expected: dict[str, int] = defaultdict(int)
+    for item in collection.iterator(return_properties=["source_uri", "fingerprint", "chunks_per_doc"]):
+        uri = str(item.properties["source_uri"])
+        fingerprints[uri].add(str(item.properties["fingerprint"]))
+        counts[uri] += 1
+        expected[uri] = max(expected[uri], int(item.properties.get("chunks_per_doc") or 0))
+    return {uri: StoredDocument(frozenset(fps), counts[uri], expected[uri]) for uri, fps in fingerprints.items()}
 
 
 def upsert_chunks(
