@@ -168,6 +168,7 @@ def print_summary(summary: dict[str, Any]) -> None:
             f"  UNAVAILABLE      {u['source']}: {u['reason']} ({u['kept_documents']} stored documents kept)"
             for u in summary.get("unavailable_sources", [])
         ),
+        f"  hidden skipped   {len(summary.get('hidden_skipped', []))}",
         f"  rejected         {len(rejected)}",
         *(
             f"    ! {uri}: refused now, its previously loaded version is still searchable"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from urllib.parse import urlparse
 
 from openai import OpenAI
@@ -10,18 +11,32 @@ from genai_pipeline.config import Settings
 
 # The client refuses to start without a key; a local server with auth off ignores this one.
 LOCAL_PLACEHOLDER_KEY = "local-no-key"
-# APIs known to refuse requests without a key: fail before the first call, naming the missing secret.
-HOSTED_API_HOSTS = {"api.openai.com"}
+# Name suffixes of hosts inside a private network or cluster: their servers may run without a key.
+PRIVATE_SUFFIXES = (".svc", ".cluster.local", ".internal", ".local", ".localdomain", ".lan")
 
 
 class MissingSecretError(RuntimeError):
     """A hosted API is configured but its key is not; the message says where the key belongs."""
 
 
+def is_hosted(base_url: str) -> bool:
+    """Whether an API is on the public internet, where every provider refuses requests without a key.
+
+    Loopback, private addresses, single-label names and private suffixes (``*.svc``, ``*.internal``) are
+    local servers (the project's own model server, vLLM in the cluster), which may run without one.
+    """
+    host = (urlparse(base_url).hostname or "").lower().rstrip(".")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return "." in host and host != "localhost" and not host.endswith(PRIVATE_SUFFIXES)
+    return not (address.is_private or address.is_loopback or address.is_link_local)
+
+
 def make_openai_client(settings: Settings) -> OpenAI:
     """Client with the configured retries (exponential backoff, ``Retry-After`` honoured) and timeout."""
     secret = settings.openai.api_key or (settings.model_server.api_key if settings.openai.base_url is None else None)
-    if secret is None and urlparse(settings.openai_base_url).hostname in HOSTED_API_HOSTS:
+    if secret is None and is_hosted(settings.openai_base_url):
         raise MissingSecretError(
             f"PIPELINE_OPENAI__API_KEY is not set but {settings.openai_base_url} needs a key: put it in the "
             f"environment, or on a cluster in the Secret {settings.runtime.secret_name!r} (never in values or images)"

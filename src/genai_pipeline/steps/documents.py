@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import importlib.resources
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
 import fsspec
@@ -68,6 +68,8 @@ class SourceScan:
     rejected: list[Rejection]
     # Symlinks inside the corpus: their target is ingested under its own path, so they are not repeated.
     aliases: list[str]
+    # Hidden files and folders (a name starting with "."), left out on purpose and listed in the report.
+    hidden: list[str] = field(default_factory=list)
 
 
 def decode_document(data: bytes, *, max_bytes: int) -> str:
@@ -142,6 +144,7 @@ def scan_source(name: str, root: str, *, max_bytes: int) -> SourceScan:
     for path, info in sorted(fs.find(base, detail=True).items()):
         relpath = path[len(base.rstrip("/")) + 1 :]
         if _hidden(relpath):
+            scan.hidden.append(f"{name}/{relpath}")
             continue
         _admit(scan, name, relpath, fs.unstrip_protocol(path), int(info.get("size") or 0), max_bytes, fs.cat_file)
     return scan
@@ -154,11 +157,17 @@ def _scan_local(name: str, root: Path, *, max_bytes: int) -> SourceScan:
         scan.rejected.append(Rejection(f"{name}/", f"source folder {root} does not exist"))
         return scan
     for directory, dirnames, filenames in os.walk(root, followlinks=False):
+        scan.hidden.extend(
+            f"{name}/{(Path(directory) / d).relative_to(root).as_posix()}/"
+            for d in sorted(dirnames)
+            if d.startswith(".")
+        )
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for entry in sorted([*filenames, *(d for d in dirnames if (Path(directory) / d).is_symlink())]):
             path = Path(directory) / entry
             relpath = path.relative_to(root).as_posix()
             if _hidden(relpath):
+                scan.hidden.append(f"{name}/{relpath}")
                 continue
             if path.is_symlink():
                 target = path.resolve()

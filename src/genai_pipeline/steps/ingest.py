@@ -68,17 +68,21 @@ def plan(settings: Settings, payload: Descriptor) -> list[Descriptor]:
     documents: list[Document] = []
     rejected: list[dict[str, str]] = []
     aliases: list[str] = []
+    hidden: list[str] = []
     empty: dict[str, str] = {}
     for name, root in settings.ingest.sources.items():
         scan = scan_source(name, root, max_bytes=settings.ingest.max_document_bytes)
         documents.extend(scan.documents)
         rejected.extend({"uri": r.uri, "reason": r.reason} for r in scan.rejected)
         aliases.extend(scan.aliases)
+        hidden.extend(scan.hidden)
         if not scan.documents:
             folder = [r.reason for r in scan.rejected if r.uri == f"{name}/"]
             empty[name] = folder[0] if folder else "no usable document in it"
     for rejection in rejected:
         log.warning("rejected %s: %s", rejection["uri"], rejection["reason"])
+    for uri in hidden:
+        log.info("skipped hidden %s", uri)
 
     with weaviate_client(settings.weaviate) as client:
         stored = loader.stored_documents(client.collections.get(settings.weaviate.collection))
@@ -132,6 +136,7 @@ def plan(settings: Settings, payload: Descriptor) -> list[Descriptor]:
             "unchanged": len(documents) - len(changed),
             "rejected": rejected,
             "aliases": aliases,
+            "hidden": hidden,
             "removed": removed,
             "unavailable_sources": unavailable,
             "rejected_still_searchable": still_searchable,
@@ -259,6 +264,10 @@ def prune(settings: Settings, payload: Descriptor) -> Descriptor:
     return {"removed_documents": len(removed), "removed_chunks": deleted}
 
 
+# Entries of each list the report step returns through XCom (the stored report has them all).
+XCOM_LIST_CAP = 20
+
+
 class RejectedDocumentsError(RuntimeError):
     """Raised by :func:`report` when ``fail_on_rejected`` is set and documents were refused."""
 
@@ -285,6 +294,7 @@ def report(settings: Settings, payload: Descriptor) -> Descriptor:
         "skipped_unchanged": plan_info["unchanged"],
         "rejected": plan_info["rejected"] + late,
         "symlinks_skipped": len(plan_info["aliases"]),
+        "hidden_skipped": plan_info.get("hidden", []),
         "unavailable_sources": plan_info.get("unavailable_sources", []),
         "rejected_still_searchable": plan_info.get("rejected_still_searchable", []),
         "removed_documents": pruned.get("removed_documents", 0),
@@ -302,6 +312,14 @@ def report(settings: Settings, payload: Descriptor) -> Descriptor:
     store.write_json("reports/ingest/latest.json", summary)
     for bulk in ("batches", "chunks", "vectors"):
         store.remove(_prefix(run_key, bulk))
+    return _result_or_raise(summary, settings)
+
+
+def _result_or_raise(summary: Descriptor, settings: Settings) -> Descriptor:
+    """Raise for what must fail the run; else the summary with its lists capped, for XCom.
+
+    The stored report keeps every entry; thousands of bad files must not become one huge XCom value.
+    """
     if summary["unavailable_sources"]:
         raise SourceUnavailableError(
             "; ".join(
@@ -315,7 +333,12 @@ def report(settings: Settings, payload: Descriptor) -> Descriptor:
             f"{len(summary['rejected'])} documents rejected (fail_on_rejected is set): "
             + "; ".join(f"{r['uri']}: {r['reason']}" for r in summary["rejected"][:5])
         )
-    return summary
+    capped = dict(summary)
+    for key in ("rejected", "hidden_skipped", "rejected_still_searchable"):
+        if len(summary[key]) > XCOM_LIST_CAP:
+            capped[key] = summary[key][:XCOM_LIST_CAP]
+            capped[f"{key}_total"] = len(summary[key])
+    return capped
 
 
 def embedding_model_id(settings: Settings) -> str:

@@ -28,3 +28,29 @@ def test_a_hosted_api_without_its_key_fails_naming_the_secret(monkeypatch: pytes
     assert "genai-pipeline-secrets" in str(error.value)
     monkeypatch.setenv("PIPELINE_OPENAI__API_KEY", "sk-test")
     assert make_openai_client(Settings()).api_key == "sk-test"
+
+
+@pytest.mark.parametrize(
+    ("base_url", "hosted"),
+    [
+        ("https://api.openai.com/v1", True),
+        ("https://api.together.xyz/v1", True),
+        ("https://my-resource.openai.azure.com/openai", True),
+        ("http://8.8.8.8:8000/v1", True),
+        ("http://127.0.0.1:8088/v1", False),
+        ("http://10.88.0.1:8088/v1", False),  # the model server on the node, seen from a pod
+        ("http://genai-pipeline-model-server:8088/v1", False),
+        ("http://vllm.ml.svc.cluster.local:8000/v1", False),
+        ("http://vllm.internal:8000/v1", False),
+        ("http://localhost:8000/v1", False),
+    ],
+)
+def test_every_hosted_api_needs_a_key_before_the_first_call(
+    monkeypatch: pytest.MonkeyPatch, base_url: str, hosted: bool
+) -> None:
+    monkeypatch.setenv("PIPELINE_OPENAI__BASE_URL", base_url)
+    if hosted:
+        with pytest.raises(MissingSecretError, match="PIPELINE_OPENAI__API_KEY is not set"):
+            make_openai_client(Settings())
+    else:
+        assert make_openai_client(Settings()).api_key == LOCAL_PLACEHOLDER_KEY

@@ -40,7 +40,9 @@ def test_scan_reports_each_bad_file_and_keeps_the_good_ones(tmp_path: Path) -> N
     (corpus / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
     (corpus / "latin1.txt").write_bytes("résumé".encode("latin-1"))
     (corpus / "huge.txt").write_bytes(b"word " * 3_000)
-    (corpus / ".hidden.md").write_text("# skipped silently")
+    (corpus / ".hidden.md").write_text("# skipped, and listed as skipped")
+    (corpus / ".git").mkdir()
+    (corpus / ".git" / "config").write_text("[core]")
     outside = tmp_path / "secret.txt"
     outside.write_text("outside the corpus")
     os.symlink(outside, corpus / "escape.md")
@@ -59,6 +61,7 @@ def test_scan_reports_each_bad_file_and_keeps_the_good_ones(tmp_path: Path) -> N
     assert reasons["kb/escape.md"].startswith("symlink points outside the corpus")
     assert reasons["kb/broken.md"].startswith("broken symlink")
     assert scan.aliases == ["kb/alias.md"]
+    assert sorted(scan.hidden) == ["kb/.git/", "kb/.hidden.md"]
     assert len(scan.rejected) == 7
 
 
@@ -112,3 +115,14 @@ def test_only_documents_of_sources_that_still_gave_documents_are_pruned() -> Non
     # b gave nothing (missing folder, empty listing, unmounted volume): its documents stay.
     # old is no longer configured at all: its documents go.
     assert removed_documents(stored, present, empty_sources={"b"}) == ["a/gone.md", "old/x.md"]
+
+
+def test_the_report_step_returns_capped_lists_through_xcom_and_stores_them_whole() -> None:
+    from genai_pipeline.config import Settings
+    from genai_pipeline.steps.ingest import XCOM_LIST_CAP, _result_or_raise
+
+    rejected = [{"uri": f"kb/bad-{n}.bin", "reason": "binary content"} for n in range(500)]
+    summary = {"rejected": rejected, "hidden_skipped": [], "rejected_still_searchable": [], "unavailable_sources": []}
+    returned = _result_or_raise(summary, Settings())
+    assert len(returned["rejected"]) == XCOM_LIST_CAP and returned["rejected_total"] == 500
+    assert len(summary["rejected"]) == 500  # what the store gets is not cut
