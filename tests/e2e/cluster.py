@@ -36,9 +36,14 @@ TAG = os.environ.get("E2E_TAG", "")
 STEP_PODS = ("chunk", "embed", "load")
 
 
+def kubectl_run(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run kubectl against the e2e cluster; the caller reads the status and both streams."""
+    return subprocess.run([KUBECTL, "--kubeconfig", KUBECONFIG, *args], capture_output=True, text=True)
+
+
 def kubectl(*args: str, check: bool = True) -> str:
     """Run kubectl against the e2e cluster and return its output."""
-    result = subprocess.run([KUBECTL, "--kubeconfig", KUBECONFIG, *args], capture_output=True, text=True)
+    result = kubectl_run(*args)
     if check and result.returncode != 0:
         raise RuntimeError(f"kubectl {' '.join(args)}: {result.stderr}")
     return result.stdout + result.stderr
@@ -158,17 +163,27 @@ def wait_for(probe, timeout: float, what: str, interval: float = 2.0) -> Any:
     raise TimeoutError(f"{what}: not within {timeout:.0f} s")
 
 
-def run_ingestion(api: AirflowAPI, timeout: float = 1800) -> dict[str, Any]:
-    """Trigger ``start`` through the REST API and wait for the Asset-triggered ingestion run it causes."""
+def trigger_start(api: AirflowAPI) -> set[str]:
+    """Trigger ``start`` through the REST API; returns the ingestion runs that existed before it."""
     wait_for(lambda: api.dag_loaded("start") and api.dag_loaded("ingest_knowledge_base"), 300, "DAGs parsed")
     before = {r["dag_run_id"] for r in api.runs("ingest_knowledge_base")}
     api.trigger("start")
+    return before
+
+
+def wait_for_ingestion(api: AirflowAPI, before: set[str], timeout: float = 1800) -> dict[str, Any]:
+    """The first ingestion run not in ``before``, once it has finished."""
 
     def finished() -> dict[str, Any] | None:
         new = [r for r in api.runs("ingest_knowledge_base") if r["dag_run_id"] not in before]
         return new[0] if new and new[0]["state"] in ("success", "failed") else None
 
     return wait_for(finished, timeout, "Asset-triggered ingestion run")
+
+
+def run_ingestion(api: AirflowAPI, timeout: float = 1800) -> dict[str, Any]:
+    """Trigger ``start`` and wait for the Asset-triggered ingestion run it causes."""
+    return wait_for_ingestion(api, trigger_start(api), timeout)
 
 
 def object_count() -> int:

@@ -20,10 +20,13 @@ from tests.e2e.cluster import (
     airflow,
     embedded_chunk_count,
     kubectl,
+    kubectl_run,
     latest_report,
     object_count,
     run_ingestion,
+    trigger_start,
     wait_for,
+    wait_for_ingestion,
     write_corpus,
 )
 
@@ -66,23 +69,13 @@ def test_every_rendered_manifest_passes_server_side_dry_run(rendered: list[Path]
     # The chart's renders go to a fresh restricted namespace, so they neither clash with the release nor
     # pass only because objects exist already.
     scratch = "genai-dryrun"
-    subprocess.run([*kubectl_args(), "create", "namespace", scratch], capture_output=True)
+    kubectl_run("create", "namespace", scratch)  # already there from an earlier run is fine
     kubectl("label", "namespace", scratch, "--overwrite", "pod-security.kubernetes.io/enforce=restricted")
     for path in rendered:
         namespace = scratch if path.name.startswith("chart-") else NAMESPACE
-        result = subprocess.run(
-            [*kubectl_args(), "apply", "--dry-run=server", "-n", namespace, "-f", str(path)],
-            capture_output=True,
-            text=True,
-        )
+        result = kubectl_run("apply", "--dry-run=server", "-n", namespace, "-f", str(path))
         assert result.returncode == 0, f"{path.name}: {result.stderr}"
         assert "PodSecurity" not in result.stderr, f"{path.name}: {result.stderr}"
-
-
-def kubectl_args() -> list[str]:
-    from tests.e2e.cluster import KUBECONFIG, KUBECTL
-
-    return [KUBECTL, "--kubeconfig", KUBECONFIG]
 
 
 def test_the_namespace_enforces_the_restricted_pod_security_level() -> None:
@@ -184,19 +177,11 @@ def test_a_deleted_embed_pod_is_retried_with_nothing_lost_or_duplicated(first_ru
     write_corpus(DOCS, seed=11)  # same paths, new text: every generated document changes
     expected = embedded_chunk_count()
     api = airflow()
-    deleted: list[str] = []
     with PodRecorder() as recorder:
-        before = {r["dag_run_id"] for r in api.runs("ingest_knowledge_base")}
-        api.trigger("start")
+        before = trigger_start(api)
         pod = wait_for(lambda: next(recorder.running("embed"), None), 600, "a running embed pod", interval=0.2)
         kubectl("delete", "pod", "-n", NAMESPACE, pod.name, "--wait=false")
-        deleted.append(pod.name)
-
-        def finished() -> dict | None:
-            new = [r for r in api.runs("ingest_knowledge_base") if r["dag_run_id"] not in before]
-            return new[0] if new and new[0]["state"] in ("success", "failed") else None
-
-        run = wait_for(finished, 1800, "ingestion after the pod deletion")
+        run = wait_for_ingestion(api, before)
     assert run["state"] == "success", run
     embeds = [
         t

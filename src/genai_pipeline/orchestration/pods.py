@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from typing import Any
 
 from kubernetes.client import models as k8s
 
 from genai_pipeline.config import Settings
+
+log = logging.getLogger(__name__)
 
 # The decorator writes its script to /tmp: with a read-only root filesystem that must be a volume.
 TMP_VOLUME = "tmp"
@@ -100,7 +103,7 @@ def kubernetes_connection(settings: Settings) -> dict[str, Any]:
 # its own exit code and none of these.
 _INFRASTRUCTURE_SIGNS: tuple[tuple[str, str], ...] = (
     (r"'deletion_timestamp': datetime", "the pod was deleted while the step ran"),
-    (r"'reason': 'Evicted'|\bEvicted\b", "the node evicted the pod"),
+    (r"\bEvicted\b", "the node evicted the pod"),
     (r"OOMKilled", "the container exceeded its memory limit (OOMKilled)"),
     (r"DeadlineExceeded", "the pod ran past active_deadline_seconds"),
     (r"ErrImagePull|ImagePullBackOff|InvalidImageName|ErrImageNeverPull", "the image could not be pulled"),
@@ -128,9 +131,7 @@ def classify_pod_failure(error: BaseException | str | None) -> tuple[str, str]:
 
 def explain_pod_failure(context: Any) -> None:
     """Task callback: say in the task log whether the pod or the step failed."""
-    import logging
-
     kind, why = classify_pod_failure(context.get("exception"))
     ti = context.get("ti")
     where = f"{ti.task_id}[{ti.map_index}] try {ti.try_number}" if ti is not None else "task"
-    logging.getLogger("genai_pipeline.pods").error("%s failure in %s: %s", kind.upper(), where, why)
+    log.error("%s failure in %s: %s", kind.upper(), where, why)
