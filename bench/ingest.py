@@ -26,20 +26,14 @@ def measure_raw() -> dict[str, float]:
     """Chunk the corpus with the pipeline's own code, then time the embedder alone on those chunks."""
     started = time.perf_counter()
     from genai_pipeline.config import get_settings
-    from genai_pipeline.models.embeddings import make_embedder, make_token_counter
-    from genai_pipeline.steps.documents import read_document, scan_source
-    from genai_pipeline.steps.ingest import chunk_document
+    from genai_pipeline.models.embeddings import make_embedder
+    from genai_pipeline.steps.ingest import source_chunks
 
     settings = get_settings()
-    embedder, tokens = make_embedder(settings), make_token_counter(settings)
+    embedder = make_embedder(settings)
     embedder.embed(["warm up"])
     startup = time.perf_counter() - started
-    cap = settings.ingest.max_document_bytes
-    texts = []
-    for name, root in settings.ingest.sources.items():
-        for doc in scan_source(name, root, max_bytes=cap).documents:
-            text = read_document(doc, root, max_bytes=cap)
-            texts.extend(c.embedding_text for c in chunk_document(settings, tokens, doc, text))
+    texts = [c.embedding_text for _, chunks in source_chunks(settings, settings.ingest.sources) for c in chunks]
     started = time.perf_counter()
     for offset in range(0, len(texts), 512):
         embedder.embed(texts[offset : offset + 512])

@@ -1,8 +1,11 @@
 """Knowledge-base ingestion: documents in, chunks with vectors out in Weaviate.
 
 Runs daily or as soon as any knowledge-base source Asset is updated. The plan step skips documents
-whose fingerprint is already loaded and cuts the rest into batches; a task group of chunk → embed →
-load is mapped over those batches, so task instances grow with batches, never with chunks.
+already loaded whole and cuts the rest into batches of about equal bytes; a task group of chunk → embed →
+load is mapped over those batches, so task instances grow with batches, never with chunks. Prune runs only
+after every batch has loaded; the report runs whatever happened, stores the summary and fails the run
+when something must be looked at. A run's conf may set the options of ``RunOptions`` (``pipeline ingest``
+does: its own sources, a dry run, the prune guards).
 """
 
 from __future__ import annotations
@@ -12,11 +15,11 @@ from airflow.sdk import TriggerRule, dag, task_group
 from genai_pipeline.orchestration.assets import ingest_schedule, knowledge_base_asset
 from genai_pipeline.orchestration.step_task import step_task
 
-RUN = {"run_id": "{{ run_id }}"}
+RUN = {"run_id": "{{ run_id }}", "options": "{{ (dag_run.conf or {}) | tojson }}"}
 
 
 @dag(
-    # No start_date: the cron's first run is its next tick, not a catch-up run at first unpause.
+    # No start_date: the cron's first run is its next tick (the timetable says so), never a past one.
     schedule=ingest_schedule(),
     catchup=False,
     max_active_runs=1,
@@ -37,10 +40,11 @@ def ingest_knowledge_base():
         return step_task("load")(step_task("embed")(step_task("chunk")(batch)))
 
     loaded = ingest_batch.expand(batch=batches)
-    pruned = step_task("prune")(RUN)
-    batches >> pruned
-    report = step_task("report", trigger_rule=TriggerRule.NONE_FAILED, outlets=[knowledge_base_asset()])
-    [loaded, pruned] >> report({**RUN, "pruned": pruned})
+    # After every load (none failed); also when there was nothing to load (the mapped group is skipped).
+    pruned = step_task("prune", trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)(RUN)
+    [batches, loaded] >> pruned
+    report = step_task("report", trigger_rule=TriggerRule.ALL_DONE, outlets=[knowledge_base_asset()])(RUN)
+    [loaded, pruned] >> report
 
 
 ingest_knowledge_base()

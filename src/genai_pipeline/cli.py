@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -64,76 +64,140 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_down(args: argparse.Namespace) -> int:
     """Stop everything ``up`` started."""
-    settings = get_settings()
-    services = _services(settings)
-    from genai_pipeline.local.airflow_env import stop_airflow
-
-    stop_airflow(services)
-    services.stop("model-server")
-    services.stop("weaviate")
+    _stop_stack(get_settings())
     _say("stopped")
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    """Bring the stack up, trigger ``start``, follow the Asset-triggered ingestion, print its summary.
+def _stop_stack(settings: Settings) -> None:
+    """Stop Airflow (task processes included), the model server and Weaviate."""
+    from genai_pipeline.local.airflow_env import stop_airflow
 
-    The demo's Airflow schedules ingestion on the source Assets only: with the cron on, Airflow runs the
-    latest past tick as soon as it first sees the DAG, and that run would take the demo's documents first.
-    """
-    os.environ["PIPELINE_INGEST__SCHEDULE_CRON"] = ""
-    get_settings.cache_clear()
+    services = _services(settings)
+    stop_airflow(services)
+    services.stop("model-server")
+    services.stop("weaviate")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Bring the stack up, trigger ``start``, follow the ingestion run its Asset events caused, print the summary."""
     cmd_up(args)
     settings = get_settings()
-    from genai_pipeline.local.airflow_env import AirflowAPI
-
     try:
-        api = AirflowAPI(args.api_port)
-        _wait(lambda: all(api.dag_loaded(d) for d in ("start", "ingest_knowledge_base")), 180, "DAGs parsed")
-        since = time.time()
+        api = _api_with_dags(args.api_port)
         start_run = api.trigger("start")
-        _say(f"triggered start ({start_run}); waiting for the Asset-triggered ingest_knowledge_base run")
-        run = _follow_ingest(api, since, args.timeout)
-        summary = _summary_for(settings, run)
-        print_summary(summary)
-        if run["state"] != "success":
-            _say(f"ingest_knowledge_base ended {run['state']}: see the Airflow UI or {settings.home / 'airflow'}")
-            return 1
-        return 0
+        _say(f"triggered start ({start_run}); waiting for the ingest_knowledge_base run its Asset events trigger")
+        run_id = _wait(lambda: _run_caused_by(api, "start", start_run), args.timeout, "the Asset-triggered run")
+        return _finish(settings, _follow(api, INGEST_DAG, run_id, args.timeout))
     finally:
         if not args.keep_running:
-            cmd_down(args)
+            _stop_stack(settings)
 
 
-def _follow_ingest(api, since: float, timeout: float) -> dict[str, Any]:
-    from datetime import datetime
+def cmd_ingest(args: argparse.Namespace) -> int:
+    """Ingest your own folders or fsspec URLs through the real Airflow stack, as ``demo`` does."""
+    sources = ingest_sources(args.paths, args.source)
+    conf = {
+        "sources": sources,
+        "dry_run": args.dry_run,
+        "allow_mass_prune": args.allow_mass_prune,
+        "prune_removed_sources": args.prune_removed_sources,
+    }
+    for name, root in sources.items():
+        _say(f"source {name}: {root}")
+    cmd_up(args)
+    settings = get_settings()
+    try:
+        api = _api_with_dags(args.api_port)
+        run_id = api.trigger(INGEST_DAG, conf)
+        _say(f"triggered {INGEST_DAG} ({run_id}){' as a dry run: nothing is written' if args.dry_run else ''}")
+        return _finish(settings, _follow(api, INGEST_DAG, run_id, args.timeout))
+    finally:
+        if not args.keep_running:
+            _stop_stack(settings)
 
+
+INGEST_DAG = "ingest_knowledge_base"
+
+
+def ingest_sources(paths: list[str], named: list[str]) -> dict[str, str]:
+    """Source name -> absolute path or URL, from positional paths (named after their folder) and NAME=PATH."""
+    sources: dict[str, str] = {}
+    for item in named:
+        name, sep, root = item.partition("=")
+        if not sep or not name or not root:
+            raise SystemExit(f"pipeline ingest: --source takes NAME=PATH, got {item!r}")
+        sources[name] = _absolute(root)
+    for path in paths:
+        stem = re.sub(r"[^A-Za-z0-9_-]", "-", path.rstrip("/").rsplit("/", 1)[-1]).strip("-") or "docs"
+        name, n = stem, 2
+        while name in sources:
+            name, n = f"{stem}-{n}", n + 1
+        sources[name] = _absolute(path)
+    if not sources:
+        raise SystemExit("pipeline ingest: give at least one PATH or --source NAME=PATH")
+    from genai_pipeline.config import IngestSettings
+
+    return IngestSettings(sources=sources).sources  # names checked as the settings check them
+
+
+def _absolute(root: str) -> str:
+    return root if "://" in root else str(Path(root).expanduser().resolve())
+
+
+def _api_with_dags(port: int):
+    from genai_pipeline.local.airflow_env import AirflowAPI
+
+    api = AirflowAPI(port)
+    _wait(lambda: all(api.dag_loaded(d) for d in ("start", INGEST_DAG)), 180, "DAGs parsed")
+    return api
+
+
+def _run_caused_by(api, source_dag: str, source_run: str) -> str | None:
+    """The ingestion run whose Asset events came from ``source_run``, whatever else is queued or running."""
+    for run in api.runs(INGEST_DAG):
+        if run["run_type"] != "asset_triggered":
+            continue
+        events = api.upstream_events(INGEST_DAG, run["dag_run_id"])
+        if any(e.get("source_dag_id") == source_dag and e.get("source_run_id") == source_run for e in events):
+            return run["dag_run_id"]
+    return None
+
+
+def _follow(api, dag_id: str, run_id: str, stall_timeout: float) -> dict[str, Any]:
+    """Follow one run with a progress bar until it ends; give up only after ``stall_timeout`` without progress.
+
+    A big corpus takes as long as it takes: the deadline moves whenever a task instance changes state.
+    """
     from tqdm import tqdm
 
-    def asset_run() -> dict[str, Any] | None:
-        for run in api.runs("ingest_knowledge_base"):
-            started = datetime.fromisoformat(run["run_after"]).timestamp()
-            if run["run_type"] == "asset_triggered" and started >= since - 1:
-                return run
-        return None
-
-    run = _wait(asset_run, timeout, "the Asset-triggered ingestion run")
-    with tqdm(total=1, unit="task", desc="ingest_knowledge_base", dynamic_ncols=True) as bar:
-        deadline = time.monotonic() + timeout
+    with tqdm(total=1, unit="task", desc=dag_id, dynamic_ncols=True) as bar:
+        last_change, seen = time.monotonic(), None
         while True:
-            tis = api.task_instances("ingest_knowledge_base", run["dag_run_id"])
+            tis = api.task_instances(dag_id, run_id)
+            states = sorted((t["task_id"], t["map_index"], t["state"] or "") for t in tis)
+            if states != seen:
+                last_change, seen = time.monotonic(), states
             done = [t for t in tis if t["state"] in ("success", "skipped", "failed", "upstream_failed", "removed")]
             bar.total = max(len(tis), 1)
             bar.n = len(done)
-            running = [_ti_name(t) for t in tis if t["state"] == "running"]
-            bar.set_postfix_str(", ".join(running)[:60])
+            bar.set_postfix_str(", ".join(_ti_name(t) for t in tis if t["state"] == "running")[:60])
             bar.refresh()
-            run = next(r for r in api.runs("ingest_knowledge_base") if r["dag_run_id"] == run["dag_run_id"])
+            run = api.run(dag_id, run_id)
             if run["state"] in ("success", "failed"):
                 return run
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"ingest_knowledge_base run {run['dag_run_id']} still {run['state']}")
+            if time.monotonic() - last_change > stall_timeout:
+                raise TimeoutError(f"{dag_id} run {run_id} made no progress for {stall_timeout:.0f}s")
             time.sleep(2)
+
+
+def _finish(settings: Settings, run: dict[str, Any]) -> int:
+    """Print the run's summary; exit code 0 only for a successful run."""
+    print_summary(_summary_for(settings, run))
+    if run["state"] != "success":
+        _say(f"{INGEST_DAG} ended {run['state']}: see the Airflow UI or {settings.home / 'logs'}")
+        return 1
+    return 0
 
 
 def _ti_name(ti: dict[str, Any]) -> str:
@@ -152,29 +216,51 @@ def _summary_for(settings: Settings, run: dict[str, Any]) -> dict[str, Any]:
 
 
 def print_summary(summary: dict[str, Any]) -> None:
-    """The human summary of one ingestion run."""
-    rejected = summary.get("rejected", [])
+    """The human summary of one ingestion run (every list whole: it is read from the stored report)."""
+    if "documents" not in summary:
+        print(f"Ingestion run {summary.get('run_key')} ended {summary.get('state')} before its report")
+        return
+    steps = summary.get("step_seconds", {})
+    dry = summary.get("dry_run")
     lines = [
-        f"Ingestion run {summary.get('run_key')} into {summary.get('collection')} ({summary.get('model')})",
-        f"  documents        {summary.get('documents')}",
-        f"  ingested         {summary.get('ingested')}  ({summary.get('batches')} batches)",
-        f"  skipped          {summary.get('skipped_unchanged')} unchanged",
-        f"  removed          {summary.get('removed_documents')} documents ({summary.get('removed_chunks')} chunks)",
-        f"  chunks written   {summary.get('chunks')}  (stale deleted: {summary.get('stale_chunks_deleted')})",
-        f"  embedding calls  {summary.get('embed_calls')}",
-        f"  time             {summary.get('seconds')} s  ({summary.get('docs_per_s')} docs/s, "
-        f"{summary.get('chunks_per_s')} chunks/s)",
+        f"Ingestion run {summary['run_key']} into {summary['collection']} ({summary['model']})"
+        + ("  DRY RUN: nothing was written" if dry else ""),
+        f"  documents        {summary['documents']}",
+        f"  {'would ingest' if dry else 'ingested'}     {summary['to_ingest'] if dry else summary['ingested']}"
+        f"  ({summary['batches']} batches)",
+        f"  skipped          {summary['skipped_unchanged']} unchanged",
+        f"  {'would remove' if dry else 'removed'}     "
+        + (
+            f"{len(summary['removed'])} documents"
+            if dry
+            else f"{summary['removed_documents']} documents ({summary['removed_chunks']} chunks)"
+        ),
+        f"  chunks written   {summary['chunks']}  (stale deleted: {summary['stale_chunks_deleted']})",
+        f"  embedding calls  {summary['embed_calls']}",
+        f"  time             {summary['seconds']} s  ({summary['docs_per_s']} docs/s, "
+        f"{summary['chunks_per_s']} chunks/s)",
+        "  time by step     " + ", ".join(f"{step} {seconds:.1f} s" for step, seconds in steps.items()),
+        f"  longest batch    {summary['longest_batch_seconds']} s (mean {summary['mean_batch_seconds']} s)",
         *(
             f"  UNAVAILABLE      {u['source']}: {u['reason']} ({u['kept_documents']} stored documents kept)"
-            for u in summary.get("unavailable_sources", [])
+            for u in summary["unavailable_sources"]
         ),
-        f"  hidden skipped   {len(summary.get('hidden_skipped', []))}",
-        f"  rejected         {len(rejected)}",
         *(
-            f"    ! {uri}: refused now, its previously loaded version is still searchable"
-            for uri in summary.get("rejected_still_searchable", [])
+            f"  PRUNE REFUSED    {r['source']}: would remove {r['would_remove']} of {r['stored']} documents "
+            f"({r['share']:.0%}); nothing deleted (--allow-mass-prune if they are really gone)"
+            for r in summary["prune_refused"]
         ),
-        *(f"    - {r['uri']}: {r['reason']}" for r in rejected),
+        *(f"  FAILED BATCH     {b}" for b in summary["failed_batches"]),
+        *(
+            f"  not configured   {name}: {count} stored documents kept (--prune-removed-sources to remove)"
+            for name, count in summary["unconfigured_sources"].items()
+        ),
+        *(f"  decoded          {d['uri']} from {d['encoding']}" for d in summary["decoded"]),
+        f"  hidden skipped   {len(summary['hidden_skipped'])}",
+        f"  stale            {len(summary['stale'])}",
+        *(f"    ! {uri}: stale: previous version kept (the file is refused now)" for uri in summary["stale"]),
+        f"  rejected         {len(summary['rejected'])}",
+        *(f"    - {r['uri']}: {r['reason']}" for r in summary["rejected"]),
     ]
     print("\n".join(lines))
 
@@ -242,6 +328,12 @@ def cmd_kubernetes_connection(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stack_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--api-port", type=int, default=8080)
+    command.add_argument("--timeout", type=float, default=1800, help="give up after this many seconds without progress")
+    command.add_argument("--keep-running", action="store_true", help="leave the services up afterwards")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Argument parser for every subcommand."""
     parser = argparse.ArgumentParser(prog="pipeline", description=__doc__.splitlines()[0])
@@ -252,10 +344,20 @@ def build_parser() -> argparse.ArgumentParser:
         ("demo", cmd_demo, "run the whole pipeline on the embedded default"),
     ):
         command = sub.add_parser(name, help=help_text)
-        command.add_argument("--api-port", type=int, default=8080)
-        command.add_argument("--timeout", type=float, default=1800)
-        command.add_argument("--keep-running", action="store_true", help="leave the services up afterwards")
+        _stack_options(command)
         command.set_defaults(handler=handler)
+    ingest = sub.add_parser(
+        "ingest", help="ingest your own folders or fsspec URLs through the local Airflow stack, with a summary"
+    )
+    ingest.add_argument("paths", nargs="*", metavar="PATH", help="a folder or URL; the source is named after it")
+    ingest.add_argument("--source", action="append", default=[], metavar="NAME=PATH", help="a named source")
+    ingest.add_argument("--dry-run", action="store_true", help="plan only: counts, rejections, removals")
+    ingest.add_argument("--allow-mass-prune", action="store_true", help="lift the guard on pruning most of a source")
+    ingest.add_argument(
+        "--prune-removed-sources", action="store_true", help="remove documents of sources not given this time"
+    )
+    _stack_options(ingest)
+    ingest.set_defaults(handler=cmd_ingest)
     sub.add_parser("down", help="stop the local services").set_defaults(handler=cmd_down)
 
     models = sub.add_parser("models", help="packaged models").add_subparsers(dest="action", required=True)
@@ -288,7 +390,12 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``pipeline`` command."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        # The handlers' own clean-up (stopping what they started) has run by now.
+        print("\ninterrupted: everything this command started is stopped", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

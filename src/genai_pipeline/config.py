@@ -166,11 +166,20 @@ class IngestSettings(BaseModel):
 
     # Source name -> folder (a path or an fsspec URL). Names become part of every chunk's source URI.
     sources: dict[str, str] = Field(default_factory=lambda: {"pipeline-docs": SAMPLE_KNOWLEDGE_BASE})
+    # A batch (one chunk/embed/load task each) closes at this many bytes of documents, which stand for tokens
+    # and so for embedding time; a bigger document is split over several batches. batch_docs caps its files.
+    batch_bytes: int = Field(2_000_000, ge=1_000)
     batch_docs: int = Field(200, ge=1, le=10_000)
+    # Chunks a step holds at once (read, embed, write): a step's memory follows this, not the batch.
+    sub_batch_chunks: int = Field(512, ge=1, le=100_000)
     max_document_bytes: int = Field(2_000_000, ge=1)
     fail_on_rejected: bool = False
-    # Cron of the scheduled run besides the source Assets; empty: Asset-triggered only. Note that Airflow
-    # runs the latest past tick as soon as it first sees the DAG (catchup is off).
+    # A file loaded before and refused now keeps its previous version (reported as stale) unless this is set.
+    delete_rejected: bool = False
+    # A run refuses to prune more than this share of a source's documents unless its conf allows it.
+    max_prune_share: float = Field(0.5, ge=0, le=1)
+    # Cron of the scheduled run besides the source Assets; empty: Asset-triggered only. The first scheduled
+    # run is the next tick after Airflow first sees the DAG, never a past one.
     schedule_cron: str | None = "0 3 * * *"
 
     @field_validator("schedule_cron")

@@ -9,7 +9,9 @@ from __future__ import annotations
 import io
 import json
 import uuid
-from typing import Any
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import IO, Any
 
 import fsspec
 import numpy as np
@@ -26,16 +28,30 @@ class Store:
         """Absolute store path of a relative key."""
         return "/".join([self.root, *parts])
 
-    def write_bytes(self, key: str, data: bytes) -> str:
-        """Write atomically where the filesystem allows it (write then rename) and return the path."""
+    @contextmanager
+    def writer(self, key: str) -> Iterator[IO[bytes]]:
+        """A binary handle whose bytes appear under ``key`` only when the block ends without an error.
+
+        Written to a temp name, then renamed (atomic where the filesystem allows it), so a reader never sees
+        half a file and a step can stream rows out without holding them all.
+        """
         path = self.path(key)
         self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
         # A temp name of its own per writer: a zombie task and its retry never write the same temp file.
         tmp = f"{path}.{uuid.uuid4().hex}.partial"
-        with self.fs.open(tmp, "wb") as handle:
-            handle.write(data)
+        try:
+            with self.fs.open(tmp, "wb") as handle:
+                yield handle
+        except BaseException:
+            self.fs.rm(tmp)
+            raise
         self.fs.mv(tmp, path)
-        return path
+
+    def write_bytes(self, key: str, data: bytes) -> str:
+        """Write one value atomically and return its path."""
+        with self.writer(key) as handle:
+            handle.write(data)
+        return self.path(key)
 
     def read_bytes(self, key: str) -> bytes:
         """Bytes stored under a key."""
@@ -50,13 +66,21 @@ class Store:
         """Load one JSON document."""
         return json.loads(self.read_bytes(key))
 
-    def write_jsonl(self, key: str, rows: list[dict[str, Any]]) -> str:
-        """Store records one JSON object per line."""
-        return self.write_bytes(key, "".join(json.dumps(row) + "\n" for row in rows).encode())
+    def write_jsonl(self, key: str, rows: Iterable[dict[str, Any]]) -> int:
+        """Stream records out one JSON object per line; returns how many were written."""
+        count = 0
+        with self.writer(key) as handle:
+            for row in rows:
+                handle.write(json.dumps(row).encode() + b"\n")
+                count += 1
+        return count
 
-    def read_jsonl(self, key: str) -> list[dict[str, Any]]:
-        """Load records written by :meth:`write_jsonl`."""
-        return [json.loads(line) for line in self.read_bytes(key).decode().splitlines() if line]
+    def iter_jsonl(self, key: str) -> Iterator[dict[str, Any]]:
+        """Records written by :meth:`write_jsonl`, read one line at a time."""
+        with self.fs.open(self.path(key), "rb") as handle:
+            for line in handle:
+                if line.strip():
+                    yield json.loads(line)
 
     def write_array(self, key: str, array: np.ndarray) -> str:
         """Store a NumPy array (vectors) in ``.npy`` form."""

@@ -75,11 +75,15 @@ def test_batches_are_mapped_through_chunk_embed_load(dagbag) -> None:
     assert dag.get_task("ingest_batch.embed").upstream_task_ids == {"ingest_batch.chunk"}
     assert dag.get_task("ingest_batch.load").upstream_task_ids == {"ingest_batch.embed"}
     assert dag.get_task("ingest_batch.chunk").upstream_task_ids == {"plan"}
-    assert dag.get_task("prune").upstream_task_ids == {"plan"}
+    # Prune waits for every load (and runs when there was nothing to load); the report runs whatever happened.
+    prune = dag.get_task("prune")
+    assert prune.upstream_task_ids == {"plan", "ingest_batch.load"}
+    assert prune.trigger_rule == "none_failed_min_one_success"
     assert dag.get_task("plan").upstream_task_ids == {"create_schema"}
     report = dag.get_task("report")
     assert [a.name for a in report.outlets] == ["knowledge_base_collection"]
     assert report.upstream_task_ids == {"prune", "ingest_batch.load"}
+    assert report.trigger_rule == "all_done"
 
 
 def test_same_dag_files_produce_pods_in_cluster_mode() -> None:
@@ -103,3 +107,18 @@ def test_same_dag_files_produce_pods_in_cluster_mode() -> None:
     assert tasks["ingest_batch.chunk"][1] == tasks["ingest_batch.load"][1] == "genai-pipeline/chunk:3f2a9c0d1b7e"
     # Every task that touches Weaviate or the store is a pod: no Airflow process needs to reach either.
     assert {kind for kind, _ in tasks.values()} == {"_KubernetesDecoratedOperator"}
+
+
+def test_the_first_cron_run_is_the_next_tick_not_the_one_just_past(dagbag, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Airflow first seeing the DAG at 03:02 ran the 03:00 tick at once; a demo's run then queued behind it."""
+    from airflow.serialization.serialized_objects import DagSerialization
+    from airflow.timetables import trigger
+    from airflow.timetables.base import TimeRestriction
+    from pendulum import datetime
+
+    dag = DagSerialization.from_dict(DagSerialization.to_dict(dagbag.dags["ingest_knowledge_base"]))
+    monkeypatch.setattr(trigger, "utcnow", lambda: datetime(2026, 11, 30, 3, 2, tz="UTC"))
+    first = dag.timetable.next_dagrun_info(
+        last_automated_data_interval=None, restriction=TimeRestriction(earliest=None, latest=None, catchup=False)
+    )
+    assert first.run_after == datetime(2026, 12, 1, 3, 0, tz="UTC")

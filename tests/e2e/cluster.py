@@ -215,17 +215,7 @@ def write_corpus(docs: int, seed: int = 7) -> None:
 def embedded_chunk_count() -> int:
     """Chunks the same corpus gives in embedded mode: the same steps' code, in this process."""
     from genai_pipeline.config import SAMPLE_KNOWLEDGE_BASE, Settings
-    from genai_pipeline.models.embeddings import make_token_counter
-    from genai_pipeline.steps.documents import read_document, scan_source
-    from genai_pipeline.steps.ingest import chunk_document
+    from genai_pipeline.steps.ingest import source_chunks
 
-    settings = Settings()
-    tokens = make_token_counter(settings)
-    total = 0
-    for name, root in {"pipeline-docs": SAMPLE_KNOWLEDGE_BASE, "generated": str(GENERATED)}.items():
-        scan = scan_source(name, root, max_bytes=settings.ingest.max_document_bytes)
-        assert not scan.rejected, scan.rejected
-        for document in scan.documents:
-            text = read_document(document, root, max_bytes=settings.ingest.max_document_bytes)
-            total += len(chunk_document(settings, tokens, document, text))
-    return total
+    sources = {"pipeline-docs": SAMPLE_KNOWLEDGE_BASE, "generated": str(GENERATED)}
+    return sum(len(chunks) for _, chunks in source_chunks(Settings(), sources))

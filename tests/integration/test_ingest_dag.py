@@ -19,10 +19,10 @@ pytestmark = pytest.mark.integration
 SAMPLE = Path(__file__).resolve().parents[2] / "src" / "genai_pipeline" / "sample_kb"
 
 
-def run_dag(settings: Settings, env: dict[str, str]) -> subprocess.CompletedProcess:
-    """One `airflow dags test` run of the ingestion DAG."""
+def run_dag(settings: Settings, env: dict[str, str], conf: dict | None = None) -> subprocess.CompletedProcess:
+    """One `airflow dags test` run of the ingestion DAG (with a run conf: the options `pipeline ingest` sets)."""
     return subprocess.run(
-        [airflow_bin(), "dags", "test", "ingest_knowledge_base"],
+        [airflow_bin(), "dags", "test", "ingest_knowledge_base", *(["-c", json.dumps(conf)] if conf else [])],
         env={**airflow_env(settings), **env},
         capture_output=True,
         text=True,
@@ -30,11 +30,33 @@ def run_dag(settings: Settings, env: dict[str, str]) -> subprocess.CompletedProc
     )
 
 
-def ingest(settings: Settings, env: dict[str, str]) -> dict:
+def ingest(settings: Settings, env: dict[str, str], conf: dict | None = None) -> dict:
     """A successful run of the ingestion DAG; returns the run's stored summary."""
-    result = run_dag(settings, env)
+    result = run_dag(settings, env, conf)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return latest(settings)
+
+
+def failed_run(settings: Settings, env: dict[str, str], conf: dict | None = None) -> tuple[dict, str]:
+    """A run that must fail; returns its stored summary and its output."""
+    result = run_dag(settings, env, conf)
+    assert result.returncode != 0, result.stdout[-4000:]
+    return latest(settings), result.stdout + result.stderr
+
+
+def latest(settings: Settings) -> dict:
     return Store(settings.store).read_json("reports/ingest/latest.json")
+
+
+def expected_objects(settings: Settings, roots: dict[str, Path]) -> dict[str, int]:
+    """Chunks per document the sources give now, computed in this process with the pipeline's own code."""
+    from genai_pipeline.steps.ingest import source_chunks
+
+    return {d.uri: len(c) for d, c in source_chunks(settings, {n: str(p) for n, p in roots.items()})}
+
+
+def counts(settings: Settings) -> dict[str, int]:
+    return {uri: len(ids) for uri, ids in objects_by_source(settings).items()}
 
 
 def objects_by_source(settings: Settings) -> dict[str, set[str]]:
@@ -72,15 +94,15 @@ def test_ingest_is_idempotent_incremental_and_reports_bad_input(settings_for, co
     migrate(settings)
 
     first = ingest(settings, env)
-    good = 9  # 8 sample docs + the one-line file
+    good = 10  # 8 sample docs + the one-line file + the Latin-1 one (decoded, not refused)
     assert first["documents"] == good and first["ingested"] == good
-    assert first["batches"] == 3  # ceil(9 / 3): task instances follow batches, not chunks
+    assert first["batches"] == 4  # ceil(10 / 3): task instances follow batches, not chunks
     assert first["chunks"] > good * 5
-    assert first["embed_calls"] == 3
+    assert first["embed_calls"] == 4
+    assert first["decoded"] == [{"uri": "kb/bad/latin1.md", "encoding": "iso8859-1"}]
     rejected = {r["uri"]: r["reason"] for r in first["rejected"]}
     assert set(rejected) == {
-        f"kb/bad/{name}"
-        for name in ("empty.md", "blank.md", "binary.bin", "nul.md", "latin1.md", "huge.txt", "escape.md")
+        f"kb/bad/{name}" for name in ("empty.md", "blank.md", "binary.bin", "nul.md", "huge.txt", "escape.md")
     }
     assert "300,000-byte cap" in rejected["kb/bad/huge.txt"]
     assert "outside the corpus" in rejected["kb/bad/escape.md"]
@@ -99,7 +121,7 @@ def test_ingest_is_idempotent_incremental_and_reports_bad_input(settings_for, co
     third = ingest(settings, env)
     assert third["ingested"] == 1 and third["embed_calls"] == 1
     # Its old chunks stay searchable (nothing is deleted for a bad file), and the report says so.
-    assert third["rejected_still_searchable"] == ["kb/overview.md"]
+    assert third["stale"] == ["kb/overview.md"]
     assert objects_by_source(settings)["kb/overview.md"] == stored["kb/overview.md"]
     assert third["removed_documents"] == 1 and third["removed_chunks"] == len(stored["kb/generation.md"])
     after = objects_by_source(settings)
@@ -114,7 +136,7 @@ def test_fail_on_rejected_fails_the_run_but_loads_the_good_documents(settings_fo
     corpus = tmp_path / "small"
     corpus.mkdir()
     (corpus / "good.md").write_text("# Good\n\nA fine document about Weaviate.")
-    (corpus / "bad.md").write_bytes(b"\xff\xfe\x00bad")
+    (corpus / "bad.md").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
     settings, env = settings_for({"kb": corpus}, PIPELINE_INGEST__FAIL_ON_REJECTED="true")
     migrate(settings)
     result = run_dag(settings, env)
@@ -187,3 +209,96 @@ def test_a_source_that_goes_missing_keeps_its_documents_and_fails_the_run(settin
     (unavailable,) = summary["unavailable_sources"]
     assert unavailable["source"] == "extra" and unavailable["kept_documents"] == 2
     assert "does not exist" in unavailable["reason"]
+
+
+def test_no_sequence_of_edits_missing_sources_or_bad_files_deletes_what_is_not_gone(settings_for, tmp_path) -> None:
+    """Exact object counts at every step: twice, edit + delete + unreadable, source gone, source back."""
+    from genai_pipeline.synthetic_corpus import generate_corpus
+
+    corpus = tmp_path / "generated"
+    generate_corpus(corpus, 12, seed=3)
+    settings, env = settings_for({"gen": corpus}, PIPELINE_INGEST__BATCH_DOCS="5")
+    migrate(settings)
+    files = sorted(p for p in corpus.rglob("*") if p.is_file())
+    edited, deleted, unreadable = files[0], files[1], files[2]
+
+    first = ingest(settings, env)
+    want = expected_objects(settings, {"gen": corpus})
+    assert counts(settings) == want and first["chunks"] == sum(want.values()) and len(want) == 12
+
+    second = ingest(settings, env)
+    assert counts(settings) == want and second["embed_calls"] == 0 and second["ingested"] == 0
+
+    edited.write_text(edited.read_text() + "\n\nA new closing paragraph about retries and backoff.\n" * 40)
+    deleted.unlink()
+    stale_uri = f"gen/{unreadable.relative_to(corpus).as_posix()}"
+    stale_count = want[stale_uri]
+    unreadable.write_bytes(b"\x00\x01\x02 binary now" * 50)
+    third = ingest(settings, env)
+    want = {**expected_objects(settings, {"gen": corpus}), stale_uri: stale_count}  # its previous version is kept
+    assert counts(settings) == want
+    assert third["ingested"] == 1 and third["removed_documents"] == 1 and third["stale"] == [stale_uri]
+
+    corpus.rename(tmp_path / "moved-away")
+    gone, output = failed_run(settings, env)
+    assert counts(settings) == want and gone["removed_documents"] == 0
+    assert "source 'gen' gave no documents" in output
+
+    (tmp_path / "moved-away").rename(corpus)
+    back = ingest(settings, env)
+    assert counts(settings) == want and back["ingested"] == 0 and back["embed_calls"] == 0
+
+
+def test_a_document_with_missing_objects_is_repaired_on_the_next_run(settings_for, tmp_path) -> None:
+    from weaviate.classes.query import Filter
+
+    corpus = tmp_path / "kb"
+    shutil.copytree(SAMPLE, corpus)
+    settings, env = settings_for({"kb": corpus})
+    migrate(settings)
+    ingest(settings, env)
+    before = objects_by_source(settings)
+    victim = max(before, key=lambda uri: len(before[uri]))
+    with weaviate_client(settings.weaviate) as client:
+        collection = client.collections.get(settings.weaviate.collection)
+        doomed = sorted(before[victim])[:2]
+        collection.data.delete_many(where=Filter.by_id().contains_any(doomed))
+    assert len(objects_by_source(settings)[victim]) == len(before[victim]) - 2
+
+    repaired = ingest(settings, env)
+    assert objects_by_source(settings) == before  # same deterministic IDs back, nothing else touched
+    assert repaired["ingested"] == 1 and repaired["embed_calls"] == 1
+
+
+def test_prune_guards_dry_run_and_dropped_sources(settings_for, tmp_path) -> None:
+    """A half-listed source is not halved; a dry run writes nothing; a dropped source goes only when asked."""
+    kb, extra = tmp_path / "kb", tmp_path / "extra"
+    shutil.copytree(SAMPLE, kb)
+    extra.mkdir()
+    (extra / "note.md").write_text("# Note\n\nA short note about Weaviate batching.\n")
+    settings, env = settings_for({"kb": kb, "extra": extra})
+    migrate(settings)
+    ingest(settings, env)
+    before = counts(settings)
+    top = sorted(kb.glob("*.md"))
+    assert len(top) == 6  # and 2 more under operations/
+    for path in top:  # 6 of 8 documents disappear from the listing
+        path.rename(tmp_path / path.name)
+
+    dry = ingest(settings, env, {"dry_run": True})
+    assert counts(settings) == before and dry["dry_run"] and dry["removed_documents"] == 0
+    assert dry["prune_refused"] == [{"source": "kb", "would_remove": 6, "stored": 8, "share": 0.75}]
+
+    refused, output = failed_run(settings, env)
+    assert counts(settings) == before and refused["removed_documents"] == 0
+    assert "--allow-mass-prune" in output
+
+    allowed = ingest(settings, env, {"allow_mass_prune": True})
+    assert allowed["removed_documents"] == 6
+    assert {uri.rsplit("/", 1)[0] for uri in counts(settings)} == {"kb/operations", "extra"}
+
+    only_kb = {"sources": {"kb": str(kb)}}
+    kept = ingest(settings, env, only_kb)
+    assert "extra/note.md" in counts(settings) and kept["unconfigured_sources"] == {"extra": 1}
+    ingest(settings, env, {**only_kb, "prune_removed_sources": True})
+    assert "extra/note.md" not in counts(settings)

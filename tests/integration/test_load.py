@@ -22,6 +22,7 @@ def rows(uri: str, count: int, fp: str) -> list[dict[str, object]]:
             "chunks_per_doc": count,
             "content_hash": f"{fp}-{i}",
             "fingerprint": fp,
+            "encoding": "utf-8",
         }
         for i in range(count)
     ]

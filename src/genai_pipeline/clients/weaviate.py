@@ -53,5 +53,7 @@ def create_collection(client: weaviate.WeaviateClient, name: str) -> None:
             Property(name="chunks_per_doc", data_type=DataType.INT),
             Property(name="content_hash", data_type=DataType.TEXT, tokenization=exact),
             Property(name="fingerprint", data_type=DataType.TEXT, tokenization=exact, index_filterable=True),
+            # What the source file was decoded from (a legacy encoding is detected, never refused).
+            Property(name="encoding", data_type=DataType.TEXT, tokenization=exact),
         ],
     )

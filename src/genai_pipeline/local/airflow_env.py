@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,15 @@ class AirflowAPI:
         """Start a DAG run now; returns its run id."""
         run = self._request("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf or {}})
         return run["dag_run_id"]
+
+    def run(self, dag_id: str, run_id: str) -> dict[str, Any]:
+        """One DAG run."""
+        return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}")
+
+    def upstream_events(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        """The Asset events that triggered a run (each names its source DAG and run)."""
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}/upstreamAssetEvents"
+        return self._request("GET", path)["asset_events"]
 
     def runs(self, dag_id: str) -> list[dict[str, Any]]:
         """Runs of a DAG, newest first."""

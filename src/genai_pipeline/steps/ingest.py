@@ -1,8 +1,10 @@
 """The knowledge-base ingestion steps: plan → chunk → embed → load per batch, then prune and report.
 
-Each step takes the settings and a small JSON descriptor and returns one; bulk data (batch manifests,
-chunks, vectors) lives in the shared store under ``ingest/<run_key>/``. Nothing here imports Airflow, so
-the same functions run in the Airflow worker (embedded mode) and in a step image (cluster mode).
+Each step takes one typed descriptor (:mod:`genai_pipeline.steps.contracts`) and returns one; bulk data
+(batch manifests, chunks, vectors, long lists) lives in the shared store under ``ingest/<run_key>/``.
+Within a batch every step streams in sub-batches of ``ingest.sub_batch_chunks`` chunks, so its memory
+depends on that setting, not on the batch. Nothing here imports Airflow, so the same functions run in the
+Airflow worker (embedded mode) and in a step image (cluster mode).
 
 The Weaviate client is imported inside the steps that talk to Weaviate: it takes over a second to import,
 and every task process pays for what this module imports at the top (chunk and embed never need it).
@@ -10,26 +12,35 @@ and every task process pays for what this module imports at the top (chunk and e
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import time
+from collections.abc import Iterable, Iterator
+from pathlib import PurePosixPath
 from typing import Any
 
 from genai_pipeline.config import Settings
 from genai_pipeline.models.embeddings import make_embedder, make_token_counter
 from genai_pipeline.models.tokens import TokenSpans
+from genai_pipeline.steps import planning
 from genai_pipeline.steps.chunk import Chunk, chunk_text
-from genai_pipeline.steps.documents import (
-    Document,
-    DocumentRejected,
-    document_title,
-    read_document,
-    scan_source,
+from genai_pipeline.steps.contracts import (
+    BatchTask,
+    Chunked,
+    Embedded,
+    Empty,
+    Loaded,
+    Pruned,
+    RunRequest,
+    SchemaResult,
+    Summary,
 )
+from genai_pipeline.steps.documents import Document, DocumentRejected, document_title, read_document, scan_source
+from genai_pipeline.steps.text_formats import structured_by_headings, to_markdown
 from genai_pipeline.store import Store
 
 log = logging.getLogger(__name__)
-Descriptor = dict[str, Any]
 
 
 def run_key_for(run_id: str) -> str:
@@ -41,52 +52,60 @@ def _prefix(run_key: str, *parts: str) -> str:
     return "/".join(["ingest", run_key, *parts])
 
 
-def create_schema(settings: Settings, payload: Descriptor) -> Descriptor:
+def _batch_key(run_key: str, folder: str, index: int, suffix: str) -> str:
+    return _prefix(run_key, folder, f"{index:05d}{suffix}")
+
+
+def create_schema(settings: Settings, _: Empty) -> SchemaResult:
     """Create the collection from the schema in code if it is missing; report which happened."""
     from genai_pipeline.clients.weaviate import collection_exists, create_collection, weaviate_client
 
     name = settings.weaviate.collection
     with weaviate_client(settings.weaviate) as client:
         if collection_exists(client, name):
-            return {"collection": name, "created": False}
+            return SchemaResult(collection=name, created=False)
         create_collection(client, name)
-    return {"collection": name, "created": True}
+    return SchemaResult(collection=name, created=True)
 
 
-def plan(settings: Settings, payload: Descriptor) -> list[Descriptor]:
-    """Scan every source, skip documents whose fingerprint is already loaded, and cut the rest into batches.
+def plan(settings: Settings, request: RunRequest) -> list[BatchTask]:
+    """Scan every source, skip documents already loaded whole, decide what is proven gone, cut batches.
 
-    Returns one small descriptor per batch; the full plan (rejections, removals) goes to the store.
+    Returns one small descriptor per batch (none on a dry run); the full plan goes to the store.
     """
     from genai_pipeline.clients.weaviate import weaviate_client
     from genai_pipeline.steps import load as loader
 
     started = time.time()
-    run_key = run_key_for(payload["run_id"])
+    run_key = run_key_for(request.run_id)
     store = Store(settings.store)
+    _remove_abandoned_runs(store, run_key)
+    sources = request.options.sources or settings.ingest.sources
     model = embedding_model_id(settings)
     documents: list[Document] = []
     rejected: list[dict[str, str]] = []
     aliases: list[str] = []
     hidden: list[str] = []
-    empty: dict[str, str] = {}
-    for name, root in settings.ingest.sources.items():
-        scan = scan_source(name, root, max_bytes=settings.ingest.max_document_bytes)
+    unavailable: dict[str, str] = {}
+    for name, root in sources.items():
+        try:
+            scan = scan_source(name, root, max_bytes=settings.ingest.max_document_bytes)
+        except OSError as error:  # an unreachable bucket, a permission denied on the root
+            unavailable[name] = f"unreadable: {error}"
+            continue
         documents.extend(scan.documents)
         rejected.extend({"uri": r.uri, "reason": r.reason} for r in scan.rejected)
         aliases.extend(scan.aliases)
         hidden.extend(scan.hidden)
         if not scan.documents:
             folder = [r.reason for r in scan.rejected if r.uri == f"{name}/"]
-            empty[name] = folder[0] if folder else "no usable document in it"
+            unavailable[name] = folder[0] if folder else "it lists no usable document"
     for rejection in rejected:
         log.warning("rejected %s: %s", rejection["uri"], rejection["reason"])
-    for uri in hidden:
-        log.info("skipped hidden %s", uri)
 
     with weaviate_client(settings.weaviate) as client:
         stored = loader.stored_documents(client.collections.get(settings.weaviate.collection))
-    changed: list[dict[str, object]] = []
+    changed: list[tuple[Document, str]] = []
     for document in documents:
         wanted = loader.fingerprint(
             document.content_hash,
@@ -96,249 +115,385 @@ def plan(settings: Settings, payload: Descriptor) -> list[Descriptor]:
         )
         held = stored.get(document.uri)
         if held is None or not held.complete(wanted):
-            changed.append({**document.to_dict(), "uri": document.uri, "fingerprint": wanted})
-    # Refused this time but loaded before: the old version stays searchable, and the report says so.
-    still_searchable = sorted(r["uri"] for r in rejected if r["uri"] in stored)
-    present = {d.uri for d in documents} | {r["uri"] for r in rejected} | set(aliases)
-    removed = removed_documents(stored, present, set(empty))
-    unavailable = [
-        {"source": name, "reason": reason, "kept_documents": sum(1 for uri in stored if _source_of(uri) == name)}
-        for name, reason in sorted(empty.items())
-    ]
-    for source in unavailable:
-        log.error(
-            "source %s gave no documents (%s): its %d stored documents are kept, not pruned",
-            source["source"],
-            source["reason"],
-            source["kept_documents"],
-        )
+            changed.append((document, wanted))
+    decision = planning.decide_removals(
+        set(stored),
+        sources=set(sources),
+        unavailable=set(unavailable),
+        present={d.uri for d in documents} | set(aliases),
+        rejected={r["uri"] for r in rejected},
+        delete_rejected=settings.ingest.delete_rejected,
+        max_share=settings.ingest.max_prune_share,
+        allow_mass_prune=request.options.allow_mass_prune,
+        prune_removed_sources=request.options.prune_removed_sources,
+    )
+    kept = {name: sum(1 for uri in stored if planning.source_of(uri) == name) for name in unavailable}
+    for name, reason in sorted(unavailable.items()):
+        log.error("source %s gave no documents (%s): its %d stored documents are kept", name, reason, kept[name])
 
-    size = settings.ingest.batch_docs
-    groups = [changed[i : i + size] for i in range(0, len(changed), size)]
+    groups = planning.cut_batches(changed, max_bytes=settings.ingest.batch_bytes, max_docs=settings.ingest.batch_docs)
+    if request.options.dry_run:
+        groups = []
     batches = []
     for index, group in enumerate(groups):
-        key = _prefix(run_key, "batches", f"{index:05d}.json")
-        store.write_json(key, group)
+        store.write_json(_batch_key(run_key, "batches", index, ".json"), [entry.to_dict() for entry in group])
+        first = group[0]
+        where = first.document.uri + (f" (part {first.part + 1}/{first.parts})" if first.parts > 1 else "")
         batches.append(
-            {
-                "run_key": run_key,
-                "batch": index,
-                "docs": len(group),
-                "label": f"batch {index + 1}/{len(groups)}: {len(group)} docs from {group[0]['uri']}",
-            }
+            BatchTask(
+                run_key=run_key,
+                batch=index,
+                docs=len(group),
+                bytes=sum(entry.share for entry in group),
+                label=f"batch {index + 1}/{len(groups)}: {len(group)} docs from {where}"[:200],
+            )
         )
     store.write_json(
         _prefix(run_key, "plan.json"),
         {
             "started_at": started,
+            "plan_seconds": round(time.time() - started, 3),
+            "dry_run": request.options.dry_run,
+            "sources": dict(sources),
             "documents": len(documents),
             "changed": len(changed),
             "unchanged": len(documents) - len(changed),
+            "decoded": sorted(
+                ({"uri": d.uri, "encoding": d.encoding} for d in documents if d.encoding != "utf-8"),
+                key=lambda item: item["uri"],
+            ),
             "rejected": rejected,
             "aliases": aliases,
             "hidden": hidden,
-            "removed": removed,
-            "unavailable_sources": unavailable,
-            "rejected_still_searchable": still_searchable,
+            "removed": decision.removed,
+            "prune_refused": decision.refused,
+            "unconfigured_sources": decision.unconfigured,
+            "stale": decision.stale,
+            "unavailable_sources": [
+                {"source": name, "reason": reason, "kept_documents": kept[name]}
+                for name, reason in sorted(unavailable.items())
+            ],
             "batches": len(batches),
             "model": model,
         },
     )
     log.info(
-        "plan: %d documents, %d to ingest in %d batches, %d unchanged, %d rejected, %d removed",
+        "plan: %d documents, %d to ingest in %d batches, %d unchanged, %d rejected, %d to remove%s",
         len(documents),
         len(changed),
-        len(batches),
+        len(groups),
         len(documents) - len(changed),
         len(rejected),
-        len(removed),
+        len(decision.removed),
+        " (dry run: nothing is written)" if request.options.dry_run else "",
     )
     return batches
 
 
-def removed_documents(stored: dict[str, object] | set[str], present: set[str], empty_sources: set[str]) -> list[str]:
-    """Stored documents that no source holds any more, to prune.
-
-    A source that gave no document at all is left out: a missing folder, a prefix that lists empty or a
-    volume that is not mounted all look like that, and must never delete what was loaded from it.
-    """
-    return sorted(uri for uri in stored if uri not in present and _source_of(uri) not in empty_sources)
-
-
-def _source_of(uri: str) -> str:
-    return uri.split("/", 1)[0]
+def _remove_abandoned_runs(store: Store, run_key: str) -> None:
+    """Drop the bulk files of earlier runs that never reached their report (one run at a time: they are dead)."""
+    for key in store.keys("ingest"):
+        if key != run_key:
+            log.info("removing the bulk files of the unfinished run %s", key)
+            store.remove(_prefix(key))
 
 
-def chunk(settings: Settings, payload: Descriptor) -> Descriptor:
-    """Chunk every document of a batch with the embedding model's tokenizer."""
+def chunk(settings: Settings, task: BatchTask) -> Chunked:
+    """Chunk every document of a batch with the embedding model's tokenizer, streaming chunks to the store."""
+    started = time.perf_counter()
     store = Store(settings.store)
-    run_key, index = payload["run_key"], payload["batch"]
+    roots: dict[str, str] = store.read_json(_prefix(task.run_key, "plan.json"))["sources"]
+    entries = [
+        planning.BatchEntry(**entry)
+        for entry in store.read_json(_batch_key(task.run_key, "batches", task.batch, ".json"))
+    ]
     tokens = make_token_counter(settings)
-    rows: list[dict[str, object]] = []
     rejected: list[dict[str, str]] = []
-    for entry in store.read_json(_prefix(run_key, "batches", f"{index:05d}.json")):
-        document = Document(entry["source"], entry["relpath"], entry["size"], entry["content_hash"])
-        root = settings.ingest.sources.get(document.source)
-        try:
-            if root is None:
-                raise DocumentRejected(f"source {document.source!r} is no longer configured")
-            text = read_document(document, root, max_bytes=settings.ingest.max_document_bytes)
-        except (DocumentRejected, OSError) as error:
-            # Changed or vanished since planning: reported, and the rest of the batch goes on.
-            rejected.append({"uri": document.uri, "reason": str(error)})
-            continue
-        rows.extend(
-            {**c.to_dict(), "fingerprint": entry["fingerprint"]}
-            for c in chunk_document(settings, tokens, document, text)
-        )
-    store.write_jsonl(_prefix(run_key, "chunks", f"{index:05d}.jsonl"), rows)
-    return {**payload, "chunks": len(rows), "late_rejected": rejected}
+
+    def rows() -> Iterator[dict[str, object]]:
+        for entry in entries:
+            document = entry.document
+            try:
+                text = read_document(document, roots[document.source], max_bytes=settings.ingest.max_document_bytes)
+                chunks = chunk_document(settings, tokens, document, text)
+            except (DocumentRejected, OSError) as error:
+                # Changed or vanished since planning: reported, and the rest of the batch goes on.
+                if entry.part == 0:
+                    rejected.append({"uri": document.uri, "reason": str(error)})
+                continue
+            for piece in chunks[entry.part :: entry.parts]:
+                yield {**piece.to_dict(), "fingerprint": entry.fingerprint, "encoding": document.encoding}
+
+    written = store.write_jsonl(_batch_key(task.run_key, "chunks", task.batch, ".jsonl"), rows())
+    store.write_json(_batch_key(task.run_key, "late", task.batch, ".json"), rejected)
+    return Chunked(
+        **task.model_dump(),
+        chunks=written,
+        late_rejected=len(rejected),
+        chunk_seconds=round(time.perf_counter() - started, 3),
+    )
 
 
 def chunk_document(settings: Settings, tokens: TokenSpans, document: Document, text: str) -> list[Chunk]:
-    """One document's chunks with the configured size and overlap."""
+    """One document's chunks with the configured size and overlap (HTML and RST as Markdown first)."""
+    suffix = PurePosixPath(document.relpath).suffix.lower()
+    text = to_markdown(text, suffix)
     return chunk_text(
         text,
         source_uri=document.uri,
         title=document_title(text, document.relpath),
-        markdown=document.is_markdown,
+        markdown=structured_by_headings(suffix),
         tokens=tokens,
         size=settings.chunking.size_tokens,
         overlap=settings.chunking.overlap_tokens,
     )
 
 
-def embed(settings: Settings, payload: Descriptor) -> Descriptor:
-    """Embed a batch's chunks; the call count proves unchanged documents cost no model time."""
+def source_chunks(settings: Settings, sources: dict[str, str]) -> Iterator[tuple[Document, list[Chunk]]]:
+    """Every usable document of the sources with its chunks, in this process: what a run would load.
+
+    The reference the benchmarks and tests compare a run against (same reading and chunking code).
+    """
+    tokens = make_token_counter(settings)
+    cap = settings.ingest.max_document_bytes
+    for name, root in sources.items():
+        for document in scan_source(name, root, max_bytes=cap).documents:
+            yield document, chunk_document(settings, tokens, document, read_document(document, root, max_bytes=cap))
+
+
+def _sub_batches(rows: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    iterator = iter(rows)
+    while group := list(itertools.islice(iterator, size)):
+        yield group
+
+
+def embed(settings: Settings, task: Chunked) -> Embedded:
+    """Embed a batch's chunks a sub-batch at a time; the call count proves unchanged documents cost nothing."""
     store = Store(settings.store)
-    run_key, index = payload["run_key"], payload["batch"]
-    rows = store.read_jsonl(_prefix(run_key, "chunks", f"{index:05d}.jsonl"))
+    rows = store.iter_jsonl(_batch_key(task.run_key, "chunks", task.batch, ".jsonl"))
     embedder = make_embedder(settings)
     calls_before = embedder.calls
-    started = time.perf_counter()
-    vectors = embedder.embed([_embedding_text(row) for row in rows])
-    seconds = time.perf_counter() - started
-    store.write_array(_prefix(run_key, "vectors", f"{index:05d}.npy"), vectors)
-    return {**payload, "embed_calls": embedder.calls - calls_before, "embed_seconds": round(seconds, 3)}
+    seconds = 0.0
+    for part, group in enumerate(_sub_batches(rows, settings.ingest.sub_batch_chunks)):
+        started = time.perf_counter()
+        vectors = embedder.embed([_embedding_text(row) for row in group])
+        seconds += time.perf_counter() - started
+        store.write_array(_prefix(task.run_key, "vectors", f"{task.batch:05d}", f"{part:05d}.npy"), vectors)
+    return Embedded(**task.model_dump(), embed_calls=embedder.calls - calls_before, embed_seconds=round(seconds, 3))
 
 
 def _embedding_text(row: dict[str, Any]) -> str:
     return f"{row['section']}\n{row['text']}" if row["section"] else str(row["text"])
 
 
-def load(settings: Settings, payload: Descriptor) -> Descriptor:
-    """Upsert a batch's chunks, then delete the stale chunks of the documents it replaced."""
+def load(settings: Settings, task: Embedded) -> Loaded:
+    """Upsert a batch's chunks a sub-batch at a time, then delete the stale chunks of the documents it replaced."""
     from genai_pipeline.clients.weaviate import weaviate_client
     from genai_pipeline.steps import load as loader
 
+    started = time.perf_counter()
     store = Store(settings.store)
-    run_key, index = payload["run_key"], payload["batch"]
-    rows = store.read_jsonl(_prefix(run_key, "chunks", f"{index:05d}.jsonl"))
-    vectors = store.read_array(_prefix(run_key, "vectors", f"{index:05d}.npy"))
+    rows = store.iter_jsonl(_batch_key(task.run_key, "chunks", task.batch, ".jsonl"))
+    vector_parts = _prefix(task.run_key, "vectors", f"{task.batch:05d}")
+    latest: dict[str, str] = {}
+    written = 0
     with weaviate_client(settings.weaviate) as client:
         collection = client.collections.get(settings.weaviate.collection)
-        written = loader.upsert_chunks(
-            collection,
-            rows,
-            vectors,
-            batch_size=settings.weaviate.batch_size,
-            concurrent_requests=settings.weaviate.concurrent_requests,
-        )
-        latest = {str(row["source_uri"]): str(row["fingerprint"]) for row in rows}
+        for part, group in enumerate(_sub_batches(rows, settings.ingest.sub_batch_chunks)):
+            vectors = store.read_array(f"{vector_parts}/{part:05d}.npy")
+            written += loader.upsert_chunks(
+                collection,
+                group,
+                vectors,
+                batch_size=settings.weaviate.batch_size,
+                concurrent_requests=settings.weaviate.concurrent_requests,
+            )
+            latest.update((str(row["source_uri"]), str(row["fingerprint"])) for row in group)
+        if written != task.chunks:
+            raise RuntimeError(f"batch {task.batch}: {written} chunks loaded, {task.chunks} were chunked")
         stale = sum(loader.delete_stale(collection, uri, fp) for uri, fp in latest.items())
-    result = {**payload, "written": written, "stale_deleted": stale}
-    store.write_json(_prefix(run_key, "results", f"{index:05d}.json"), result)
+    result = Loaded(
+        **task.model_dump(),
+        written=written,
+        stale_deleted=stale,
+        load_seconds=round(time.perf_counter() - started, 3),
+    )
+    store.write_json(_batch_key(task.run_key, "results", task.batch, ".json"), result.model_dump())
     return result
 
 
-def prune(settings: Settings, payload: Descriptor) -> Descriptor:
-    """Delete the chunks of documents that are no longer in any source."""
+def prune(settings: Settings, request: RunRequest) -> Pruned:
+    """Delete the chunks of documents proven gone, and only once every batch of the run has loaded."""
     from genai_pipeline.clients.weaviate import weaviate_client
     from genai_pipeline.steps import load as loader
 
-    removed = Store(settings.store).read_json(_prefix(run_key_for(payload["run_id"]), "plan.json"))["removed"]
-    if not removed:
-        return {"removed_documents": 0, "removed_chunks": 0}
-    with weaviate_client(settings.weaviate) as client:
-        deleted = loader.delete_documents(client.collections.get(settings.weaviate.collection), removed)
-    return {"removed_documents": len(removed), "removed_chunks": deleted}
+    started = time.perf_counter()
+    store = Store(settings.store)
+    run_key = run_key_for(request.run_id)
+    plan_info = store.read_json(_prefix(run_key, "plan.json"))
+    loaded = len(store.keys(_prefix(run_key, "results")))
+    removed: list[str] = plan_info["removed"]
+    if plan_info["dry_run"]:
+        result = Pruned(skipped=f"dry run: {len(removed)} documents would be removed")
+    elif loaded != plan_info["batches"]:
+        result = Pruned(skipped=f"only {loaded} of {plan_info['batches']} batches loaded: nothing is pruned")
+    elif not removed:
+        result = Pruned()
+    else:
+        with weaviate_client(settings.weaviate) as client:
+            deleted = loader.delete_documents(client.collections.get(settings.weaviate.collection), removed)
+        result = Pruned(removed_documents=len(removed), removed_chunks=deleted)
+    result = result.model_copy(update={"prune_seconds": round(time.perf_counter() - started, 3)})
+    store.write_json(_prefix(run_key, "pruned.json"), result.model_dump())
+    return result
 
 
 # Entries of each list the report step returns through XCom (the stored report has them all).
 XCOM_LIST_CAP = 20
+_LISTS = (
+    "rejected",
+    "decoded",
+    "hidden_skipped",
+    "stale",
+    "removed",
+    "prune_refused",
+    "unavailable_sources",
+    "failed_batches",
+)
 
 
-class RejectedDocumentsError(RuntimeError):
-    """Raised by :func:`report` when ``fail_on_rejected`` is set and documents were refused."""
+class IngestionError(RuntimeError):
+    """Raised by :func:`report` for a run that must end failed; its summary is stored all the same."""
 
 
-class SourceUnavailableError(RuntimeError):
-    """Raised by :func:`report` when a source gave no documents: the run loaded the rest and pruned none of it."""
+class RejectedDocumentsError(IngestionError):
+    """``fail_on_rejected`` is set and documents were refused."""
 
 
-def report(settings: Settings, payload: Descriptor) -> Descriptor:
-    """Summarise the run, store the summary, and drop the run's bulk files."""
+class SourceUnavailableError(IngestionError):
+    """A source gave no documents: the run loaded the rest and pruned none of that source."""
+
+
+class PruneRefusedError(IngestionError):
+    """The run would have deleted more than ``max_prune_share`` of a source; it deleted none of it."""
+
+
+class BatchesFailedError(IngestionError):
+    """Some batches did not load: nothing was pruned, and the next run ingests their documents."""
+
+
+def report(settings: Settings, request: RunRequest) -> Summary:
+    """Summarise the run (also a failed one), store the summary, and drop the run's bulk files."""
     store = Store(settings.store)
-    run_key = run_key_for(payload["run_id"])
+    run_key = run_key_for(request.run_id)
+    if not store.exists(_prefix(run_key, "plan.json")):
+        raise IngestionError("the plan step did not finish: nothing was ingested or pruned (see its log)")
     plan_info = store.read_json(_prefix(run_key, "plan.json"))
     results = [store.read_json(_prefix(run_key, "results", key)) for key in store.keys(_prefix(run_key, "results"))]
-    late = [r for result in results for r in result.get("late_rejected", [])]
+    late = [r for key in store.keys(_prefix(run_key, "late")) for r in store.read_json(_prefix(run_key, "late", key))]
+    loaded_batches = {r["batch"] for r in results}
+    pruned_key = _prefix(run_key, "pruned.json")
+    pruned = (
+        store.read_json(pruned_key) if store.exists(pruned_key) else Pruned(skipped="prune did not run").model_dump()
+    )
     seconds = max(time.time() - plan_info["started_at"], 1e-9)
-    pruned = payload.get("pruned") or {}
-    summary = {
+    batch_seconds = [r["chunk_seconds"] + r["embed_seconds"] + r["load_seconds"] for r in results]
+    summary: dict[str, Any] = {
         "run_key": run_key,
         "collection": settings.weaviate.collection,
         "model": plan_info["model"],
+        "dry_run": plan_info["dry_run"],
         "documents": plan_info["documents"],
-        "ingested": plan_info["changed"] - len(late),
+        "ingested": 0 if plan_info["dry_run"] else plan_info["changed"] - len(late),
+        "to_ingest": plan_info["changed"],
         "skipped_unchanged": plan_info["unchanged"],
         "rejected": plan_info["rejected"] + late,
+        "decoded": plan_info["decoded"],
         "symlinks_skipped": len(plan_info["aliases"]),
         "hidden_skipped": plan_info["hidden"],
         "unavailable_sources": plan_info["unavailable_sources"],
-        "rejected_still_searchable": plan_info["rejected_still_searchable"],
-        "removed_documents": pruned.get("removed_documents", 0),
-        "removed_chunks": pruned.get("removed_chunks", 0),
+        "unconfigured_sources": plan_info["unconfigured_sources"],
+        "stale": plan_info["stale"],
+        "removed": plan_info["removed"],
+        "prune_refused": plan_info["prune_refused"],
+        "prune_skipped": pruned["skipped"],
+        "removed_documents": pruned["removed_documents"],
+        "removed_chunks": pruned["removed_chunks"],
         "batches": plan_info["batches"],
+        "failed_batches": sorted(set(range(plan_info["batches"])) - loaded_batches),
         "chunks": sum(r["written"] for r in results),
         "stale_chunks_deleted": sum(r["stale_deleted"] for r in results),
         "embed_calls": sum(r["embed_calls"] for r in results),
         "embed_seconds": round(sum(r["embed_seconds"] for r in results), 3),
+        "step_seconds": {
+            "plan": plan_info["plan_seconds"],
+            "chunk": round(sum(r["chunk_seconds"] for r in results), 3),
+            "embed": round(sum(r["embed_seconds"] for r in results), 3),
+            "load": round(sum(r["load_seconds"] for r in results), 3),
+            "prune": pruned["prune_seconds"],
+        },
+        "longest_batch_seconds": round(max(batch_seconds, default=0.0), 3),
+        "mean_batch_seconds": round(sum(batch_seconds) / len(batch_seconds), 3) if batch_seconds else 0.0,
         "seconds": round(seconds, 3),
     }
     summary["docs_per_s"] = round(summary["ingested"] / seconds, 2)
     summary["chunks_per_s"] = round(summary["chunks"] / seconds, 2)
     store.write_json(f"reports/ingest/{run_key}.json", summary)
     store.write_json("reports/ingest/latest.json", summary)
-    for bulk in ("batches", "chunks", "vectors"):
-        store.remove(_prefix(run_key, bulk))
-    return _result_or_raise(summary, settings)
+    store.remove(_prefix(run_key))
+    if not summary["dry_run"]:  # a dry run shows what a run would refuse or fail on, and succeeds
+        _raise_for(summary, settings)
+    return capped_summary(summary)
 
 
-def _result_or_raise(summary: Descriptor, settings: Settings) -> Descriptor:
-    """Raise for what must fail the run; else the summary with its lists capped, for XCom.
+def _raise_for(summary: dict[str, Any], settings: Settings) -> None:
+    """Raise for what must fail the run, naming every cause and what to do about it."""
+    problems: list[tuple[type[IngestionError], str]] = []
+    if summary["failed_batches"]:
+        problems.append(
+            (
+                BatchesFailedError,
+                f"{len(summary['failed_batches'])} of {summary['batches']} batches did not load "
+                f"(batches {summary['failed_batches'][:10]}): nothing was pruned; the next run ingests them",
+            )
+        )
+    problems.extend(
+        (
+            SourceUnavailableError,
+            f"source {u['source']!r} gave no documents ({u['reason']}): its {u['kept_documents']} stored documents "
+            "were kept; restore the source, or drop it from the sources and prune it with --prune-removed-sources",
+        )
+        for u in summary["unavailable_sources"]
+    )
+    problems.extend(
+        (
+            PruneRefusedError,
+            f"source {r['source']!r} would lose {r['would_remove']} of its {r['stored']} documents "
+            f"({r['share']:.0%}, over the {settings.ingest.max_prune_share:.0%} guard): none were deleted; "
+            "if they really are gone, run again with --allow-mass-prune (conf allow_mass_prune)",
+        )
+        for r in summary["prune_refused"]
+    )
+    if settings.ingest.fail_on_rejected and summary["rejected"]:
+        problems.append(
+            (
+                RejectedDocumentsError,
+                f"{len(summary['rejected'])} documents rejected (fail_on_rejected is set): "
+                + "; ".join(f"{r['uri']}: {r['reason']}" for r in summary["rejected"][:5]),
+            )
+        )
+    if problems:
+        raise problems[0][0]("; ".join(message for _, message in problems))
+
+
+def capped_summary(summary: dict[str, Any]) -> Summary:
+    """The summary for XCom: each list cut to its first entries, with every list's full length.
 
     The stored report keeps every entry; thousands of bad files must not become one huge XCom value.
     """
-    if summary["unavailable_sources"]:
-        raise SourceUnavailableError(
-            "; ".join(
-                f"source {u['source']!r} gave no documents ({u['reason']}): its {u['kept_documents']} stored "
-                "documents were kept; restore the source, or remove it from PIPELINE_INGEST__SOURCES to prune them"
-                for u in summary["unavailable_sources"]
-            )
-        )
-    if settings.ingest.fail_on_rejected and summary["rejected"]:
-        raise RejectedDocumentsError(
-            f"{len(summary['rejected'])} documents rejected (fail_on_rejected is set): "
-            + "; ".join(f"{r['uri']}: {r['reason']}" for r in summary["rejected"][:5])
-        )
-    capped = dict(summary)
-    for key in ("rejected", "hidden_skipped", "rejected_still_searchable"):
-        if len(summary[key]) > XCOM_LIST_CAP:
-            capped[key] = summary[key][:XCOM_LIST_CAP]
-            capped[f"{key}_total"] = len(summary[key])
-    return capped
+    capped = {key: value[:XCOM_LIST_CAP] if key in _LISTS else value for key, value in summary.items()}
+    capped["totals"] = {key: len(summary[key]) for key in _LISTS}
+    return Summary(**capped)
 
 
 def embedding_model_id(settings: Settings) -> str:

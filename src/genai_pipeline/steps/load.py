@@ -92,7 +92,17 @@ def upsert_chunks(
     return len(chunks)
 
 
-_PROPERTIES = ("source_uri", "title", "section", "text", "chunk_index", "chunks_per_doc", "content_hash", "fingerprint")
+_PROPERTIES = (
+    "source_uri",
+    "title",
+    "section",
+    "text",
+    "chunk_index",
+    "chunks_per_doc",
+    "content_hash",
+    "fingerprint",
+    "encoding",
+)
 
 
 def delete_stale(collection: Collection, source_uri: str, keep_fingerprint: str) -> int:

@@ -1,41 +1,77 @@
-"""Every step by name, and the image that carries it: the single table both runtimes dispatch on.
+"""Every step by name, its image and its typed contract: the single table both runtimes dispatch on.
 
 Steps are named as ``module:function`` and imported only when they run, so parsing a DAG (in the
 scheduler, the dag-processor and every task process) does not import Weaviate, NumPy or the models.
+:func:`run_step` checks a step's input before it runs and its output after, in the Airflow worker and in a
+step's pod alike; the step-task factory checks the same models on the Airflow side of a pod.
 """
 
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 from typing import Any
 
-from genai_pipeline.config import get_settings
+from pydantic import BaseModel, TypeAdapter
 
-# Step -> (implementation, image folder under images/). Light steps share the chunk image (no model).
-STEPS: dict[str, tuple[str, str]] = {
-    "create_schema": ("genai_pipeline.steps.ingest:create_schema", "chunk"),
-    "plan": ("genai_pipeline.steps.ingest:plan", "chunk"),
-    "chunk": ("genai_pipeline.steps.ingest:chunk", "chunk"),
-    "embed": ("genai_pipeline.steps.ingest:embed", "embed"),
-    "load": ("genai_pipeline.steps.ingest:load", "chunk"),
-    "prune": ("genai_pipeline.steps.ingest:prune", "chunk"),
-    "report": ("genai_pipeline.steps.ingest:report", "chunk"),
+from genai_pipeline.config import get_settings
+from genai_pipeline.steps import contracts as c
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """Where a step's code is, which image carries it, and what goes in and comes out."""
+
+    target: str
+    image: str
+    takes: type[BaseModel]
+    gives: Any
+
+    def check_input(self, payload: Any) -> BaseModel:
+        """The payload as the step's input model, or a ValidationError naming what is wrong."""
+        return self.takes.model_validate(payload.model_dump() if isinstance(payload, BaseModel) else payload)
+
+    def check_output(self, result: Any) -> Any:
+        """The result as JSON-ready data, after checking it against the step's output model."""
+        adapter = TypeAdapter(self.gives)
+        return adapter.dump_python(adapter.validate_python(_plain(result)), mode="json")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump()
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
+
+
+# Light steps share the chunk image (no model).
+STEPS: dict[str, StepSpec] = {
+    "create_schema": StepSpec("genai_pipeline.steps.ingest:create_schema", "chunk", c.Empty, c.SchemaResult),
+    "plan": StepSpec("genai_pipeline.steps.ingest:plan", "chunk", c.RunRequest, list[c.BatchTask]),
+    "chunk": StepSpec("genai_pipeline.steps.ingest:chunk", "chunk", c.BatchTask, c.Chunked),
+    "embed": StepSpec("genai_pipeline.steps.ingest:embed", "embed", c.Chunked, c.Embedded),
+    "load": StepSpec("genai_pipeline.steps.ingest:load", "chunk", c.Embedded, c.Loaded),
+    "prune": StepSpec("genai_pipeline.steps.ingest:prune", "chunk", c.RunRequest, c.Pruned),
+    "report": StepSpec("genai_pipeline.steps.ingest:report", "chunk", c.RunRequest, c.Summary),
 }
 
 
 def image_of(name: str) -> str:
     """The image folder that carries a step."""
-    return STEPS[known(name)][1]
+    return spec(name).image
 
 
-def known(name: str) -> str:
-    """The name itself, or KeyError listing the steps there are."""
+def spec(name: str) -> StepSpec:
+    """A step's entry, or KeyError listing the steps there are."""
     if name not in STEPS:
         raise KeyError(f"unknown step {name!r}; known steps: {', '.join(sorted(STEPS))}")
-    return name
+    return STEPS[name]
 
 
-def run_step(name: str, payload: dict[str, Any]) -> Any:
-    """Run one step with settings from the environment."""
-    module, function = STEPS[known(name)][0].split(":")
-    return getattr(importlib.import_module(module), function)(get_settings(), payload)
+def run_step(name: str, payload: Any) -> Any:
+    """Run one step with settings from the environment: input checked, output checked, JSON out."""
+    entry = spec(name)
+    module, function = entry.target.split(":")
+    step = getattr(importlib.import_module(module), function)
+    return entry.check_output(step(get_settings(), entry.check_input(payload)))

