@@ -6,8 +6,8 @@ export PIPELINE_HOME ?= $(CURDIR)/.pipeline
 export HF_HUB_OFFLINE := 1
 export PATH := $(HOME)/.local/bin:$(PATH)
 
-.PHONY: install demo test test-unit lint up down bench images clean cluster-up cluster-down e2e bench-cluster \
-	kind-up kind-down
+.PHONY: install demo test test-unit lint up down bench bench-real bench-memory images clean cluster-up cluster-down \
+	e2e bench-cluster kind-up kind-down
 
 install:  ## Create .venv from the lock file (Python deps, Airflow, models in packages)
 	@command -v uv >/dev/null 2>&1 || test -x $(UV) || python3 -m pip install --quiet --user "uv==$(UV_VERSION)"
@@ -35,6 +35,13 @@ down:
 
 bench: install  ## Ingestion benchmark on a generated 1,000-document corpus
 	$(UV) run python bench/ingest.py --docs 1000
+
+bench-real: install  ## Ingestion on a >=25 MB real-world corpus gathered from this machine's docs (not committed)
+	$(UV) run python bench/real_corpus.py $(PIPELINE_HOME)/bench/real-corpus --sample-mb 27
+	$(UV) run python bench/ingest.py --corpus $(PIPELINE_HOME)/bench/real-corpus
+
+bench-memory: install  ## Peak RSS of each ingestion step on 200 documents of 2 MB
+	$(UV) run python bench/memory.py --docs 200
 
 images:  ## Build every image with a local Docker engine (tag: bash images/tag.sh)
 	bash images/build.sh

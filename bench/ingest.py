@@ -116,7 +116,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=1000, help="documents to generate (ignored with --corpus)")
     parser.add_argument("--corpus", type=Path, help="ingest this folder instead of a generated corpus")
-    parser.add_argument("--batch-docs", type=int, default=200)
+    parser.add_argument("--batch-bytes", type=int, help="PIPELINE_INGEST__BATCH_BYTES (default: the setting's)")
     parser.add_argument("--dags-test", action="store_true", help="run with `airflow dags test` (no scheduler)")
     parser.add_argument("--raw-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true", help="print the first run's report as one JSON line too")
@@ -133,7 +133,7 @@ def main() -> int:
         **os.environ,
         "PIPELINE_HOME": str(work / "home"),
         "PIPELINE_INGEST__SOURCES": json.dumps({"bench": str(corpus)}),
-        "PIPELINE_INGEST__BATCH_DOCS": str(args.batch_docs),
+        **({"PIPELINE_INGEST__BATCH_BYTES": str(args.batch_bytes)} if args.batch_bytes else {}),
         "PIPELINE_WEAVIATE__HTTP_PORT": "8179",
         "PIPELINE_WEAVIATE__GRPC_PORT": "50150",
     }
@@ -171,7 +171,7 @@ def main() -> int:
     lines = [
         f"mode                      {'airflow dags test' if args.dags_test else 'scheduler + LocalExecutor'}",
         f"corpus                    {first['documents']} docs, {first['chunks']} chunks, "
-        f"{settings.chunking.size_tokens}-token chunks, batches of {args.batch_docs} docs",
+        f"{settings.chunking.size_tokens}-token chunks, batches of {settings.ingest.batch_bytes:,} bytes",
         f"one-time start-up         {startup:.1f} s (Weaviate + Airflow), model load {raw['startup_s']:.1f} s",
         f"raw embedding             {raw['chunks_per_s']:.1f} chunks/s "
         f"({raw['chunks']} chunks in {raw['seconds']:.1f} s)",
@@ -179,6 +179,11 @@ def main() -> int:
         f"in {first['seconds']:.1f} s (DAG run wall {first_wall:.1f} s)",
         f"ratio end-to-end / raw    {ratio:.2f}",
         f"task instances            {tis} for {first['batches']} batches",
+        f"longest batch vs mean     {first['longest_batch_seconds']:.1f} s vs {first['mean_batch_seconds']:.1f} s "
+        f"(chunk+embed+load; {first['longest_batch_seconds'] / max(first['mean_batch_seconds'], 1e-9):.2f}x)",
+        f"decoded / rejected        {len(first['decoded'])} legacy-encoded, {len(first['rejected'])} rejected",
+        "time by step              "
+        + ", ".join(f"{step} {seconds:.0f} s" for step, seconds in first["step_seconds"].items()),
         f"re-run (unchanged)        {second['embed_calls']} embedding calls, {second['ingested']} ingested, "
         f"{second['seconds']:.1f} s, {tis2} task instances",
     ]

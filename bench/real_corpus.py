@@ -227,14 +227,29 @@ def spread(items: list[Oversize], count: int) -> list[Oversize]:
     return [items[round(i * (len(items) - 1) / (count - 1))] for i in range(count)]
 
 
-def gather(out: Path, doc_root: Path, site: Path, *, cap: int, keep_oversize: int) -> dict[str, object]:
-    """Copy every eligible file into ``out`` and return the figures."""
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def gather(
+    out: Path, doc_root: Path, site: Path, *, cap: int, keep_oversize: int, sample: int | None = None
+) -> dict[str, object]:
+    """Copy every eligible file into ``out`` (or a sample of about ``sample`` bytes) and return the figures.
+
+    The sample takes files in the order of a hash of their path, so it keeps the corpus's mix (megabyte
+    changelogs, many small files) and is the same on every run; files that are not UTF-8 are always kept.
+    """
     skipped: Counter[str] = Counter()
     written: dict[str, int] = {}
     taken: set[str] = set()
     found_oversize = 0
     not_utf8: list[str] = []
     oversize: dict[str, Oversize] = {}
+    eligible: list[tuple[Candidate, int, bool]] = []
 
     def write(candidate: Candidate, data: bytes) -> None:
         dest = out / candidate.target
@@ -268,7 +283,20 @@ def gather(out: Path, doc_root: Path, site: Path, *, cap: int, keep_oversize: in
                 # Identical copies (e.g. one copyright file per boost library) would test the same thing.
                 oversize.setdefault(hashlib.sha256(data).hexdigest(), (len(data), candidate.target, candidate))
             else:
-                write(candidate, data)
+                eligible.append((candidate, len(data), _is_utf8(data)))
+
+    chosen = eligible
+    if sample is not None:
+        ordered = sorted(eligible, key=lambda item: (item[2], hashlib.sha256(item[0].target.encode()).digest()))
+        chosen, size = [], 0
+        for item in ordered:  # the non-UTF-8 files first, then by path hash until the sample is full
+            if size >= sample and item[2]:
+                break
+            chosen.append(item)
+            size += item[1]
+        skipped["left out of the sample"] += len(eligible) - len(chosen)
+    for candidate, _, _ in sorted(chosen, key=lambda item: item[0].target):
+        write(candidate, load(candidate))
 
     within_cap = sum(written.values())
     largest_within_cap = max(written, key=lambda target: (written[target], target)) if written else ""
@@ -335,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--doc-root", type=Path, default=DOC_ROOT)
     parser.add_argument("--site-packages", type=Path, default=None, help="default: the project's venv")
     parser.add_argument("--json", action="store_true", help="print only the JSON line of figures")
+    parser.add_argument("--sample-mb", type=float, help="keep a deterministic sample of about this many MB")
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
@@ -345,7 +374,14 @@ def main(argv: list[str] | None = None) -> int:
     except CorpusError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    stats = gather(out, args.doc_root, site, cap=int(args.max_file_mb * MB), keep_oversize=max(0, args.keep_oversize))
+    stats = gather(
+        out,
+        args.doc_root,
+        site,
+        cap=int(args.max_file_mb * MB),
+        keep_oversize=max(0, args.keep_oversize),
+        sample=int(args.sample_mb * MB) if args.sample_mb else None,
+    )
     stats["seconds"] = round(time.perf_counter() - started, 2)
     if not args.json:
         report(stats)

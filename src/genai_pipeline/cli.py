@@ -226,10 +226,10 @@ def print_summary(summary: dict[str, Any]) -> None:
         f"Ingestion run {summary['run_key']} into {summary['collection']} ({summary['model']})"
         + ("  DRY RUN: nothing was written" if dry else ""),
         f"  documents        {summary['documents']}",
-        f"  {'would ingest' if dry else 'ingested'}     {summary['to_ingest'] if dry else summary['ingested']}"
+        f"  {'would ingest' if dry else 'ingested':<17}{summary['to_ingest'] if dry else summary['ingested']}"
         f"  ({summary['batches']} batches)",
         f"  skipped          {summary['skipped_unchanged']} unchanged",
-        f"  {'would remove' if dry else 'removed'}     "
+        f"  {'would remove' if dry else 'removed':<17}"
         + (
             f"{len(summary['removed'])} documents"
             if dry
@@ -239,7 +239,10 @@ def print_summary(summary: dict[str, Any]) -> None:
         f"  embedding calls  {summary['embed_calls']}",
         f"  time             {summary['seconds']} s  ({summary['docs_per_s']} docs/s, "
         f"{summary['chunks_per_s']} chunks/s)",
-        "  time by step     " + ", ".join(f"{step} {seconds:.1f} s" for step, seconds in steps.items()),
+        "  time by step     "
+        + ", ".join(
+            f"{step} {steps[step]:.1f} s" for step in ("plan", "chunk", "embed", "load", "prune") if step in steps
+        ),
         f"  longest batch    {summary['longest_batch_seconds']} s (mean {summary['mean_batch_seconds']} s)",
         *(
             f"  UNAVAILABLE      {u['source']}: {u['reason']} ({u['kept_documents']} stored documents kept)"

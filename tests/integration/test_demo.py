@@ -78,7 +78,7 @@ def test_pipeline_ingest_takes_your_folder_and_a_dry_run_writes_nothing(tmp_path
 
     first = pipeline("ingest", str(docs), "--keep-running", env=env)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    assert "ingested     10" in first.stdout
+    assert "ingested         10" in first.stdout
     assert "decoded          my-docs/news-latin1.txt from iso8859-1" in first.stdout
     assert "time by step     plan" in first.stdout
 
