@@ -1,0 +1,46 @@
+"""The ingestion steps called as a pod calls them, against a real Weaviate.
+
+These are the safety checks that hold without Airflow's trigger rules.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import environ
+from genai_pipeline.config import get_settings
+from genai_pipeline.steps.ingest import BatchesFailedError
+from genai_pipeline.steps.registry import run_step
+from genai_pipeline.store import Store
+
+pytestmark = pytest.mark.integration
+SAMPLE = Path(__file__).resolve().parents[2] / "src" / "genai_pipeline" / "sample_kb"
+
+
+def test_prune_deletes_nothing_unless_every_batch_loaded_and_the_report_cleans_up(settings_for, tmp_path) -> None:
+    corpus = tmp_path / "kb"
+    shutil.copytree(SAMPLE, corpus)
+    settings, env = settings_for({"kb": corpus}, PIPELINE_INGEST__BATCH_DOCS="4")
+    store = Store(settings.store)
+    store.write_json("ingest/dead_run/plan.json", {"left": "by a run killed before its report"})
+    with environ(env):
+        get_settings.cache_clear()
+        try:
+            run_step("create_schema", {})
+            batches = run_step("plan", {"run_id": "run 1"})
+            assert len(batches) == 2 and not store.exists("ingest/dead_run")  # the dead run's files are gone
+            # Only the first batch loads: the plan's removals (none here) and any prune must wait.
+            loaded = run_step("load", run_step("embed", run_step("chunk", batches[0])))
+            assert loaded["written"] == loaded["chunks"] > 0
+            pruned = run_step("prune", {"run_id": "run 1"})
+            assert pruned["skipped"] == "only 1 of 2 batches loaded: nothing is pruned"
+            with pytest.raises(BatchesFailedError, match="1 of 2 batches did not load"):
+                run_step("report", {"run_id": "run 1"})
+        finally:
+            get_settings.cache_clear()
+    assert store.keys("ingest") == []  # the report removed the run's bulk files although it failed
+    summary = store.read_json("reports/ingest/latest.json")
+    assert summary["failed_batches"] == [1] and summary["chunks"] == loaded["written"]
