@@ -136,9 +136,12 @@ def ingest_sources(paths: list[str], named: list[str]) -> dict[str, str]:
         sources[name] = _absolute(path)
     if not sources:
         raise SystemExit("pipeline ingest: give at least one PATH or --source NAME=PATH")
-    from genai_pipeline.config import IngestSettings
+    from genai_pipeline.config import check_sources
 
-    return IngestSettings(sources=sources).sources  # names checked as the settings check them
+    try:
+        return check_sources(sources)  # names checked as the settings check them
+    except ValueError as error:
+        raise SystemExit(f"pipeline ingest: {error}") from None
 
 
 def _absolute(root: str) -> str:

@@ -190,12 +190,17 @@ class IngestSettings(BaseModel):
     @field_validator("sources")
     @classmethod
     def _source_names_are_safe(cls, value: dict[str, str]) -> dict[str, str]:
-        if not value:
-            raise ValueError("at least one source is required")
-        for name in value:
-            if not name or not all(c.isalnum() or c in "-_" for c in name):
-                raise ValueError(f"source name {name!r} may hold only letters, digits, - and _")
-        return value
+        return check_sources(value)
+
+
+def check_sources(value: dict[str, str]) -> dict[str, str]:
+    """At least one source, each named so it can start a document URI (the settings and a run's conf)."""
+    if not value:
+        raise ValueError("at least one source is required")
+    for name in value:
+        if not name or not all(c.isalnum() or c in "-_" for c in name):
+            raise ValueError(f"source name {name!r} may hold only letters, digits, - and _")
+    return value
 
 
 class OpenAISettings(BaseModel):

@@ -17,6 +17,15 @@ from genai_pipeline.steps.registry import run_step
 from genai_pipeline.store import Store
 
 pytestmark = pytest.mark.integration
+
+
+def object_count(settings) -> int:
+    from genai_pipeline.clients.weaviate import weaviate_client
+
+    with weaviate_client(settings.weaviate) as client:
+        return len(client.collections.get(settings.weaviate.collection))
+
+
 SAMPLE = Path(__file__).resolve().parents[2] / "src" / "genai_pipeline" / "sample_kb"
 
 
@@ -44,3 +53,30 @@ def test_prune_deletes_nothing_unless_every_batch_loaded_and_the_report_cleans_u
     assert store.keys("ingest") == []  # the report removed the run's bulk files although it failed
     summary = store.read_json("reports/ingest/latest.json")
     assert summary["failed_batches"] == [1] and summary["chunks"] == loaded["written"]
+
+
+def test_a_source_that_lists_empty_keeps_its_objects(settings_for, tmp_path) -> None:
+    """An emptied folder looks like an S3 prefix that lists nothing or a volume that is not mounted."""
+    from genai_pipeline.steps.ingest import SourceUnavailableError
+
+    corpus = tmp_path / "kb"
+    shutil.copytree(SAMPLE, corpus)
+    settings, env = settings_for({"kb": corpus})
+    with environ(env):
+        get_settings.cache_clear()
+        try:
+            run_step("create_schema", {})
+            for batch in run_step("plan", {"run_id": "full"}):
+                run_step("load", run_step("embed", run_step("chunk", batch)))
+            run_step("prune", {"run_id": "full"})
+            run_step("report", {"run_id": "full"})
+            before = object_count(settings)
+            shutil.rmtree(corpus)
+            corpus.mkdir()  # still there, lists nothing
+            assert run_step("plan", {"run_id": "empty"}) == []
+            assert run_step("prune", {"run_id": "empty"})["removed_documents"] == 0
+            with pytest.raises(SourceUnavailableError, match="source 'kb' gave no documents"):
+                run_step("report", {"run_id": "empty"})
+        finally:
+            get_settings.cache_clear()
+    assert object_count(settings) == before > 0

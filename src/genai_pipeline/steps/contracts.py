@@ -12,6 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from genai_pipeline.config import check_sources
+
 # A descriptor travels as XCom and on a pod's command line; anything bigger belongs in the store.
 MAX_DESCRIPTOR_BYTES = 16_384
 
@@ -54,6 +56,11 @@ class RunOptions(Descriptor):
     allow_mass_prune: bool = False
     # Prune documents of sources that are no longer configured (kept by default).
     prune_removed_sources: bool = False
+
+    @field_validator("sources")
+    @classmethod
+    def _source_names_are_safe(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        return None if value is None else check_sources(value)
 
 
 class RunRequest(Descriptor):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -42,3 +44,22 @@ def test_the_plan_output_is_a_list_of_batches() -> None:
     assert spec("plan").check_output([BatchTask(**BATCH)]) == [BATCH]
     with pytest.raises(ValidationError):
         spec("plan").check_output([{**BATCH, "docs": 0}])  # an empty batch is a planning bug
+
+
+def test_a_run_conf_source_name_is_checked_like_the_settings() -> None:
+    with pytest.raises(ValidationError, match="may hold only letters, digits"):
+        RunRequest.model_validate({"run_id": "r", "options": '{"sources": {"../etc": "/etc"}}'})
+
+
+def test_pipeline_ingest_names_sources_after_their_folders(tmp_path) -> None:
+    from genai_pipeline.cli import ingest_sources
+
+    (tmp_path / "my docs").mkdir()
+    sources = ingest_sources([str(tmp_path / "my docs"), "s3://bucket/handbook/"], ["notes=./notes"])
+    assert sources == {
+        "notes": str((Path.cwd() / "notes").resolve()),
+        "my-docs": str(tmp_path / "my docs"),
+        "handbook": "s3://bucket/handbook/",
+    }
+    with pytest.raises(SystemExit, match="NAME=PATH"):
+        ingest_sources([], ["just-a-path"])
