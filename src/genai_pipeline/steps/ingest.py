@@ -258,7 +258,11 @@ def source_chunks(settings: Settings, sources: dict[str, str]) -> Iterator[tuple
     cap = settings.ingest.max_document_bytes
     for name, root in sources.items():
         for document in scan_source(name, root, max_bytes=cap).documents:
-            yield document, chunk_document(settings, tokens, document, read_document(document, root, max_bytes=cap))
+            try:
+                text = read_document(document, root, max_bytes=cap)
+                yield document, chunk_document(settings, tokens, document, text)
+            except DocumentRejected:  # e.g. markup with no text: the chunk step refuses it too
+                continue
 
 
 def _sub_batches(rows: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
