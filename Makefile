@@ -38,7 +38,7 @@ bench: install  ## Ingestion benchmark on a generated 1,000-document corpus
 
 bench-real: install  ## Ingestion on a >=25 MB real-world corpus gathered from this machine's docs (not committed)
 	$(UV) run python bench/real_corpus.py $(PIPELINE_HOME)/bench/real-corpus --sample-mb 27
-	$(UV) run python bench/ingest.py --corpus $(PIPELINE_HOME)/bench/real-corpus
+	BENCH_RAW_SAMPLE=5000 BENCH_TIMELINE=1 $(UV) run python bench/ingest.py --corpus $(PIPELINE_HOME)/bench/real-corpus
 
 bench-memory: install  ## Peak RSS of each ingestion step on 200 documents of 2 MB
 	$(UV) run python bench/memory.py --docs 200
