@@ -1,19 +1,23 @@
-"""Manual start: mark every knowledge-base source as updated, which triggers ingestion."""
+"""Manual start: mark every knowledge-base source and both example folders as updated.
+
+The scheduler then runs ingestion and the fine-tuning path (formatting, gate, fine-tune, champion/challenger),
+each DAG started by the Asset events of the one before.
+"""
 
 from __future__ import annotations
 
 from airflow.sdk import dag, task
 
-from genai_pipeline.orchestration.assets import source_assets
+from genai_pipeline.orchestration.assets import EXAMPLES_TRAIN, EXAMPLES_VALIDATION, source_assets
 
-SOURCES = source_assets()
+SOURCES = [*source_assets(), EXAMPLES_TRAIN, EXAMPLES_VALIDATION]
 
 
-@dag(schedule=None, catchup=False, tags=["knowledge-base"])
+@dag(schedule=None, catchup=False, tags=["knowledge-base", "fine-tuning"])
 def start():
     @task(outlets=SOURCES)
     def update_sources() -> list[str]:
-        """Emit an Asset event per source; the scheduler then runs the DAGs scheduled on them."""
+        """Emit an Asset event per source and example folder; the scheduler runs the DAGs scheduled on them."""
         return [asset.name for asset in SOURCES]
 
     update_sources()

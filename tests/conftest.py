@@ -6,9 +6,14 @@ import json
 import os
 import socket
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -95,3 +100,64 @@ def cluster_settings(monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setenv("PIPELINE_RUNTIME__XCOM_SIDECAR_IMAGE", "registry.local/genai/xcom-sidecar:1.2.3")
     monkeypatch.setenv("PIPELINE_OPENAI__API_KEY", "sk-must-not-leak")
     return Settings()
+
+
+# -- a webhook receiver (notifications are delivered for real, to a local HTTP server) ---------------------
+
+
+@dataclass
+class Received:
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+@dataclass
+class Receiver:
+    """What a webhook receiver got, and what it answers: ``statuses`` in turn, then ``default_status``."""
+
+    url: str = ""
+    statuses: list[int] = field(default_factory=list)
+    default_status: int = 200
+    delay: float = 0.0
+    requests: list[Received] = field(default_factory=list)
+
+
+class _WebhookHandler(BaseHTTPRequestHandler):
+    server: _WebhookServer
+
+    def do_POST(self) -> None:
+        rx = self.server.receiver
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        rx.requests.append(Received({k.lower(): v for k, v in self.headers.items()}, json.loads(body)))
+        status = rx.statuses.pop(0) if rx.statuses else rx.default_status
+        time.sleep(rx.delay)
+        self.send_response(status)
+        if status == 429:
+            self.send_header("Retry-After", "0")
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _WebhookServer(ThreadingHTTPServer):
+    daemon_threads = True
+    receiver: Receiver
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client that gave up (timeout test) leaves a broken pipe behind: expected
+
+
+@contextmanager
+def webhook_receiver(path: str = "/hooks/pipeline", **answers: Any) -> Iterator[Receiver]:
+    """A receiver on a free port for the block; it records every POST and answers as told."""
+    server = _WebhookServer(("127.0.0.1", free_port()), _WebhookHandler)
+    server.receiver = Receiver(url=f"http://127.0.0.1:{server.server_port}{path}", **answers)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        yield server.receiver
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -20,6 +20,8 @@ ENV_PREFIX = "PIPELINE_"
 # The sample knowledge base ships inside the package; this URL resolves wherever the package is installed
 # (a laptop, or a step image), so settings handed to a pod never carry a host path.
 SAMPLE_KNOWLEDGE_BASE = "package://genai_pipeline/sample_kb"
+# Example posts and the held-out evaluation set shipped with the package (about the project itself).
+SAMPLE_EXAMPLES = "package://genai_pipeline/examples"
 
 
 def _default_home() -> Path:
@@ -203,6 +205,45 @@ def check_sources(value: dict[str, str]) -> dict[str, str]:
     return value
 
 
+class FineTuneSettings(BaseModel):
+    """Example posts, the cost gate and the fine-tuning job; the gate and job values are a DAG's Param defaults."""
+
+    # Folders of example posts, each with group subfolders (short/, long/): one post per text file, its first
+    # line the title. Train and validation must not share files; the held-out set is neither.
+    train_examples: str = f"{SAMPLE_EXAMPLES}/train"
+    validation_examples: str = f"{SAMPLE_EXAMPLES}/validation"
+    heldout: str = f"{SAMPLE_EXAMPLES}/heldout.jsonl"
+    system_prompt: str = "You write short, accurate posts about the genai-pipeline project for its users."
+    # Hosted: e.g. gpt-4o-mini-2024-07-18 (o200k_base); offline: the local server's packaged chat model.
+    base_model: str = "SmolLM2-135M-Instruct"
+    token_encoding: str = "o200k_base"
+    max_example_tokens: int = Field(4096, ge=16)
+    price_per_million_tokens: float = Field(3.0, ge=0)
+    n_epochs: int = Field(3, ge=1, le=50)
+    batch_size: int = Field(1, ge=1, le=256)
+    learning_rate_multiplier: float = Field(2.0, gt=0)
+    budget_usd: float = Field(5.0, ge=0)
+    suffix: str = "genai-pipeline"
+    seed: int = 42
+    # The deferred wait polls the job this often at first, backing off to max_poll_seconds.
+    poll_seconds: float = Field(5.0, gt=0)
+    max_poll_seconds: float = Field(60.0, gt=0)
+    # Link from the wait task to the job; {job_id} and {base_url} are filled in. Hosted OpenAI:
+    # https://platform.openai.com/finetune/{job_id}
+    job_url_template: str = "{base_url}/fine_tuning/jobs/{job_id}"
+    # Greedy generations when scoring a model on the held-out prompts.
+    score_max_tokens: int = Field(96, ge=8, le=2048)
+
+
+class NotifySettings(BaseModel):
+    """Where failures and budget stops are reported: a webhook (Slack-compatible JSON with a ``text`` field)."""
+
+    webhook_url: str | None = None
+    # Sent as ``Authorization: Bearer``; from env or a Kubernetes Secret only.
+    webhook_token: SecretStr | None = None
+    timeout_seconds: float = Field(10.0, gt=0)
+
+
 class OpenAISettings(BaseModel):
     """Any OpenAI-compatible endpoint; with no base_url the project's local model server is used."""
 
@@ -234,6 +275,8 @@ class ModelServerSettings(BaseModel):
     fault_rate_500: float = Field(0.0, ge=0, le=1)
     fault_retry_after_seconds: float = Field(0.5, ge=0)
     fault_seed: int | None = None
+    # The first N fine-tuning jobs are created and then answered 500, as a response lost on the way back.
+    fault_lost_job_responses: int = Field(0, ge=0)
 
     @property
     def base_url(self) -> str:
@@ -257,6 +300,8 @@ class Settings(BaseSettings):
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    fine_tune: FineTuneSettings = Field(default_factory=FineTuneSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
     openai: OpenAISettings = Field(default_factory=OpenAISettings)
     model_server: ModelServerSettings = Field(default_factory=ModelServerSettings)
 

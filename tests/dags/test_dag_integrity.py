@@ -22,7 +22,14 @@ def dagbag():
 
 def test_all_dags_import(dagbag) -> None:
     assert dagbag.import_errors == {}
-    assert set(dagbag.dag_ids) == {"ingest_knowledge_base", "start"}
+    assert set(dagbag.dag_ids) == {
+        "ingest_knowledge_base",
+        "start",
+        "format_examples",
+        "evaluate_examples",
+        "fine_tune",
+        "champion_challenger",
+    }
 
 
 def test_no_cycles(dagbag) -> None:
@@ -40,8 +47,8 @@ def test_ingestion_runs_on_cron_or_any_source_asset(dagbag) -> None:
     consumed = asset_names(dag.timetable.asset_condition)
     start = dagbag.dags.get("start")
     emitted = {a.name for t in start.tasks for a in t.outlets}
-    assert emitted == {"knowledge_base_source_pipeline-docs"}
-    assert consumed == emitted
+    assert emitted == {"knowledge_base_source_pipeline-docs", "examples_train", "examples_validation"}
+    assert consumed == {"knowledge_base_source_pipeline-docs"}
 
 
 def test_without_a_cron_ingestion_runs_only_on_source_assets(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -93,7 +100,10 @@ def test_same_dag_files_produce_pods_in_cluster_mode() -> None:
         "assert not bag.import_errors, bag.import_errors\n"
         "dag = bag.dags.get('ingest_knowledge_base')\n"
         "image = lambda t: t.partial_kwargs.get('image') if t.is_mapped else getattr(t, 'image', None)\n"
-        "import json; print(json.dumps({t.task_id: [t.task_type, image(t)] for t in dag.tasks}))\n"
+        "tasks = {t.task_id: [t.task_type, image(t)] for t in dag.tasks}\n"
+        "for d in ('fine_tune', 'champion_challenger'):\n"
+        "    tasks.update({f'{d}.{t.task_id}': [t.task_type, image(t)] for t in bag.dags[d].tasks})\n"
+        "import json; print(json.dumps(tasks))\n"
     )
     env = {
         **os.environ,
@@ -106,7 +116,12 @@ def test_same_dag_files_produce_pods_in_cluster_mode() -> None:
     assert tasks["ingest_batch.embed"][1] == "genai-pipeline/embed:3f2a9c0d1b7e"
     assert tasks["ingest_batch.chunk"][1] == tasks["ingest_batch.load"][1] == "genai-pipeline/chunk:3f2a9c0d1b7e"
     # Every task that touches Weaviate or the store is a pod: no Airflow process needs to reach either.
-    assert {kind for kind, _ in tasks.values()} == {"_KubernetesDecoratedOperator"}
+    steps = {k: v for k, v in tasks.items() if not k.startswith(("fine_tune.wait", "champion_challenger.decide"))}
+    assert {kind for kind, _ in steps.values()} == {"_KubernetesDecoratedOperator"}
+    assert tasks["fine_tune.submit_fine_tune"][1] == "genai-pipeline/finetune:3f2a9c0d1b7e"
+    assert tasks["champion_challenger.score_models"][1] == "genai-pipeline/generate:3f2a9c0d1b7e"
+    # The wait is no pod: the triggerer polls the job.
+    assert tasks["fine_tune.wait_for_job"][0] == "WaitForFineTuneJob"
 
 
 def test_the_first_cron_run_is_the_next_tick_not_the_one_just_past(dagbag, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -122,3 +137,48 @@ def test_the_first_cron_run_is_the_next_tick_not_the_one_just_past(dagbag, monke
         last_automated_data_interval=None, restriction=TimeRestriction(earliest=None, latest=None, catchup=False)
     )
     assert first.run_after == datetime(2026, 12, 1, 3, 0, tz="UTC")
+
+
+def test_fine_tuning_dags_chain_by_assets(dagbag) -> None:
+    """examples (|) -> format -> formatted (|) -> gate -> combined (&) -> fine-tune -> challenger -> champion."""
+    from airflow.sdk import AssetAll, AssetAny
+
+    def schedule(dag_id: str):
+        return dagbag.dags[dag_id].timetable.asset_condition
+
+    def emitted(dag_id: str) -> set[str]:
+        return {a.name for t in dagbag.dags[dag_id].tasks for a in t.outlets}
+
+    assert isinstance(schedule("format_examples"), AssetAny)
+    assert asset_names(schedule("format_examples")) == {"examples_train", "examples_validation"}
+    assert isinstance(schedule("evaluate_examples"), AssetAny)
+    assert asset_names(schedule("evaluate_examples")) == emitted("format_examples")
+    assert isinstance(schedule("fine_tune"), AssetAll)
+    assert (
+        asset_names(schedule("fine_tune")) == emitted("evaluate_examples") == {"combined_train", "combined_validation"}
+    )
+    assert asset_names(schedule("champion_challenger")) == emitted("fine_tune") == {"challenger_model"}
+    assert emitted("champion_challenger") == {"champion_model"}
+
+
+def test_gate_and_champion_branches(dagbag) -> None:
+    gate = dagbag.dags["evaluate_examples"]
+    assert gate.get_task("within_budget").downstream_task_ids == {"combine_examples", "over_budget"}
+    assert set(gate.params) == {"price_per_million_tokens", "n_epochs", "budget_usd"}
+    # Only the within-budget branch publishes anything.
+    assert not gate.get_task("over_budget").outlets
+    champion = dagbag.dags["champion_challenger"]
+    assert champion.get_task("decide").downstream_task_ids == {"promote_challenger", "keep_champion"}
+    assert not champion.get_task("keep_champion").outlets
+
+
+def test_groups_are_mapped_and_the_wait_is_deferrable(dagbag) -> None:
+    from genai_pipeline.orchestration.finetune_wait import FineTuneJobLink, WaitForFineTuneJob
+
+    assert dagbag.dags["format_examples"].get_task("format_examples").is_mapped
+    tune = dagbag.dags["fine_tune"]
+    wait = tune.get_task("wait_for_job")
+    assert isinstance(wait, WaitForFineTuneJob)
+    assert any(isinstance(link, FineTuneJobLink) for link in wait.operator_extra_links)
+    assert tune.get_task("fine_tune_results").upstream_task_ids == {"wait_for_job", "submit_fine_tune"}
+    assert set(tune.params) >= {"base_model", "suffix", "n_epochs", "batch_size", "learning_rate_multiplier"}

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 from urllib.parse import urlparse
 
-from openai import OpenAI
+from openai import AsyncOpenAI, OpenAI
 
 from genai_pipeline.config import Settings
 
@@ -33,17 +34,30 @@ def is_hosted(base_url: str) -> bool:
     return not (address.is_private or address.is_loopback or address.is_link_local)
 
 
-def make_openai_client(settings: Settings) -> OpenAI:
-    """Client with the configured retries (exponential backoff, ``Retry-After`` honoured) and timeout."""
+def _client_kwargs(settings: Settings) -> dict[str, Any]:
+    """Endpoint, key, retries and timeout shared by the sync and async clients.
+
+    Raises :class:`MissingSecretError` before any request when a hosted API has no key.
+    """
     secret = settings.openai.api_key or (settings.model_server.api_key if settings.openai.base_url is None else None)
     if secret is None and is_hosted(settings.openai_base_url):
         raise MissingSecretError(
             f"PIPELINE_OPENAI__API_KEY is not set but {settings.openai_base_url} needs a key: put it in the "
             f"environment, or on a cluster in the Secret {settings.runtime.secret_name!r} (never in values or images)"
         )
-    return OpenAI(
-        base_url=settings.openai_base_url,
-        api_key=secret.get_secret_value() if secret else LOCAL_PLACEHOLDER_KEY,
-        max_retries=settings.openai.max_retries,
-        timeout=settings.openai.timeout_seconds,
-    )
+    return {
+        "base_url": settings.openai_base_url,
+        "api_key": secret.get_secret_value() if secret else LOCAL_PLACEHOLDER_KEY,
+        "max_retries": settings.openai.max_retries,
+        "timeout": settings.openai.timeout_seconds,
+    }
+
+
+def make_openai_client(settings: Settings) -> OpenAI:
+    """Client with the configured retries (exponential backoff, ``Retry-After`` honoured) and timeout."""
+    return OpenAI(**_client_kwargs(settings))
+
+
+def make_async_openai_client(settings: Settings) -> AsyncOpenAI:
+    """The asyncio twin of :func:`make_openai_client` (same key rules, retries and timeout), e.g. for triggers."""
+    return AsyncOpenAI(**_client_kwargs(settings))

@@ -27,11 +27,23 @@ from genai_pipeline.models.chat import BASE_CHAT_MODEL
 class Faults:
     """Decides, per request, whether to answer 429 or 500 instead (seeded, so tests are repeatable)."""
 
-    def __init__(self, rate_429: float, rate_500: float, retry_after: float, seed: int | None) -> None:
+    def __init__(
+        self, rate_429: float, rate_500: float, retry_after: float, seed: int | None, lost_job_responses: int = 0
+    ) -> None:
         self.rate_429, self.rate_500, self.retry_after = rate_429, rate_500, retry_after
         self._random = random.Random(seed)
         self._lock = threading.Lock()
-        self.injected = {"429": 0, "500": 0}
+        self._lost_left = lost_job_responses
+        self.injected = {"429": 0, "500": 0, "lost_job_response": 0}
+
+    def lose_job_response(self) -> bool:
+        """Whether to answer a job creation that succeeded with a 500 (N times, then never)."""
+        with self._lock:
+            if self._lost_left <= 0:
+                return False
+            self._lost_left -= 1
+            self.injected["lost_job_response"] += 1
+            return True
 
     def draw(self) -> APIError | None:
         """The fault to answer with, if any."""
@@ -63,7 +75,11 @@ def create_app(settings: Settings) -> FastAPI:
         state, app.state.files, server, {BASE_CHAT_MODEL: app.state.registry.base_checkpoint}
     )
     app.state.faults = Faults(
-        server.fault_rate_429, server.fault_rate_500, server.fault_retry_after_seconds, server.fault_seed
+        server.fault_rate_429,
+        server.fault_rate_500,
+        server.fault_retry_after_seconds,
+        server.fault_seed,
+        server.fault_lost_job_responses,
     )
     api_key = server.api_key.get_secret_value() if server.api_key else None
 

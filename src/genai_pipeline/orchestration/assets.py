@@ -41,3 +41,21 @@ def ingest_schedule(settings: Settings | None = None) -> AssetOrTimeSchedule | A
     # latest past tick at once if it is within a tenth of the interval (a DAG first seen at 03:02 ran 03:00).
     cron = CronTriggerTimetable(settings.ingest.schedule_cron, timezone="UTC", run_immediately=datetime.timedelta(0))
     return AssetOrTimeSchedule(timetable=cron, assets=condition)
+
+
+def _fine_tune_asset(name: str, uri: str) -> Asset:
+    return Asset(name=name, uri=uri, group="fine_tuning")
+
+
+# Example post folders: updating either re-formats both (cheap) and so re-runs the gate.
+EXAMPLES_TRAIN = _fine_tune_asset("examples_train", "ft-examples://train")
+EXAMPLES_VALIDATION = _fine_tune_asset("examples_validation", "ft-examples://validation")
+# Chat-format JSONL per split, written by format_examples.
+FORMATTED_TRAIN = _fine_tune_asset("formatted_examples_train", "ft-formatted://train")
+FORMATTED_VALIDATION = _fine_tune_asset("formatted_examples_validation", "ft-formatted://validation")
+# The combined files the cost gate published; fine-tuning runs when both are updated.
+COMBINED_TRAIN = _fine_tune_asset("combined_train", "ft-dataset://train")
+COMBINED_VALIDATION = _fine_tune_asset("combined_validation", "ft-dataset://validation")
+# A new fine-tuned model with its metrics; the promoted one.
+CHALLENGER = _fine_tune_asset("challenger_model", "ft-model://challenger")
+CHAMPION = _fine_tune_asset("champion_model", "ft-model://champion")

@@ -21,7 +21,7 @@ SHARED_VOLUME = "shared"
 def pod_options(settings: Settings, step: str, image: str) -> dict[str, Any]:
     """Everything ``task.kubernetes`` needs to run ``step`` from ``image`` in the pipeline namespace."""
     runtime = settings.runtime
-    resources = runtime.resources.get(step) or runtime.resources["chunk"]
+    resources = runtime.resources.get(step) or runtime.resources.get(image) or runtime.resources["chunk"]
     uid = runtime.run_as_user
     volumes = [k8s.V1Volume(name=TMP_VOLUME, empty_dir=k8s.V1EmptyDirVolumeSource(size_limit="1Gi"))]
     mounts = [k8s.V1VolumeMount(name=TMP_VOLUME, mount_path="/tmp")]

@@ -15,6 +15,7 @@ from typing import Any
 from airflow.sdk import task
 
 from genai_pipeline.config import RunMode, Settings, get_settings
+from genai_pipeline.orchestration.notify import WebhookNotifier
 from genai_pipeline.steps.registry import spec
 
 # Rendered after each mapped instance runs: the batch label instead of a bare index in the UI.
@@ -49,6 +50,10 @@ class StepTask:
         """One task instance for one descriptor."""
         return self.decorated(step=self.step, payload=payload)
 
+    def expand(self, payloads: Any) -> Any:
+        """One mapped task instance per descriptor of a list (an upstream step's output)."""
+        return self.decorated.partial(step=self.step).expand(payload=payloads)
+
 
 def step_task(step: str, *, settings: Settings | None = None, **task_kwargs: Any) -> StepTask:
     """Declare "run this step" for a DAG; retries, backoff and concurrency come from settings."""
@@ -65,13 +70,15 @@ def step_task(step: str, *, settings: Settings | None = None, **task_kwargs: Any
         "map_index_template": MAP_INDEX_TEMPLATE,
         "pre_execute": partial(check_input, step),
         "post_execute": partial(check_output, step),
+        # A step that fails for good is reported to the webhook (if one is configured).
+        "on_failure_callback": [WebhookNotifier()],
         **task_kwargs,
     }
     if runtime.mode is RunMode.KUBERNETES:
         from genai_pipeline.orchestration.pods import explain_pod_failure, pod_options
 
         options.setdefault("on_retry_callback", explain_pod_failure)
-        options.setdefault("on_failure_callback", explain_pod_failure)
+        options["on_failure_callback"] = [explain_pod_failure, *options["on_failure_callback"]]
         decorated = task.kubernetes(**options, **pod_options(settings, step, image))(run_pipeline_step)
     else:
         decorated = task(**options)(run_pipeline_step)

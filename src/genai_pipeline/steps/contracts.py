@@ -160,3 +160,148 @@ class Summary(Descriptor):
     docs_per_s: float
     chunks_per_s: float
     totals: dict[str, int]
+
+
+# -- fine-tuning ---------------------------------------------------------------------------------------------
+
+
+class GroupTask(Descriptor):
+    """One group folder of example posts (``train/short``) for the formatting step."""
+
+    run_key: str
+    split: str = Field(pattern="^(train|validation)$")
+    group: str = Field(min_length=1)
+    label: str
+
+
+class Formatted(GroupTask):
+    """A group formatted to chat JSONL in the store; files it could not use are listed in its manifest."""
+
+    examples: int = Field(ge=0)
+    rejected: int = Field(ge=0)
+
+
+class FormatSummary(Descriptor):
+    """Examples per split after formatting, and how many files were refused."""
+
+    run_key: str
+    examples: dict[str, int]
+    groups: list[str]
+    rejected: list[dict[str, str]]
+
+
+class GateRequest(Descriptor):
+    """The cost gate's Params: rendered as text by the DAG, coerced here."""
+
+    run_id: str = Field(min_length=1)
+    price_per_million_tokens: float = Field(ge=0)
+    n_epochs: int = Field(ge=1, le=50)
+    budget_usd: float = Field(ge=0)
+
+
+class Evaluation(Descriptor):
+    """What the gate measured: valid examples, billing tokens and the estimate against the budget."""
+
+    run_key: str
+    run_id: str
+    train_examples: int = Field(ge=1)
+    validation_examples: int = Field(ge=1)
+    invalid: list[dict[str, Any]]
+    invalid_total: int = Field(ge=0)
+    billing_tokens: int = Field(ge=0)
+    n_epochs: int = Field(ge=1)
+    price_per_million_tokens: float = Field(ge=0)
+    estimated_usd: float = Field(ge=0)
+    budget_usd: float = Field(ge=0)
+    within_budget: bool
+
+
+class Dataset(Descriptor):
+    """The combined train and validation files, content-addressed in the store."""
+
+    dataset: str
+    train_sha256: str
+    validation_sha256: str
+    train_examples: int = Field(ge=1)
+    validation_examples: int = Field(ge=1)
+
+
+class SubmitRequest(Descriptor):
+    """The fine-tune DAG's Params; ``dataset`` pins a stored dataset instead of the latest one."""
+
+    run_id: str = Field(min_length=1)
+    base_model: str = Field(min_length=1)
+    suffix: str = ""
+    n_epochs: int = Field(ge=1, le=50)
+    batch_size: int = Field(ge=1, le=256)
+    learning_rate_multiplier: float = Field(gt=0)
+    dataset: str = ""
+
+
+class Submitted(Descriptor):
+    """The job a submission created, or found already made for the same files, model and hyperparameters."""
+
+    run_id: str
+    job_id: str
+    key: str
+    dataset: str
+    base_model: str
+    hyperparameters: dict[str, float | int]
+    reused: bool
+
+
+class Challenger(Descriptor):
+    """A fine-tuned model with its metrics, plot and lineage manifest in the store."""
+
+    model: str
+    job_id: str
+    dataset: str
+    metrics_key: str
+    plot_key: str
+    lineage_key: str
+    final_train_loss: float | None
+    final_valid_loss: float | None
+
+
+class ScoreRequest(Descriptor):
+    """Input of scoring: the run, and optionally the challenger model to score (else the latest one)."""
+
+    run_id: str = Field(min_length=1)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("options", mode="before")
+    @classmethod
+    def _conf_from_template(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = json.loads(value) if value.strip() else None
+        return value or {}
+
+
+class ModelScores(Descriptor):
+    """One model's scores on the held-out set: the same metrics for champion and challenger."""
+
+    model: str
+    fact_coverage: float = Field(ge=0, le=1)
+    answer_token_f1: float = Field(ge=0, le=1)
+    items: int = Field(ge=1)
+
+
+class Scored(Descriptor):
+    """Both models scored on one held-out set, and the decision."""
+
+    run_id: str
+    heldout_sha256: str
+    challenger: Challenger
+    challenger_scores: ModelScores
+    champion: str | None
+    champion_scores: ModelScores | None
+    decision: str = Field(pattern="^(no_champion|challenger_wins|challenger_loses|already_champion)$")
+    reason: str
+
+
+class Decision(Descriptor):
+    """What the champion/challenger run did: promoted (the champion record's key) or kept the champion."""
+
+    decision: str
+    champion: str
+    record_key: str

@@ -54,6 +54,20 @@ STEPS: dict[str, StepSpec] = {
     "load": StepSpec("genai_pipeline.steps.ingest:load", "chunk", c.Embedded, c.Loaded),
     "prune": StepSpec("genai_pipeline.steps.ingest:prune", "chunk", c.RunRequest, c.Pruned),
     "report": StepSpec("genai_pipeline.steps.ingest:report", "chunk", c.RunRequest, c.Summary),
+    # Fine-tuning data, submission and results: the finetune image (API client, tokenizer, plot; no torch).
+    "list_example_groups": StepSpec(
+        "genai_pipeline.steps.examples:list_groups", "finetune", c.RunRequest, list[c.GroupTask]
+    ),
+    "format_examples": StepSpec("genai_pipeline.steps.examples:format_group", "finetune", c.GroupTask, c.Formatted),
+    "format_report": StepSpec("genai_pipeline.steps.examples:format_report", "finetune", c.RunRequest, c.FormatSummary),
+    "evaluate_examples": StepSpec("genai_pipeline.steps.gate:evaluate", "finetune", c.GateRequest, c.Evaluation),
+    "combine_examples": StepSpec("genai_pipeline.steps.gate:combine", "finetune", c.Evaluation, c.Dataset),
+    "submit_fine_tune": StepSpec("genai_pipeline.steps.finetune:submit", "finetune", c.SubmitRequest, c.Submitted),
+    "fine_tune_results": StepSpec("genai_pipeline.steps.finetune:results", "finetune", c.Submitted, c.Challenger),
+    # Scoring asks models for answers: the generate image (chat completions client).
+    "score_models": StepSpec("genai_pipeline.steps.champion:score", "generate", c.ScoreRequest, c.Scored),
+    "promote_challenger": StepSpec("genai_pipeline.steps.champion:promote", "generate", c.Scored, c.Decision),
+    "keep_champion": StepSpec("genai_pipeline.steps.champion:keep_champion", "generate", c.Scored, c.Decision),
 }
 
 

@@ -1,8 +1,14 @@
 from __future__ import annotations
 
 import pytest
+from openai import AsyncOpenAI
 
-from genai_pipeline.clients.openai_compat import LOCAL_PLACEHOLDER_KEY, MissingSecretError, make_openai_client
+from genai_pipeline.clients.openai_compat import (
+    LOCAL_PLACEHOLDER_KEY,
+    MissingSecretError,
+    make_async_openai_client,
+    make_openai_client,
+)
 from genai_pipeline.config import Settings
 
 
@@ -28,6 +34,23 @@ def test_a_hosted_api_without_its_key_fails_naming_the_secret(monkeypatch: pytes
     assert "genai-pipeline-secrets" in str(error.value)
     monkeypatch.setenv("PIPELINE_OPENAI__API_KEY", "sk-test")
     assert make_openai_client(Settings()).api_key == "sk-test"
+
+
+def test_the_async_client_follows_the_same_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIPELINE_OPENAI__BASE_URL", "https://api.openai.com/v1")
+    monkeypatch.setenv("PIPELINE_OPENAI__MAX_RETRIES", "2")
+    monkeypatch.setenv("PIPELINE_OPENAI__TIMEOUT_SECONDS", "9")
+    with pytest.raises(MissingSecretError, match="PIPELINE_OPENAI__API_KEY is not set"):
+        make_async_openai_client(Settings())
+    monkeypatch.setenv("PIPELINE_OPENAI__API_KEY", "sk-test")
+    client = make_async_openai_client(Settings())
+    assert isinstance(client, AsyncOpenAI)
+    assert str(client.base_url) == "https://api.openai.com/v1/"
+    assert (client.api_key, client.max_retries, client.timeout) == ("sk-test", 2, 9)
+    monkeypatch.delenv("PIPELINE_OPENAI__API_KEY")
+    monkeypatch.delenv("PIPELINE_OPENAI__BASE_URL")
+    monkeypatch.setenv("PIPELINE_MODEL_SERVER__API_KEY", "local-secret")
+    assert make_async_openai_client(Settings()).api_key == "local-secret"
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from genai_pipeline.model_server.errors import APIError
 from genai_pipeline.model_server.protocol import FineTuningJobRequest
 
 router = APIRouter()
@@ -22,7 +23,10 @@ def _page(items: list[dict[str, Any]], limit: int, after: str | None) -> dict[st
 @router.post("/v1/fine_tuning/jobs")
 def create_job(body: FineTuningJobRequest, request: Request) -> dict[str, Any]:
     """Create a job; it validates its files, queues, then trains."""
-    return request.app.state.jobs.create(body.model_dump())
+    job = request.app.state.jobs.create(body.model_dump())
+    if request.app.state.faults.lose_job_response():
+        raise APIError(500, "The server had an error (fault injected after the job was created).", type="server_error")
+    return job
 
 
 @router.get("/v1/fine_tuning/jobs")

@@ -1,0 +1,41 @@
+"""Champion/challenger: score the new model and the champion on one held-out set, then promote or keep.
+
+Triggered by the challenger Asset. Both models answer the same held-out prompts greedily and get the same
+metrics (fact coverage, answer token F1); a job's own validation figures are never compared. No champion
+or a better challenger: the champion record is written (history kept) and the champion Asset updated.
+A run's conf may name another challenger: ``{"challenger": "<model id>"}``.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import dag, task
+
+from genai_pipeline.orchestration.assets import CHALLENGER, CHAMPION
+from genai_pipeline.orchestration.fine_tune_tasks import champion_branch
+from genai_pipeline.orchestration.notify import WebhookNotifier
+from genai_pipeline.orchestration.step_task import step_task
+
+SCORE = {"run_id": "{{ run_id }}", "options": "{{ (dag_run.conf or {}) | tojson }}"}
+
+
+@dag(
+    schedule=CHALLENGER,
+    catchup=False,
+    max_active_runs=1,
+    tags=["fine-tuning"],
+    doc_md=__doc__,
+    default_args={"on_failure_callback": [WebhookNotifier()]},
+)
+def champion_challenger():
+    scored = step_task("score_models")(SCORE)
+
+    @task.branch
+    def decide(scored: dict) -> str:
+        return champion_branch(scored)
+
+    promoted = step_task("promote_challenger", outlets=[CHAMPION])(scored)
+    kept = step_task("keep_champion")(scored)
+    decide(scored) >> [promoted, kept]
+
+
+champion_challenger()

@@ -1,0 +1,63 @@
+"""The evaluation and cost gate: validate every example, count billing tokens, price the job, branch.
+
+Runs when the formatted train OR validation examples change. A bad line is reported with its file and line
+and left out (the run fails only when a split has nothing valid). Over budget, the run stops before any
+upload and notifies; within budget, the combined files are published and their Assets updated, which
+(both together) start the fine-tune. Price, epochs and budget are Params: trigger with other values to
+re-price.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import Param, dag, get_current_context, task
+
+from genai_pipeline.config import get_settings
+from genai_pipeline.orchestration.assets import (
+    COMBINED_TRAIN,
+    COMBINED_VALIDATION,
+    FORMATTED_TRAIN,
+    FORMATTED_VALIDATION,
+)
+from genai_pipeline.orchestration.fine_tune_tasks import OVER_BUDGET, budget_branch, stop_over_budget
+from genai_pipeline.orchestration.notify import WebhookNotifier
+from genai_pipeline.orchestration.step_task import step_task
+
+TUNE = get_settings().fine_tune
+GATE = {
+    "run_id": "{{ run_id }}",
+    "price_per_million_tokens": "{{ params.price_per_million_tokens }}",
+    "n_epochs": "{{ params.n_epochs }}",
+    "budget_usd": "{{ params.budget_usd }}",
+}
+
+
+@dag(
+    schedule=FORMATTED_TRAIN | FORMATTED_VALIDATION,
+    catchup=False,
+    max_active_runs=1,
+    tags=["fine-tuning"],
+    doc_md=__doc__,
+    default_args={"on_failure_callback": [WebhookNotifier()]},
+    params={
+        "price_per_million_tokens": Param(TUNE.price_per_million_tokens, type="number", minimum=0),
+        "n_epochs": Param(TUNE.n_epochs, type="integer", minimum=1, maximum=50),
+        "budget_usd": Param(TUNE.budget_usd, type="number", minimum=0),
+    },
+)
+def evaluate_examples():
+    evaluation = step_task("evaluate_examples")(GATE)
+
+    @task.branch
+    def within_budget(evaluation: dict) -> str:
+        return budget_branch(evaluation)
+
+    @task(task_id=OVER_BUDGET)
+    def over_budget(evaluation: dict) -> str:
+        context = get_current_context()
+        return stop_over_budget(evaluation, dag_id=context["dag"].dag_id, run_id=context["run_id"])
+
+    combined = step_task("combine_examples", outlets=[COMBINED_TRAIN, COMBINED_VALIDATION])(evaluation)
+    within_budget(evaluation) >> [combined, over_budget(evaluation)]
+
+
+evaluate_examples()

@@ -1,0 +1,263 @@
+"""Webhook notifications for the pipeline's DAGs: a task failed, or the cost gate stopped a fine-tuning run.
+
+One JSON POST per event to ``PIPELINE_NOTIFY__WEBHOOK_URL``: a Slack-compatible ``text`` line for humans plus
+the event's fields (``kind``, ``dag_id``, ``run_id``, ...) for machines. A notification is best effort by
+design: it is retried briefly, then dropped with a warning, and it never fails the task it reports on.
+
+The standard library's ``urllib`` sends it rather than httpx, because httpx logs every request's full URL at
+INFO, and a webhook URL often carries its secret in the path (Slack's do); this module logs only the host.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from airflow.sdk import BaseNotifier
+
+from genai_pipeline.config import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+# A callback holds up its worker slot: a few quick tries, not a long campaign.
+DEFAULT_ATTEMPTS = 4
+DEFAULT_BACKOFF_SECONDS = 0.5
+# A receiver's Retry-After is honoured up to this many seconds.
+MAX_RETRY_AFTER_SECONDS = 30.0
+# Exception text can be a whole pod log: the event keeps this much, the text line less.
+MAX_REASON_CHARS = 2000
+MAX_TEXT_REASON_CHARS = 300
+
+_RETRYABLE_STATUS = frozenset({429}) | frozenset(range(500, 600))
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Refuse redirects: urllib would forward the bearer token to wherever one points and drop the POST body."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+_opener = urllib.request.build_opener(_NoRedirect)
+
+
+def send_webhook(
+    settings: Settings,
+    event: Mapping[str, Any],
+    *,
+    attempts: int | None = None,
+    backoff_seconds: float | None = None,
+) -> bool:
+    """POST one event to the configured webhook; True once a receiver accepted it (2xx).
+
+    Connection errors, timeouts, 5xx and 429 are retried with exponential backoff (``backoff_seconds``,
+    doubling; a 429's Retry-After when longer); any other answer is final. ``attempts`` and
+    ``backoff_seconds`` default to the module's ``DEFAULT_*`` values. Never raises: a missing URL or a final
+    failure is a warning that names the URL's host only (the path and the token may be secrets) and returns False.
+    """
+    url = settings.notify.webhook_url
+    kind = event.get("kind", "event")
+    if not url:
+        log.warning("no webhook configured (PIPELINE_NOTIFY__WEBHOOK_URL); %s notification not sent", kind)
+        return False
+    host = _host(url)
+    if urlsplit(url).scheme not in ("http", "https"):
+        log.warning("webhook URL for host %s is not http(s); %s notification not sent", host, kind)
+        return False
+    try:
+        request = _request(settings, url, event)
+    except Exception as exc:  # an unusable URL or event must not fail the task either
+        log.warning("webhook notification to %s not built (%s); %s not sent", host, type(exc).__name__, kind)
+        return False
+
+    attempts = max(DEFAULT_ATTEMPTS if attempts is None else attempts, 1)
+    backoff_seconds = DEFAULT_BACKOFF_SECONDS if backoff_seconds is None else backoff_seconds
+    problem = "no attempt made"
+    for attempt in range(1, attempts + 1):
+        delay = backoff_seconds * 2 ** (attempt - 1)
+        try:
+            with _opener.open(request, timeout=settings.notify.timeout_seconds) as response:
+                response.read(65536)
+            return True
+        except urllib.error.HTTPError as exc:
+            problem = f"HTTP {exc.code}"
+            retry_after = exc.headers.get("Retry-After") if exc.headers else None
+            exc.close()
+            if exc.code not in _RETRYABLE_STATUS:
+                break
+            delay = max(delay, _retry_after_seconds(retry_after))
+        except (OSError, http.client.HTTPException) as exc:  # refused, reset, timed out, bad status line
+            reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+            problem = type(reason).__name__ if isinstance(reason, BaseException) else str(reason)
+        except Exception as exc:  # nothing about a notification may escape into the task
+            problem = type(exc).__name__
+            break
+        if attempt < attempts:
+            log.info("webhook %s: %s on attempt %d/%d; retrying in %.1fs", host, problem, attempt, attempts, delay)
+            time.sleep(delay)
+    log.warning("webhook notification to %s not delivered (%s); %s dropped", host, problem, kind)
+    return False
+
+
+def notify_budget_stop(
+    settings: Settings,
+    *,
+    dag_id: str,
+    run_id: str,
+    estimate: Mapping[str, Any],
+    task_id: str | None = None,
+    **send_options: Any,
+) -> bool:
+    """Report that the cost gate stopped a fine-tuning run before its files were uploaded.
+
+    ``estimate`` is the gate's estimate (``billing_tokens``, ``n_epochs``, ``price_per_million_tokens``,
+    ``estimated_usd``, ``budget_usd``); its fields go into the event as they are, so a receiver can act on
+    numbers rather than parse the text. ``send_options`` are passed on to :func:`send_webhook`.
+    """
+    tokens, epochs = estimate.get("billing_tokens"), estimate.get("n_epochs")
+    reason = (
+        f"estimated ${_money(estimate.get('estimated_usd'))} > budget ${_money(estimate.get('budget_usd'))} "
+        f"({_count(tokens)} tokens x {epochs} epochs)"
+    )
+    event = {
+        **dict(estimate),
+        "kind": "budget_exceeded",
+        "dag_id": dag_id,
+        "run_id": run_id,
+        "task_id": task_id,
+        "reason": reason,
+        "text": f"{dag_id} (run {run_id}): fine-tuning stopped before upload: {reason}",
+    }
+    return send_webhook(settings, event, **send_options)
+
+
+class WebhookNotifier(BaseNotifier):
+    """An Airflow callback that posts the failed (or otherwise reported) task to the webhook.
+
+    Use ``on_failure_callback=WebhookNotifier()`` on a task or in a DAG's ``default_args``. Settings are read
+    when it fires, not when the DAG file is parsed, so the token never lives on the DAG object. ``message``
+    (Jinja-templated against the task's context) replaces the generated text line.
+    """
+
+    template_fields = ("message",)
+
+    def __init__(self, kind: str = "task_failed", message: str | None = None) -> None:
+        self.kind = kind
+        self.message = message
+        super().__init__()  # resolves template files from the fields, so they are set first
+
+    def notify(self, context: Mapping[str, Any]) -> None:
+        """Build the event from the context and send it; logs instead of raising, whatever goes wrong."""
+        try:
+            send_webhook(get_settings(), task_event(context, kind=self.kind, message=self.message))
+        except Exception as exc:
+            log.warning("%s notification not sent: %s", self.kind, type(exc).__name__)
+
+
+def task_event(context: Mapping[str, Any], *, kind: str = "task_failed", message: str | None = None) -> dict[str, Any]:
+    """The event of a task (or DAG-level) callback: what failed where, why, and the link to its log."""
+    ti = context.get("ti")
+    dag_run = context.get("dag_run")
+    dag_id = (
+        getattr(ti, "dag_id", None) or getattr(dag_run, "dag_id", None) or getattr(context.get("dag"), "dag_id", None)
+    )
+    run_id = getattr(ti, "run_id", None) or context.get("run_id") or getattr(dag_run, "run_id", None)
+    exception = context.get("exception")
+    reason = _exception_text(exception) if exception is not None else context.get("reason")
+    event: dict[str, Any] = {
+        "kind": kind,
+        "dag_id": dag_id,
+        "run_id": run_id,
+        "task_id": getattr(ti, "task_id", None),
+        "map_index": getattr(ti, "map_index", None),
+        "map_label": getattr(ti, "rendered_map_index", None),
+        "try_number": getattr(ti, "try_number", None),
+        "reason": _clip(str(reason), MAX_REASON_CHARS) if reason else None,
+        "log_url": _log_url(ti),
+    }
+    event["text"] = message or _task_text(event)
+    return event
+
+
+def _task_text(event: Mapping[str, Any]) -> str:
+    where = f"{event['dag_id']}.{event['task_id']}" if event["task_id"] else str(event["dag_id"])
+    if event.get("map_label"):
+        where += f"[{event['map_label']}]"
+    elif isinstance(event.get("map_index"), int) and event["map_index"] >= 0:
+        where += f"[{event['map_index']}]"
+    details = f"run {event['run_id']}"
+    if event.get("try_number"):
+        details += f", try {event['try_number']}"
+    text = f"{str(event['kind']).replace('_', ' ')}: {where} ({details})"
+    if event.get("reason"):
+        text += ": " + _clip(" ".join(str(event["reason"]).split()), MAX_TEXT_REASON_CHARS)
+    return text
+
+
+def _request(settings: Settings, url: str, event: Mapping[str, Any]) -> urllib.request.Request:
+    body = {"text": event.get("text") or _default_text(event), **{k: v for k, v in event.items() if k != "text"}}
+    headers = {"Content-Type": "application/json", "User-Agent": "genai-pipeline-notify"}
+    if settings.notify.webhook_token is not None:
+        headers["Authorization"] = f"Bearer {settings.notify.webhook_token.get_secret_value()}"
+    data = json.dumps(body, default=str).encode()
+    return urllib.request.Request(url, data=data, headers=headers, method="POST")
+
+
+def _default_text(event: Mapping[str, Any]) -> str:
+    parts = [str(event.get("kind", "event")).replace("_", " ")]
+    for key in ("dag_id", "task_id", "run_id"):
+        if event.get(key):
+            parts.append(f"{key.removesuffix('_id')} {event[key]}")
+    text = ", ".join(parts)
+    if event.get("reason"):
+        text += ": " + _clip(" ".join(str(event["reason"]).split()), MAX_TEXT_REASON_CHARS)
+    return text
+
+
+def _exception_text(exception: object) -> str:
+    if isinstance(exception, BaseException):
+        detail = str(exception)
+        return f"{type(exception).__name__}: {detail}" if detail else type(exception).__name__
+    return str(exception)
+
+
+def _log_url(ti: object) -> str | None:
+    try:  # a property that reads Airflow's config; a callback must not fail on it
+        url = getattr(ti, "log_url", None)
+    except Exception:
+        return None
+    return url if isinstance(url, str) else None
+
+
+def _host(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+        return f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
+    except ValueError:
+        return "<invalid URL>"
+
+
+def _retry_after_seconds(value: str | None) -> float:
+    try:
+        return min(max(float(value or 0), 0.0), MAX_RETRY_AFTER_SECONDS)
+    except ValueError:  # an HTTP date: not worth parsing for a notification
+        return 0.0
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _money(value: object) -> str:
+    return f"{value:.2f}" if isinstance(value, int | float) else str(value)
+
+
+def _count(value: object) -> str:
+    return f"{value:,}" if isinstance(value, int) else str(value)

@@ -1,0 +1,161 @@
+"""Example posts as chat fine-tuning examples, and the prompt every model is asked with.
+
+A post is a text file whose first line is its title and the rest its body; the group folder it sits in
+(``short/``, ``long/``) is part of the prompt, so one model learns to write each kind. Training, scoring and
+generation build their prompts with :func:`chat_messages`, so a model is always asked the way it was taught.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import fsspec
+
+from genai_pipeline.config import Settings
+from genai_pipeline.steps import finetune_store as layout
+from genai_pipeline.steps.contracts import FormatSummary, Formatted, GroupTask, RunRequest
+from genai_pipeline.steps.documents import resolve_root
+from genai_pipeline.steps.finetune_store import safe_name, sha256
+from genai_pipeline.steps.text_formats import DocumentRejected, decode_text
+from genai_pipeline.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Post:
+    """One example post."""
+
+    title: str
+    body: str
+
+
+def chat_messages(system_prompt: str, group: str, title: str, body: str | None = None) -> list[dict[str, Any]]:
+    """System, user (the request) and, for a training example, the assistant's answer (the post's body)."""
+    messages = [
+        {"role": "system", "content": system_prompt},
+        {"role": "user", "content": f"Write a {group} post titled: {title}"},
+    ]
+    if body is not None:
+        messages.append({"role": "assistant", "content": body})
+    return messages
+
+
+def parse_post(data: bytes, *, max_bytes: int) -> Post:
+    """Title and body of a post file, or :class:`DocumentRejected` saying why it cannot be one."""
+    text = decode_text(data, max_bytes=max_bytes).text.replace("\r\n", "\n")
+    title, _, body = text.strip().partition("\n")
+    title, body = title.strip().lstrip("#").strip(), body.strip()
+    if not title:
+        raise DocumentRejected("empty: a post needs a title on its first line")
+    if not body:
+        raise DocumentRejected("no body: a post needs text after its title line")
+    return Post(title, body)
+
+
+class ExamplesUnavailableError(RuntimeError):
+    """An example folder is missing or holds no group folders: nothing is formatted, nothing is replaced."""
+
+
+def _split_roots(settings: Settings) -> dict[str, str]:
+    return {"train": settings.fine_tune.train_examples, "validation": settings.fine_tune.validation_examples}
+
+
+def _group_folders(split: str, root: str) -> tuple[Any, str, list[str]]:
+    fs, base = fsspec.core.url_to_fs(resolve_root(root))
+    if not fs.isdir(base):
+        raise ExamplesUnavailableError(f"{split} examples: folder {root} does not exist")
+    groups = sorted(
+        p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(base, detail=False) if fs.isdir(p) and not _hidden(p)
+    )
+    if not groups:
+        raise ExamplesUnavailableError(f"{split} examples: {root} has no group folders (such as short/ and long/)")
+    return fs, base, groups
+
+
+def _hidden(path: str) -> bool:
+    return path.rstrip("/").rsplit("/", 1)[-1].startswith(".")
+
+
+def list_groups(settings: Settings, request: RunRequest) -> list[GroupTask]:
+    """One task per group folder of both splits; the run's list is stored for the report."""
+    run_key = safe_name(request.run_id)
+    tasks = [
+        GroupTask(run_key=run_key, split=split, group=group, label=f"{split}/{group}")
+        for split, root in _split_roots(settings).items()
+        for group in _group_folders(split, root)[2]
+    ]
+    Store(settings.store).write_json(layout.format_run(run_key), [t.label for t in tasks])
+    return tasks
+
+
+def format_group(settings: Settings, task: GroupTask) -> Formatted:
+    """Every file of one group as chat examples, each line remembering its file and line for the gate.
+
+    A ``.txt``/``.md`` post becomes one example; a ``.jsonl`` file's lines are taken as they are, so the gate
+    reports a bad line with the user's own file and line number. A file that cannot be a post is listed with
+    its reason and the rest of the group goes on.
+    """
+    fs, base, _ = _group_folders(task.split, _split_roots(settings)[task.split])
+    folder = f"{base.rstrip('/')}/{task.group}"
+    rows: list[dict[str, Any]] = []
+    files: list[dict[str, Any]] = []
+    rejected: list[dict[str, str]] = []
+    for path in sorted(p for p in fs.find(folder) if not _hidden(p)):
+        name = f"{task.label}/{path[len(folder) + 1 :]}"
+        data = fs.cat_file(path)
+        before = len(rows)
+        try:
+            if path.endswith(".jsonl"):
+                rows.extend(_jsonl_rows(name, data))
+            else:
+                post = parse_post(data, max_bytes=settings.ingest.max_document_bytes)
+                record = {
+                    "messages": chat_messages(settings.fine_tune.system_prompt, task.group, post.title, post.body)
+                }
+                rows.append({"source": name, "line": 1, "text": json.dumps(record)})
+        except DocumentRejected as error:
+            rejected.append({"file": name, "reason": str(error)})
+            continue
+        files.append({"file": name, "sha256": sha256(data), "examples": len(rows) - before})
+    store = Store(settings.store)
+    store.write_jsonl(layout.formatted(task.split, task.group), rows)
+    manifest = {"run_id": task.run_key, "split": task.split, "group": task.group, "files": files, "rejected": rejected}
+    store.write_json(layout.formatted(task.split, task.group, ".manifest.json"), manifest)
+    for item in rejected:
+        log.warning("example %s left out: %s", item["file"], item["reason"])
+    return Formatted(**task.model_dump(), examples=len(rows), rejected=len(rejected))
+
+
+def _jsonl_rows(name: str, data: bytes) -> list[dict[str, Any]]:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise DocumentRejected(f"not valid UTF-8 (line {line}); a JSONL file of examples must be UTF-8") from None
+    return [
+        {"source": name, "line": number, "text": raw}
+        for number, raw in enumerate(text.splitlines(), start=1)
+        if raw.strip()
+    ]
+
+
+def format_report(settings: Settings, request: RunRequest) -> FormatSummary:
+    """Publish this run's groups as the formatted set the gate reads (groups removed since are dropped)."""
+    store = Store(settings.store)
+    run_key = safe_name(request.run_id)
+    labels = store.read_json(layout.format_run(run_key))
+    examples = {"train": 0, "validation": 0}
+    rejected: list[dict[str, str]] = []
+    for label in labels:
+        split, group = label.split("/", 1)
+        manifest = store.read_json(layout.formatted(split, group, ".manifest.json"))
+        if manifest["run_id"] != run_key:
+            raise RuntimeError(f"{label} was not formatted by this run; its formatting task did not finish")
+        examples[split] += sum(f["examples"] for f in manifest["files"])
+        rejected.extend(manifest["rejected"])
+    store.write_json(layout.FORMATTED_INDEX, {"run_id": request.run_id, "groups": labels})
+    return FormatSummary(run_key=run_key, examples=examples, groups=labels, rejected=rejected[:50])
