@@ -1,8 +1,9 @@
 """``pipeline``: the project's command line (demo, local services, steps, models).
 
-``pipeline demo`` is the embedded default end to end: the packaged model, a real Weaviate server,
-real Airflow with its scheduler, the ``start`` DAG updating the source Assets and the Asset-triggered
-ingestion run followed with a progress bar, then a summary.
+``pipeline demo`` is the embedded default end to end: the packaged models, a real Weaviate server, the
+local model server, real Airflow with its scheduler and triggerer, the ``start`` DAG updating the source and
+example Assets, then the ingestion run and the fine-tuning chain (examples -> gate -> fine-tune ->
+champion/challenger) they trigger, each followed with a progress bar, then summaries.
 """
 
 from __future__ import annotations
@@ -80,18 +81,120 @@ def _stop_stack(settings: Settings) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Bring the stack up, trigger ``start``, follow the ingestion run its Asset events caused, print the summary."""
+    """Bring the stack up, trigger ``start``, follow ingestion and the fine-tuning chain its Asset events cause."""
     cmd_up(args)
     settings = get_settings()
     try:
         api = _api_with_dags(args.api_port)
         start_run = api.trigger("start")
-        _say(f"triggered start ({start_run}); waiting for the ingest_knowledge_base run its Asset events trigger")
-        run_id = _wait(lambda: _run_caused_by(api, "start", start_run), args.timeout, "the Asset-triggered run")
-        return _finish(settings, _follow(api, INGEST_DAG, run_id, args.timeout))
+        _say(f"triggered start ({start_run}); following the runs its Asset events cause")
+        run_id = _wait(lambda: api.run_caused_by(INGEST_DAG, "start", start_run), args.timeout, "the ingestion run")
+        ingested = _finish(settings, _follow(api, INGEST_DAG, run_id, args.timeout))
+        return max(ingested, _follow_fine_tuning(api, settings, start_run, args.timeout))
     finally:
         if not args.keep_running:
             _stop_stack(settings)
+
+
+# Each DAG of the fine-tuning path is started by the Asset events of the one before.
+FINE_TUNING_CHAIN = ("format_examples", "evaluate_examples", "fine_tune", "champion_challenger")
+
+
+def _follow_fine_tuning(api, settings: Settings, start_run: str, timeout: float) -> int:
+    """Follow examples -> gate -> fine-tune -> champion/challenger by Asset events, then print what came of it."""
+    source_dag, source_run = "start", start_run
+    for dag_id in FINE_TUNING_CHAIN:
+        run_id = _wait(
+            lambda d=dag_id, sd=source_dag, sr=source_run: api.run_caused_by(d, sd, sr), timeout, f"the {dag_id} run"
+        )
+        run = _follow(api, dag_id, run_id, timeout)
+        if run["state"] != "success":
+            _say(f"{dag_id} ended {run['state']}: see the Airflow UI or {settings.home / 'logs'}")
+            return 1
+        if dag_id == "evaluate_examples" and _task_state(api, dag_id, run_id, "over_budget") == "success":
+            _say("the cost gate stopped fine-tuning: the estimate is over budget (see the over_budget task's log)")
+            return 0
+        source_dag, source_run = dag_id, run_id
+    print_fine_tuning_summary(_fine_tuning_summary(settings, source_run))
+    return 0
+
+
+def _task_state(api, dag_id: str, run_id: str, task_id: str) -> str | None:
+    return next((t["state"] for t in api.task_instances(dag_id, run_id) if t["task_id"] == task_id), None)
+
+
+def _fine_tuning_summary(settings: Settings, champion_run: str) -> dict[str, Any]:
+    from genai_pipeline.steps import finetune_store as layout
+    from genai_pipeline.store import Store
+
+    store = Store(settings.store)
+    decision = store.read_json(layout.decision(layout.safe_name(champion_run)))
+    challenger = decision["challenger"]
+    return {
+        "decision": decision,
+        "metrics": store.read_json(challenger["metrics_key"]),
+        "paths": {name: store.path(challenger[f"{name}_key"]) for name in ("plot", "metrics", "lineage")},
+        "champion": store.read_json(layout.CHAMPION),
+        "champion_path": store.path(layout.CHAMPION),
+    }
+
+
+def print_fine_tuning_summary(summary: dict[str, Any]) -> None:
+    """The job, its curves, both models' scores on the held-out set and the decision."""
+    decision, metrics, paths = summary["decision"], summary["metrics"], summary["paths"]
+    model = decision["challenger"]["model"]
+
+    def scores(item: dict[str, Any] | None) -> str:
+        if item is None:
+            return "none yet"
+        return f"fact coverage {item['fact_coverage']:.2f}, answer F1 {item['answer_token_f1']:.3f} ({item['model']})"
+
+    lines = [
+        f"Fine-tuning job {decision['challenger']['job_id']} -> {model}",
+        f"  steps            {metrics['steps']}  (train loss {metrics['first_train_loss']} -> "
+        f"{metrics['final_train_loss']}, validation loss {metrics['final_valid_loss']}, "
+        f"token accuracy {metrics['final_valid_mean_token_accuracy']})",
+        f"  plot             {paths['plot']}",
+        f"  metrics          {paths['metrics']}",
+        f"  lineage          {paths['lineage']}  (pipeline lineage {model})",
+        f"  held-out set     {decision['challenger_scores']['items']} prompts",
+        f"  challenger       {scores(decision['challenger_scores'])}",
+        f"  champion before  {scores(decision['champion_scores'])}",
+        f"  decision         {decision['decision']}: {decision['reason']}",
+        f"  champion now     {summary['champion']['model']}  ({summary['champion_path']})",
+    ]
+    print("\n".join(lines))
+
+
+def cmd_lineage(args: argparse.Namespace) -> int:
+    """What made a fine-tuned model: its example files, datasets, base model, hyperparameters, job and runs."""
+    import json
+
+    from genai_pipeline.steps.finetune import read_lineage
+    from genai_pipeline.store import Store
+
+    try:
+        manifest = read_lineage(Store(get_settings().store), args.model)
+    except KeyError as error:
+        print(f"pipeline lineage: {error.args[0]}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(manifest, indent=2))
+        return 0
+    data = manifest["dataset"]
+    lines = [
+        f"{manifest['model']}",
+        f"  job              {manifest['job_id']} (submission key {manifest['submission_key']})",
+        f"  base model       {manifest['base_model']}",
+        "  hyperparameters  " + ", ".join(f"{k}={v}" for k, v in sorted(manifest["hyperparameters"].items())),
+        f"  dataset          {data['key']}: train {data['train_examples']} examples (sha256 {data['train_sha256']}), "
+        f"validation {data['validation_examples']} (sha256 {data['validation_sha256']})",
+        "  runs             " + ", ".join(f"{dag} {run}" for dag, run in manifest["runs"].items()),
+        f"  trained on       {len(manifest['examples'])} example files:",
+        *(f"    {e['split']:<10} {e['file']}  sha256 {e['sha256']}" for e in manifest["examples"]),
+    ]
+    print("\n".join(lines))
+    return 0
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -154,17 +257,6 @@ def _api_with_dags(port: int):
     api = AirflowAPI(port)
     _wait(lambda: all(api.dag_loaded(d) for d in ("start", INGEST_DAG)), 180, "DAGs parsed")
     return api
-
-
-def _run_caused_by(api, source_dag: str, source_run: str) -> str | None:
-    """The ingestion run whose Asset events came from ``source_run``, whatever else is queued or running."""
-    for run in api.runs(INGEST_DAG):
-        if run["run_type"] != "asset_triggered":
-            continue
-        events = api.upstream_events(INGEST_DAG, run["dag_run_id"])
-        if any(e.get("source_dag_id") == source_dag and e.get("source_run_id") == source_run for e in events):
-            return run["dag_run_id"]
-    return None
 
 
 def _follow(api, dag_id: str, run_id: str, stall_timeout: float) -> dict[str, Any]:
@@ -365,6 +457,10 @@ def build_parser() -> argparse.ArgumentParser:
     _stack_options(ingest)
     ingest.set_defaults(handler=cmd_ingest)
     sub.add_parser("down", help="stop the local services").set_defaults(handler=cmd_down)
+    lineage = sub.add_parser("lineage", help="what trained a fine-tuned model: example files, data, job, runs")
+    lineage.add_argument("model", metavar="MODEL_ID", help="a fine-tuned model id or its job id")
+    lineage.add_argument("--json", action="store_true", help="print the whole manifest as JSON")
+    lineage.set_defaults(handler=cmd_lineage)
 
     models = sub.add_parser("models", help="packaged models").add_subparsers(dest="action", required=True)
     prepare = models.add_parser("prepare", help="export the embedding model to ONNX")

@@ -140,7 +140,7 @@ def test_the_first_cron_run_is_the_next_tick_not_the_one_just_past(dagbag, monke
 
 
 def test_fine_tuning_dags_chain_by_assets(dagbag) -> None:
-    """examples (|) -> format -> formatted (|) -> gate -> combined (&) -> fine-tune -> challenger -> champion."""
+    """Examples (|) -> format -> formatted (|) -> gate -> combined (&) -> fine-tune -> challenger -> champion."""
     from airflow.sdk import AssetAll, AssetAny
 
     def schedule(dag_id: str):

@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -108,8 +109,17 @@ class AirflowAPI:
                 **({"Authorization": f"Bearer {self._token}"} if auth else {}),
             },
         )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read() or b"null")
+        # The local metadata database is SQLite: a read can meet a write lock and answer 500; GETs try again.
+        attempts = 4 if method == "GET" else 1
+        for attempt in range(attempts):
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    return json.loads(response.read() or b"null")
+            except urllib.error.HTTPError as error:
+                if error.code < 500 or attempt == attempts - 1:
+                    raise
+                time.sleep(0.5 * 2**attempt)
+        return None
 
     def dag_loaded(self, dag_id: str) -> bool:
         """Whether the dag-processor has parsed a DAG into the database."""
@@ -134,6 +144,16 @@ class AirflowAPI:
         """The Asset events that triggered a run (each names its source DAG and run)."""
         path = f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}/upstreamAssetEvents"
         return self._request("GET", path)["asset_events"]
+
+    def run_caused_by(self, dag_id: str, source_dag: str, source_run: str) -> str | None:
+        """The run of ``dag_id`` whose Asset events came from ``source_run``, whatever else is queued or running."""
+        for run in self.runs(dag_id):
+            if run["run_type"] != "asset_triggered":
+                continue
+            events = self.upstream_events(dag_id, run["dag_run_id"])
+            if any(e.get("source_dag_id") == source_dag and e.get("source_run_id") == source_run for e in events):
+                return run["dag_run_id"]
+        return None
 
     def runs(self, dag_id: str) -> list[dict[str, Any]]:
         """Runs of a DAG, newest first."""

@@ -160,9 +160,8 @@ class FineTuneJobTrigger(BaseTrigger):
 
     async def on_kill(self) -> None:
         """A user killed the task while it was deferred: cancel the job (best effort, bounded)."""
-        settings = get_settings()
-        options = {"max_retries": 1, "timeout": CANCEL_TIMEOUT_SECONDS}
-        async with make_async_openai_client(settings).with_options(**options) as client:
+        client = make_async_openai_client(get_settings()).with_options(max_retries=1, timeout=CANCEL_TIMEOUT_SECONDS)
+        async with client:
             try:
                 job = await client.fine_tuning.jobs.cancel(self.job_id)
             except openai.APIError as error:

@@ -48,8 +48,13 @@ class HeldoutItem:
 
 def load_heldout(data: bytes) -> list[HeldoutItem]:
     """Items of a held-out JSONL file, or ValueError naming the line that is wrong."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise ValueError(f"held-out line {line}: not valid UTF-8") from None
     items = []
-    for number, raw in enumerate(data.decode("utf-8").splitlines(), start=1):
+    for number, raw in enumerate(text.splitlines(), start=1):
         if not raw.strip():
             continue
         try:
@@ -57,7 +62,8 @@ def load_heldout(data: bytes) -> list[HeldoutItem]:
             item = HeldoutItem(record["group"], record["title"], tuple(record["facts"]), record["answer"])
         except (json.JSONDecodeError, KeyError, TypeError) as error:
             raise ValueError(f"held-out line {number}: needs JSON with group, title, facts, answer ({error})") from None
-        if not item.facts or not all(isinstance(f, str) and f.strip() for f in item.facts):
+        facts = record["facts"]
+        if not isinstance(facts, list) or not facts or not all(isinstance(f, str) and f.strip() for f in facts):
             raise ValueError(f"held-out line {number}: facts must be a non-empty list of strings")
         items.append(item)
     if not items:
@@ -104,7 +110,8 @@ def decide(challenger: ModelScores, champion: ModelScores | None) -> tuple[str, 
     )
     if challenger.fact_coverage > champion.fact_coverage or (
         challenger.fact_coverage == champion.fact_coverage
-        and challenger.answer_token_f1 - champion.answer_token_f1 >= MIN_F1_GAIN
+        # Scores carry 4 decimals: compare the gain at that precision (0.82 - 0.81 is 0.00999... in floats).
+        and round(challenger.answer_token_f1 - champion.answer_token_f1, 4) >= MIN_F1_GAIN
     ):
         return "challenger_wins", f"the challenger is better: {figures}"
     return "challenger_loses", f"the champion stays: {figures}"
@@ -188,9 +195,9 @@ def promote(settings: Settings, scored: Scored) -> Decision:
         "run_id": scored.run_id,
         "promoted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    entry = (
-        f"{layout.CHAMPION_HISTORY}/{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{safe_name(record['model'])}.json"
-    )
+    # Numbered, so the history reads in promotion order even for two promotions in one second.
+    number = len(store.keys(layout.CHAMPION_HISTORY)) + 1
+    entry = f"{layout.CHAMPION_HISTORY}/{number:06d}-{safe_name(record['model'])}.json"
     store.write_json(entry, record)
     store.write_json(layout.CHAMPION, record)
     return Decision(decision=scored.decision, champion=record["model"], record_key=layout.CHAMPION)

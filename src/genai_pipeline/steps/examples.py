@@ -19,7 +19,7 @@ from genai_pipeline.steps import finetune_store as layout
 from genai_pipeline.steps.contracts import FormatSummary, Formatted, GroupTask, RunRequest
 from genai_pipeline.steps.documents import resolve_root
 from genai_pipeline.steps.finetune_store import safe_name, sha256
-from genai_pipeline.steps.text_formats import DocumentRejected, decode_text
+from genai_pipeline.steps.text_formats import DocumentRejected, decode_text, too_large
 from genai_pipeline.store import Store
 
 log = logging.getLogger(__name__)
@@ -69,15 +69,18 @@ def _group_folders(split: str, root: str) -> tuple[Any, str, list[str]]:
     if not fs.isdir(base):
         raise ExamplesUnavailableError(f"{split} examples: folder {root} does not exist")
     groups = sorted(
-        p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(base, detail=False) if fs.isdir(p) and not _hidden(p)
+        p.rstrip("/").rsplit("/", 1)[-1]
+        for p in fs.ls(base, detail=False)
+        if fs.isdir(p) and not _hidden(p.rstrip("/").rsplit("/", 1)[-1])
     )
     if not groups:
         raise ExamplesUnavailableError(f"{split} examples: {root} has no group folders (such as short/ and long/)")
     return fs, base, groups
 
 
-def _hidden(path: str) -> bool:
-    return path.rstrip("/").rsplit("/", 1)[-1].startswith(".")
+def _hidden(relpath: str) -> bool:
+    """Whether any part of a path below a split or group folder starts with a dot (left out, as in ingestion)."""
+    return any(part.startswith(".") for part in relpath.strip("/").split("/"))
 
 
 def list_groups(settings: Settings, request: RunRequest) -> list[GroupTask]:
@@ -104,13 +107,13 @@ def format_group(settings: Settings, task: GroupTask) -> Formatted:
     rows: list[dict[str, Any]] = []
     files: list[dict[str, Any]] = []
     rejected: list[dict[str, str]] = []
-    for path in sorted(p for p in fs.find(folder) if not _hidden(p)):
+    for path in sorted(p for p in fs.find(folder) if not _hidden(p[len(folder) + 1 :])):
         name = f"{task.label}/{path[len(folder) + 1 :]}"
         data = fs.cat_file(path)
         before = len(rows)
         try:
             if path.endswith(".jsonl"):
-                rows.extend(_jsonl_rows(name, data))
+                rows.extend(_jsonl_rows(name, data, max_bytes=settings.ingest.max_document_bytes))
             else:
                 post = parse_post(data, max_bytes=settings.ingest.max_document_bytes)
                 record = {
@@ -130,7 +133,9 @@ def format_group(settings: Settings, task: GroupTask) -> Formatted:
     return Formatted(**task.model_dump(), examples=len(rows), rejected=len(rejected))
 
 
-def _jsonl_rows(name: str, data: bytes) -> list[dict[str, Any]]:
+def _jsonl_rows(name: str, data: bytes, *, max_bytes: int) -> list[dict[str, Any]]:
+    if len(data) > max_bytes:
+        raise DocumentRejected(too_large(len(data), max_bytes))
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -152,7 +157,8 @@ def format_report(settings: Settings, request: RunRequest) -> FormatSummary:
     rejected: list[dict[str, str]] = []
     for label in labels:
         split, group = label.split("/", 1)
-        manifest = store.read_json(layout.formatted(split, group, ".manifest.json"))
+        key = layout.formatted(split, group, ".manifest.json")
+        manifest = store.read_json(key) if store.exists(key) else {"run_id": None}
         if manifest["run_id"] != run_key:
             raise RuntimeError(f"{label} was not formatted by this run; its formatting task did not finish")
         examples[split] += sum(f["examples"] for f in manifest["files"])

@@ -36,9 +36,12 @@ def format_run(run_key: str) -> str:
 FORMATTED_INDEX = f"{ROOT}/formatted/index.json"
 
 
+GATE_FOLDER = f"{ROOT}/gate"
+
+
 def gate_run(run_key: str, name: str) -> str:
     """Files the cost gate writes for one run (valid lines, its report) before anything is published."""
-    return f"{ROOT}/gate/{run_key}/{name}"
+    return f"{GATE_FOLDER}/{run_key}/{name}"
 
 
 def dataset(key: str, name: str) -> str:

@@ -71,6 +71,7 @@ def evaluate(settings: Settings, request: GateRequest) -> Evaluation:
     """Validate both splits line by line, count the training tokens and price them; write only the run's files."""
     store = Store(settings.store)
     run_key = safe_name(request.run_id)
+    _remove_staging_of_other_runs(store, run_key)
     index = store.read_json(layout.FORMATTED_INDEX)
     tune = settings.fine_tune
     invalid: list[dict[str, Any]] = []
@@ -123,7 +124,14 @@ def evaluate(settings: Settings, request: GateRequest) -> Evaluation:
     )
     store.write_json(
         layout.gate_run(run_key, "report.json"),
-        {**result.model_dump(), "invalid": invalid, "validation_tokens": tokens["validation"]},
+        {
+            **result.model_dump(),
+            "invalid": invalid,
+            "validation_tokens": tokens["validation"],
+            # What was read, so combine describes exactly these files even if a format run ran since.
+            "formatted": index,
+            "example_files": _example_files(store, index),
+        },
     )
     log.info(
         "%d train / %d validation examples, %d billing tokens x %d epochs at $%.2f/1M = $%.4f (budget $%.2f)",
@@ -138,6 +146,24 @@ def evaluate(settings: Settings, request: GateRequest) -> Evaluation:
     return result
 
 
+def _example_files(store: Store, index: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every example file of the formatted groups with its content hash (the lineage's "trained on")."""
+    files = []
+    for label in index["groups"]:
+        split, group = label.split("/", 1)
+        manifest = store.read_json(layout.formatted(split, group, ".manifest.json"))
+        files.extend({"split": split, **item} for item in manifest["files"])
+    return files
+
+
+def _remove_staging_of_other_runs(store: Store, run_key: str) -> None:
+    """Valid-line copies of earlier runs (published or not) are removed; their reports stay as the record."""
+    for other in store.keys(layout.GATE_FOLDER):
+        if other != run_key:
+            for split in SPLITS:
+                store.remove(layout.gate_run(other, f"{split}.jsonl"))
+
+
 def combine(settings: Settings, evaluation: Evaluation) -> Dataset:
     """Publish the run's valid lines as a dataset named by its content, with a manifest for lineage."""
     if not evaluation.within_budget:
@@ -146,12 +172,7 @@ def combine(settings: Settings, evaluation: Evaluation) -> Dataset:
     data = {split: store.read_bytes(layout.gate_run(evaluation.run_key, f"{split}.jsonl")) for split in SPLITS}
     hashes = {split: sha256(data[split]) for split in SPLITS}
     key = sha256(f"{hashes['train']}:{hashes['validation']}".encode())[:16]
-    index = store.read_json(layout.FORMATTED_INDEX)
-    examples = []
-    for label in index["groups"]:
-        split, group = label.split("/", 1)
-        manifest = store.read_json(layout.formatted(split, group, ".manifest.json"))
-        examples.extend({"split": split, **item} for item in manifest["files"])
+    report = store.read_json(layout.gate_run(evaluation.run_key, "report.json"))
     for split in SPLITS:
         store.write_bytes(layout.dataset(key, f"{split}.jsonl"), data[split])
     manifest = {
@@ -162,12 +183,11 @@ def combine(settings: Settings, evaluation: Evaluation) -> Dataset:
         "validation_examples": evaluation.validation_examples,
         "billing_tokens": evaluation.billing_tokens,
         "estimated_usd": evaluation.estimated_usd,
-        "examples": examples,
-        "runs": {"format_examples": index["run_id"], "evaluate_examples": evaluation.run_id},
+        "examples": report["example_files"],
+        "runs": {"format_examples": report["formatted"]["run_id"], "evaluate_examples": evaluation.run_id},
     }
     store.write_json(layout.dataset(key, "manifest.json"), manifest)
     store.write_json(layout.LATEST_DATASET, {"dataset": key})
-    store.remove(layout.gate_run(evaluation.run_key, ""))
     return Dataset(
         dataset=key,
         train_sha256=hashes["train"],

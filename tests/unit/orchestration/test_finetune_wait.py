@@ -25,7 +25,6 @@ from genai_pipeline.orchestration.finetune_wait import (
     FineTuneJobTrigger,
     WaitForFineTuneJob,
 )
-from genai_pipeline.orchestration.plugin import GenAIPipelinePlugin
 
 JOB = "ftjob-abc123"
 MODEL = "ft:SmolLM2-135M-Instruct:genai-pipeline:abc123"
@@ -317,6 +316,3 @@ def test_the_serialized_dag_keeps_the_link_as_an_xcom_key() -> None:
     assert task["__var"]["_operator_extra_links"] == {"Fine-tuning job": "_link_FineTuneJobLink"}
     (link,) = DagSerialization.from_dict(encoded).get_task("wait").operator_extra_links
     assert (link.name, link.xcom_key) == ("Fine-tuning job", "_link_FineTuneJobLink")
-    assert GenAIPipelinePlugin.name and [type(link) for link in GenAIPipelinePlugin.operator_extra_links] == [
-        FineTuneJobLink
-    ]

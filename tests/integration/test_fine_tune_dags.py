@@ -1,0 +1,320 @@
+"""The fine-tuning path under a real scheduler, triggerer and the local model server, chained by Asset events.
+
+One stack for the module; the tests run in order and build on each other, as a user's history would:
+a weak first model becomes the champion, a stronger one wins, the weak one re-scored loses, an unchanged
+re-run submits nothing, and the gate, a bad line, empty examples and a cancelled job each stop as they should.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+from PIL import Image
+
+from conftest import Receiver, environ, free_port, webhook_receiver
+from genai_pipeline.config import Settings
+from genai_pipeline.local.airflow_env import AirflowAPI, start_airflow, stop_airflow
+from genai_pipeline.local.model_server import start_model_server
+from genai_pipeline.local.services import Services
+from genai_pipeline.steps import finetune_store as layout
+from genai_pipeline.steps.champion import history
+from genai_pipeline.store import Store
+
+pytestmark = pytest.mark.integration
+EXAMPLES = Path(__file__).resolve().parents[2] / "src" / "genai_pipeline" / "examples"
+TOKEN = "webhook-secret-token"
+DONE = {"success", "failed"}
+# The first model is weak on purpose (one epoch at a tiny learning rate), so a stronger one can beat it.
+WEAK = {"n_epochs": 1, "learning_rate_multiplier": 0.05}
+STRONG = {"n_epochs": 3, "learning_rate_multiplier": 2}
+
+
+@dataclass
+class Stack:
+    api: AirflowAPI
+    client: openai.OpenAI
+    store: Store
+    examples: Path
+    webhook: Receiver
+    models: dict[str, str] = field(default_factory=dict)
+
+    def wait(self, dag_id: str, run_id: str, timeout: float = 900) -> tuple[dict[str, Any], set[tuple[str, str]]]:
+        """Follow a run to its end; also every (task, state) seen on the way (a deferral lasts seconds)."""
+        seen: set[tuple[str, str]] = set()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            seen |= {(t["task_id"], t["state"] or "") for t in self.api.task_instances(dag_id, run_id)}
+            run = self.api.run(dag_id, run_id)
+            if run["state"] in DONE:
+                seen |= {(t["task_id"], t["state"] or "") for t in self.api.task_instances(dag_id, run_id)}
+                return run, seen
+            time.sleep(1)
+        raise TimeoutError(f"{dag_id} {run_id} did not finish in {timeout:.0f}s")
+
+    def caused(self, dag_id: str, source_dag: str, source_run: str, timeout: float = 120) -> str:
+        """The run of ``dag_id`` that ``source_run``'s Asset events started."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            run_id = self.api.run_caused_by(dag_id, source_dag, source_run)
+            if run_id:
+                return run_id
+            time.sleep(1)
+        raise TimeoutError(f"no {dag_id} run was caused by {source_dag} {source_run}")
+
+    def tis(self, dag_id: str, run_id: str) -> dict[str, dict[str, Any]]:
+        return {t["task_id"]: t for t in self.api.task_instances(dag_id, run_id)}
+
+    def log(self, dag_id: str, run_id: str, task_id: str) -> str:
+        ti = self.tis(dag_id, run_id)[task_id]
+        return self.api.task_log(dag_id, run_id, task_id, ti["try_number"])
+
+    def jobs(self) -> list[Any]:
+        return self.client.fine_tuning.jobs.list(limit=100).data
+
+    def after_gate(self, gate_run: str) -> tuple[str, str]:
+        """The fine-tune run a gate run started, and the champion/challenger run that one started."""
+        tune_run = self.caused("fine_tune", "evaluate_examples", gate_run)
+        run, _ = self.wait("fine_tune", tune_run)
+        assert run["state"] == "success", self.log("fine_tune", tune_run, "submit_fine_tune")
+        champion_run = self.caused("champion_challenger", "fine_tune", tune_run)
+        assert self.wait("champion_challenger", champion_run)[0]["state"] == "success"
+        return tune_run, champion_run
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    root = tmp_path_factory.mktemp("fine-tune")
+    examples = root / "examples"
+    shutil.copytree(EXAMPLES, examples)
+    api_port, server_port = free_port(), free_port()
+    with webhook_receiver() as webhook:
+        env = {
+            "PIPELINE_HOME": str(root / "home"),
+            "PIPELINE_MODEL_SERVER__PORT": str(server_port),
+            # The first job creation is carried out and its response lost: the retry must find that job.
+            "PIPELINE_MODEL_SERVER__FAULT_LOST_JOB_RESPONSES": "1",
+            "PIPELINE_FINE_TUNE__TRAIN_EXAMPLES": str(examples / "train"),
+            "PIPELINE_FINE_TUNE__VALIDATION_EXAMPLES": str(examples / "validation"),
+            "PIPELINE_FINE_TUNE__HELDOUT": str(examples / "heldout.jsonl"),
+            "PIPELINE_FINE_TUNE__N_EPOCHS": str(WEAK["n_epochs"]),
+            "PIPELINE_FINE_TUNE__LEARNING_RATE_MULTIPLIER": str(WEAK["learning_rate_multiplier"]),
+            "PIPELINE_FINE_TUNE__POLL_SECONDS": "1",
+            "PIPELINE_FINE_TUNE__MAX_POLL_SECONDS": "3",
+            "PIPELINE_RUNTIME__RETRY_DELAY_SECONDS": "1",
+            "PIPELINE_INGEST__SCHEDULE_CRON": "",
+            "PIPELINE_NOTIFY__WEBHOOK_URL": webhook.url,
+            "PIPELINE_NOTIFY__WEBHOOK_TOKEN": TOKEN,
+        }
+        with environ(env):
+            settings = Settings()
+            services = Services(settings.home)
+            try:
+                start_model_server(settings, services, env)
+                start_airflow(settings, services, api_port)
+                api = AirflowAPI(api_port)
+                deadline = time.monotonic() + 180
+                while not all(api.dag_loaded(d) for d in ("format_examples", "champion_challenger")):
+                    assert time.monotonic() < deadline, "DAGs not parsed"
+                    time.sleep(2)
+                client = openai.OpenAI(base_url=settings.model_server.base_url, api_key="unused", max_retries=2)
+                yield Stack(api, client, Store(settings.store), examples, webhook)
+            finally:
+                stop_airflow(services)
+                services.stop("model-server")
+
+
+def test_examples_flow_by_asset_events_to_a_first_champion(stack: Stack) -> None:
+    format_run = stack.api.trigger("format_examples")
+    run, _ = stack.wait("format_examples", format_run)
+    assert run["state"] == "success"
+    groups = [t for t in stack.api.task_instances("format_examples", format_run) if t["task_id"] == "format_examples"]
+    assert sorted(t["rendered_map_index"] for t in groups) == [
+        "train/long",
+        "train/short",
+        "validation/long",
+        "validation/short",
+    ]
+    gate_run = stack.caused("evaluate_examples", "format_examples", format_run)
+    assert stack.wait("evaluate_examples", gate_run)[0]["state"] == "success"
+    assert stack.tis("evaluate_examples", gate_run)["over_budget"]["state"] == "skipped"
+
+    tune_run = stack.caused("fine_tune", "evaluate_examples", gate_run)
+    run, seen = stack.wait("fine_tune", tune_run)
+    tis = stack.tis("fine_tune", tune_run)
+    assert run["state"] == "success", stack.log("fine_tune", tune_run, "submit_fine_tune")
+    # The lost response failed the first try after the job was made; the retry found it: one job, not two.
+    assert tis["submit_fine_tune"]["try_number"] == 2
+    jobs = stack.jobs()
+    assert len(jobs) == 1 and jobs[0].status == "succeeded"
+    assert "already made for key" in stack.log("fine_tune", tune_run, "submit_fine_tune")
+    # The wait gave its worker slot back: the task really was deferred while the job trained.
+    assert ("wait_for_job", "deferred") in seen
+
+    job = jobs[0]
+    stack.models["weak"] = job.fine_tuned_model
+    metrics = stack.store.read_json(layout.model_file(job.id, "metrics.json"))
+    assert metrics["model"] == job.fine_tuned_model and metrics["steps"] > 0
+    assert metrics["final_train_loss"] < metrics["first_train_loss"] and metrics["valid_points"] >= 1
+    png = stack.store.path(layout.model_file(job.id, "loss.png"))
+    assert Image.open(png).size[0] >= 600
+    lineage = stack.store.read_json(layout.lineage(job.fine_tuned_model))
+    assert lineage["job_id"] == job.id and lineage["hyperparameters"]["n_epochs"] == WEAK["n_epochs"]
+    assert lineage["runs"] == {"format_examples": format_run, "evaluate_examples": gate_run, "fine_tune": tune_run}
+    trained_on = {e["file"] for e in lineage["examples"]}
+    assert "train/short" in {f.rsplit("/", 1)[0] for f in trained_on} and all(
+        len(e["sha256"]) == 64 for e in lineage["examples"]
+    )
+    link = stack.api._request(
+        "GET", f"/api/v2/dags/fine_tune/dagRuns/{urllib.parse.quote(tune_run)}/taskInstances/wait_for_job/links"
+    )
+    assert any(job.id in (url or "") for url in link.values())
+
+    champion_run = stack.caused("champion_challenger", "fine_tune", tune_run)
+    assert stack.wait("champion_challenger", champion_run)[0]["state"] == "success"
+    record = stack.store.read_json(layout.CHAMPION)
+    assert record["model"] == job.fine_tuned_model and record["decision"] == "no_champion"
+    assert record["scores"]["champion"] is None and 0 <= record["scores"]["challenger"]["fact_coverage"] <= 1
+    assert record["dataset"]["train_sha256"] == lineage["dataset"]["train_sha256"]
+
+
+def test_a_better_challenger_is_promoted_with_both_scores_recorded(stack: Stack) -> None:
+    tune_run = stack.api.trigger("fine_tune", STRONG)
+    assert stack.wait("fine_tune", tune_run)[0]["state"] == "success"
+    strong = stack.store.read_json(layout.LATEST_CHALLENGER)["model"]
+    stack.models["strong"] = strong
+    champion_run = stack.caused("champion_challenger", "fine_tune", tune_run)
+    assert stack.wait("champion_challenger", champion_run)[0]["state"] == "success"
+    assert stack.tis("champion_challenger", champion_run)["keep_champion"]["state"] == "skipped"
+    record = stack.store.read_json(layout.CHAMPION)
+    assert record["model"] == strong and record["decision"] == "challenger_wins"
+    assert record["previous_champion"] == stack.models["weak"]
+    scores = record["scores"]
+    assert scores["challenger"]["items"] == scores["champion"]["items"]  # one held-out set for both
+    assert scores["challenger"]["fact_coverage"] > 0
+    assert [h["model"] for h in history(stack.store)] == [stack.models["weak"], strong]
+
+
+def test_a_worse_challenger_leaves_the_champion(stack: Stack) -> None:
+    run_id = stack.api.trigger("champion_challenger", {"challenger": stack.models["weak"]})
+    assert stack.wait("champion_challenger", run_id)[0]["state"] == "success"
+    tis = stack.tis("champion_challenger", run_id)
+    assert tis["promote_challenger"]["state"] == "skipped" and tis["keep_champion"]["state"] == "success"
+    assert stack.store.read_json(layout.CHAMPION)["model"] == stack.models["strong"]
+    decision = stack.store.read_json(layout.decision(layout.safe_name(run_id)))
+    assert decision["decision"] == "challenger_loses" and len(history(stack.store)) == 2
+
+
+def test_a_rerun_over_unchanged_examples_submits_no_new_job(stack: Stack) -> None:
+    before = {j.id for j in stack.jobs()}
+    gate_run = stack.api.trigger("evaluate_examples")
+    assert stack.wait("evaluate_examples", gate_run)[0]["state"] == "success"
+    tune_run, _ = stack.after_gate(gate_run)
+    assert {j.id for j in stack.jobs()} == before
+    assert "not submitting again" in stack.log("fine_tune", tune_run, "submit_fine_tune")
+
+
+def test_over_budget_stops_before_any_upload_and_notifies(stack: Stack) -> None:
+    files_before = len(stack.client.files.list().data)
+    received = len(stack.webhook.requests)
+    gate_run = stack.api.trigger("evaluate_examples", {"budget_usd": 0.0000001})
+    assert stack.wait("evaluate_examples", gate_run)[0]["state"] == "success"
+    tis = stack.tis("evaluate_examples", gate_run)
+    assert tis["combine_examples"]["state"] == "skipped" and tis["over_budget"]["state"] == "success"
+    assert "stopped before any upload" in stack.log("evaluate_examples", gate_run, "over_budget")
+    event = next(r for r in stack.webhook.requests[received:] if r.body["kind"] == "budget_exceeded")
+    assert event.headers["authorization"] == f"Bearer {TOKEN}" and event.body["run_id"] == gate_run
+    assert event.body["estimated_usd"] > event.body["budget_usd"]
+    time.sleep(5)
+    assert stack.api.run_caused_by("fine_tune", "evaluate_examples", gate_run) is None
+    assert len(stack.client.files.list().data) == files_before
+
+
+def test_a_malformed_line_is_reported_with_its_file_and_line(stack: Stack) -> None:
+    short = stack.examples / "train" / "short"
+    (short / "extra.jsonl").write_text(
+        '{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}\n'
+        '{"messages": [{"role": "user", "content": "no answer"}]}\n'
+    )
+    (short / "empty.txt").write_text("")
+    try:
+        format_run = stack.api.trigger("format_examples")
+        assert stack.wait("format_examples", format_run)[0]["state"] == "success"
+        manifest = stack.store.read_json(layout.formatted("train", "short", ".manifest.json"))
+        assert manifest["rejected"] == [{"file": "train/short/empty.txt", "reason": manifest["rejected"][0]["reason"]}]
+        gate_run = stack.caused("evaluate_examples", "format_examples", format_run)
+        assert stack.wait("evaluate_examples", gate_run)[0]["state"] == "success"
+        log = stack.log("evaluate_examples", gate_run, "evaluate_examples")
+        assert "train/short/extra.jsonl line 2" in log and "no assistant message" in log
+        report = stack.store.read_json(layout.gate_run(layout.safe_name(gate_run), "report.json"))
+        assert [(i["file"], i["line"]) for i in report["invalid"]] == [("train/short/extra.jsonl", 2)]
+        # The good line of the file is in; the rest of the batch went on to a new dataset and job.
+        stack.after_gate(gate_run)
+    finally:
+        (short / "extra.jsonl").unlink()
+        (short / "empty.txt").unlink()
+
+
+def test_no_valid_examples_fails_the_gate_and_notifies(stack: Stack, tmp_path: Path) -> None:
+    train = stack.examples / "train"
+    moved = tmp_path / "train"
+    shutil.move(train, moved)
+    for group in ("short", "long"):
+        (train / group).mkdir(parents=True)
+    received = len(stack.webhook.requests)
+    try:
+        format_run = stack.api.trigger("format_examples")
+        assert stack.wait("format_examples", format_run)[0]["state"] == "success"
+        gate_run = stack.caused("evaluate_examples", "format_examples", format_run)
+        assert stack.wait("evaluate_examples", gate_run)[0]["state"] == "failed"
+        assert "no valid train example left" in stack.log("evaluate_examples", gate_run, "evaluate_examples")
+        failed = [r.body for r in stack.webhook.requests[received:] if r.body["kind"] == "task_failed"]
+        assert failed and failed[0]["task_id"] == "evaluate_examples" and "no valid train" in failed[0]["reason"]
+    finally:
+        shutil.rmtree(train)
+        shutil.move(moved, train)
+
+
+def wait_for_deferral(stack: Stack, run_id: str, timeout: float = 180) -> Any:
+    """The job of a fine-tune run once its wait task is deferred (the job is queued or training)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        tis = stack.tis("fine_tune", run_id)
+        if tis.get("wait_for_job", {}).get("state") == "deferred":
+            key = stack.api._request(
+                "GET", f"/api/v2/dags/fine_tune/dagRuns/{urllib.parse.quote(run_id)}/taskInstances/submit_fine_tune"
+            )
+            assert key["state"] == "success"
+            return max(stack.jobs(), key=lambda j: j.created_at)
+        time.sleep(1)
+    raise TimeoutError("the wait never deferred")
+
+
+def test_killing_the_wait_cancels_the_job_and_a_cancelled_job_fails_the_run(stack: Stack) -> None:
+    killed_run = stack.api.trigger("fine_tune", {"n_epochs": 40})
+    job = wait_for_deferral(stack, killed_run)
+    stack.api._request(
+        "PATCH",
+        f"/api/v2/dags/fine_tune/dagRuns/{urllib.parse.quote(killed_run)}/taskInstances/wait_for_job",
+        {"new_state": "failed"},
+    )
+    deadline = time.monotonic() + 60
+    while stack.client.fine_tuning.jobs.retrieve(job.id).status != "cancelled":
+        assert time.monotonic() < deadline, "killing the task did not cancel the job"
+        time.sleep(1)
+    assert stack.wait("fine_tune", killed_run)[0]["state"] == "failed"
+
+    cancelled_run = stack.api.trigger("fine_tune", {"n_epochs": 39})
+    job = wait_for_deferral(stack, cancelled_run)
+    stack.client.fine_tuning.jobs.cancel(job.id)
+    assert stack.wait("fine_tune", cancelled_run)[0]["state"] == "failed"
+    log = stack.log("fine_tune", cancelled_run, "wait_for_job")
+    assert job.id in log and "cancelled" in log
+    assert stack.tis("fine_tune", cancelled_run)["fine_tune_results"]["state"] == "upstream_failed"
