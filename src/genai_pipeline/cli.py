@@ -190,7 +190,7 @@ def cmd_lineage(args: argparse.Namespace) -> int:
         f"  dataset          {data['key']}: train {data['train_examples']} examples (sha256 {data['train_sha256']}), "
         f"validation {data['validation_examples']} (sha256 {data['validation_sha256']})",
         "  runs             " + ", ".join(f"{dag} {run}" for dag, run in manifest["runs"].items()),
-        f"  trained on       {len(manifest['examples'])} example files:",
+        f"  example files    {len(manifest['examples'])} (the documents that trained it and validated it):",
         *(f"    {e['split']:<10} {e['file']}  sha256 {e['sha256']}" for e in manifest["examples"]),
     ]
     print("\n".join(lines))

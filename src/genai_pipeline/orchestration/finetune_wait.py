@@ -127,7 +127,8 @@ class FineTuneJobTrigger(BaseTrigger):
         """Poll with backoff; transient API errors wait for the next poll, a 404 ends as ``missing``."""
         backoff = Backoff(self.poll_seconds, self.max_poll_seconds)
         status: str | None = None
-        async with make_async_openai_client(get_settings()) as client:
+        # Building a client loads certificates (blocking for a few hundred ms): off the triggerer's event loop.
+        async with await asyncio.to_thread(make_async_openai_client, get_settings()) as client:
             while True:
                 try:
                     job = await client.fine_tuning.jobs.retrieve(self.job_id)
@@ -160,7 +161,9 @@ class FineTuneJobTrigger(BaseTrigger):
 
     async def on_kill(self) -> None:
         """A user killed the task while it was deferred: cancel the job (best effort, bounded)."""
-        client = make_async_openai_client(get_settings()).with_options(max_retries=1, timeout=CANCEL_TIMEOUT_SECONDS)
+        client = (await asyncio.to_thread(make_async_openai_client, get_settings())).with_options(
+            max_retries=1, timeout=CANCEL_TIMEOUT_SECONDS
+        )
         async with client:
             try:
                 job = await client.fine_tuning.jobs.cancel(self.job_id)
