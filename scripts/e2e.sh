@@ -7,7 +7,9 @@
 #   3. deploy    the restricted namespace, hostPath-backed volumes, the project chart with helm
 #                (k8s/e2e/values.yaml + images.tag), then Weaviate and Airflow (k8s/e2e, kustomize with the tag)
 #   4. test      pytest tests/e2e: REST-triggered, Asset-chained ingestion whose every step is a pod;
-#                counts against embedded mode; a re-run with 0 embedding calls; a deleted embed pod retried
+#                counts against embedded mode; a re-run with 0 embedding calls; a deleted embed pod retried;
+#                the fine-tuning chain (format, gate, submission as a finetune pod, deferred wait, results,
+#                scoring as a generate pod) against the local model server on the host
 #   5. teardown  always, also on failure: every pod's and component's log is kept under
 #                $PIPELINE_HOME/e2e/logs (printed on failure), then the cluster goes down
 #
@@ -24,7 +26,11 @@ E2E_DIR="$PIPELINE_HOME/e2e"
 LOGS="$E2E_DIR/logs"
 NAMESPACE=genai-pipeline
 VOLUMES=/var/lib/genai-pipeline-node/volumes
-IMAGES=(xcom-sidecar chunk embed airflow weaviate)
+IMAGES=(xcom-sidecar chunk embed finetune generate airflow weaviate)
+# The local model server runs on the host for the fine-tuning path; pods and the triggerer reach it at the
+# bridge address (k8s/e2e/values.yaml: openai.base_url). A small step cap keeps the CPU job short.
+MODEL_SERVER_HOME="$E2E_DIR/model-server"
+MODEL_SERVER_STEPS="${E2E_MODEL_SERVER_STEPS:-16}"
 # The node: Kubernetes built here (cluster.sh), or kind where it and a registry exist (E2E_CLUSTER=kind).
 if [[ "${E2E_CLUSTER:-node}" == kind ]]; then
     CLUSTER="bash $REPO/scripts/cluster/kind.sh"
@@ -60,6 +66,10 @@ collect_logs() {
 finish() {
     local status=$?
     set +e
+    if [[ -f "$MODEL_SERVER_HOME/pid" ]]; then
+        kill -- -"$(cat "$MODEL_SERVER_HOME/pid")" 2>/dev/null
+        rm -f "$MODEL_SERVER_HOME/pid"
+    fi
     if [[ -n "${KUBECONFIG:-}" ]] && kctl version >/dev/null 2>&1; then
         collect_logs
     fi
@@ -103,6 +113,20 @@ deploy() {
     kctl rollout status -n "$NAMESPACE" deployment/airflow --timeout=300s
 }
 
+# The model server in its own process group (stopped by finish), listening on every address so pods reach it.
+start_model_server() {
+    rm -rf "$MODEL_SERVER_HOME" && mkdir -p "$MODEL_SERVER_HOME"
+    PIPELINE_HOME="$MODEL_SERVER_HOME" PIPELINE_MODEL_SERVER__HOST=0.0.0.0 PIPELINE_MODEL_SERVER__PORT=8088 \
+        PIPELINE_MODEL_SERVER__MAX_TRAIN_STEPS="$MODEL_SERVER_STEPS" HF_HUB_OFFLINE=1 \
+        setsid uv run --frozen pipeline serve-models >"$LOGS/model-server.log" 2>&1 &
+    echo $! >"$MODEL_SERVER_HOME/pid"
+    local tries=0
+    until curl -sf http://127.0.0.1:8088/health >/dev/null; do
+        ((tries++ < 120)) || { log "model server did not start: $LOGS/model-server.log"; return 1; }
+        sleep 1
+    done
+}
+
 # overlay DIR: a kustomization over k8s/e2e that sets the tag of every image to the one just built.
 overlay() {
     local dir=$1
@@ -131,6 +155,7 @@ phase "images" env TAG="$TAG" VERIFY="${VERIFY:-0}" bash images/build.sh "${IMAG
 refs=()
 for image in "${IMAGES[@]}"; do refs+=("genai-pipeline/$image:$TAG"); done
 phase "import" $CLUSTER import "${refs[@]}"
+phase "model-server" start_model_server
 phase "deploy" deploy
 if [[ "${DEPLOY_ONLY:-0}" == 1 ]]; then
     log "deployed; Airflow: kubectl -n $NAMESPACE port-forward svc/airflow 8080"

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from tests.e2e.cluster import (
     NAMESPACE,
+    SHARED,
     STEP_PODS,
     TAG,
     PodRecorder,
@@ -196,3 +197,62 @@ def test_a_deleted_embed_pod_is_retried_with_nothing_lost_or_duplicated(first_ru
     report = latest_report()
     assert report["ingested"] == DOCS and report["skipped_unchanged"] == 8  # the sample KB did not change
     assert report["rejected"] == []
+
+
+FINE_TUNING_CHAIN = ("format_examples", "evaluate_examples", "fine_tune", "champion_challenger")
+FINE_TUNING_PODS = {
+    "list_example_groups": "finetune",
+    "format_examples": "finetune",
+    "format_report": "finetune",
+    "evaluate_examples": "finetune",
+    "combine_examples": "finetune",
+    "submit_fine_tune": "finetune",
+    "fine_tune_results": "finetune",
+    "score_models": "generate",
+}
+
+
+def follow_chain(api, first_run: str, timeout: float = 1800) -> dict[str, dict]:
+    """Each DAG of the fine-tuning path, from the run the previous one's Asset events caused, once finished."""
+    runs, source = {}, None
+    for dag_id in FINE_TUNING_CHAIN:
+        if source is None:
+            run_id = first_run
+        else:
+            run_id = wait_for(lambda d=dag_id, s=source: api.run_caused_by(d, *s), 600, f"the {dag_id} run")
+        runs[dag_id] = wait_for(
+            lambda d=dag_id, r=run_id: (run := api.run(d, r))["state"] in ("success", "failed") and run,
+            timeout,
+            f"{dag_id} {run_id}",
+        )
+        assert runs[dag_id]["state"] == "success", (dag_id, run_id)
+        source = (dag_id, run_id)
+    return runs
+
+
+def test_the_fine_tuning_path_runs_its_steps_as_pods_against_the_model_server() -> None:
+    """The example Assets of `start` began the chain during the first ingestion; a manual run re-uses its job."""
+    api = airflow()
+    first_format = min(
+        (r for r in api.runs("format_examples") if r["run_type"] == "asset_triggered"), key=lambda r: r["run_after"]
+    )
+    runs = follow_chain(api, first_format["dag_run_id"])
+    tune_run = runs["fine_tune"]["dag_run_id"]
+    store = SHARED / "store" / "finetune"
+    champion = json.loads((store / "champion" / "current.json").read_text())
+    assert champion["model"].startswith("ft:") and champion["scores"]["challenger"]["items"] >= 1
+    submitted = next(t for t in api.task_instances("fine_tune", tune_run) if t["task_id"] == "submit_fine_tune")
+    assert submitted["state"] == "success"
+    lineage = json.loads((store / "lineage" / f"{champion['model'].replace(':', '_')}.json").read_text())
+    assert lineage["runs"]["fine_tune"] == tune_run and lineage["examples"]
+
+    # Again by hand, recording the pods: every step is a hardened pod from its image; the job is not resubmitted.
+    with PodRecorder() as recorder:
+        runs = follow_chain(api, api.trigger("format_examples"))
+        time.sleep(2)
+    pods = {p.step: p for p in recorder.pods.values()}
+    for step, image in FINE_TUNING_PODS.items():
+        assert pods[step].images()["base"] == f"genai-pipeline/{image}:{TAG}", step
+        assert pods[step].spec["securityContext"]["runAsNonRoot"] is True
+    log = api.task_log("fine_tune", runs["fine_tune"]["dag_run_id"], "submit_fine_tune", 1)
+    assert "not submitting again" in log
