@@ -6,7 +6,7 @@ export PIPELINE_HOME ?= $(CURDIR)/.pipeline
 export HF_HUB_OFFLINE := 1
 export PATH := $(HOME)/.local/bin:$(PATH)
 
-.PHONY: install demo test test-unit lint up down bench bench-real bench-memory images clean cluster-up cluster-down \
+.PHONY: install demo test test-unit lint up down bench bench-real bench-memory bench-finetune images clean cluster-up cluster-down \
 	e2e bench-cluster kind-up kind-down
 
 install:  ## Create .venv from the lock file (Python deps, Airflow, models in packages)
@@ -39,6 +39,9 @@ bench: install  ## Ingestion benchmark on a generated 1,000-document corpus
 bench-real: install  ## Ingestion on a >=25 MB real-world corpus gathered from this machine's docs (not committed)
 	$(UV) run python bench/real_corpus.py $(PIPELINE_HOME)/bench/real-corpus --sample-mb 27
 	BENCH_RAW_SAMPLE=5000 BENCH_TIMELINE=1 $(UV) run python bench/ingest.py --corpus $(PIPELINE_HOME)/bench/real-corpus
+
+bench-finetune: install  ## A CPU fine-tune on the shipped examples: job time, steps/s, held-out fact coverage base vs tuned
+	$(UV) run python bench/finetune.py
 
 bench-memory: install  ## Peak RSS of each ingestion step on 200 documents of 2 MB
 	$(UV) run python bench/memory.py --docs 200

@@ -46,11 +46,6 @@ def jsonl(rows: list[dict]) -> bytes:
     return "".join(json.dumps(row) + "\n" for row in rows).encode()
 
 
-def covered(answer: str, facts: list[str]) -> bool:
-    """Whether every fact occurs in the answer, case-insensitively."""
-    return all(fact.lower() in answer.lower() for fact in facts)
-
-
 def main() -> int:
     """Run the benchmark and print its figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -73,32 +68,22 @@ def main() -> int:
     from genai_pipeline.local.model_server import start_model_server
     from genai_pipeline.local.services import Services
     from genai_pipeline.models.chat import BASE_CHAT_MODEL
+    from genai_pipeline.steps.champion import answer, covers, load_heldout, score_answers
     from genai_pipeline.steps.documents import resolve_root
-    from genai_pipeline.steps.examples import chat_messages
 
     settings = Settings()
     tune = settings.fine_tune
     max_bytes = settings.ingest.max_document_bytes
     train = example_lines(tune.train_examples, tune.system_prompt, max_bytes)
     valid = example_lines(tune.validation_examples, tune.system_prompt, max_bytes)
-    heldout = [json.loads(line) for line in Path(resolve_root(tune.heldout)).read_text().splitlines() if line.strip()]
+    heldout = load_heldout(Path(resolve_root(tune.heldout)).read_bytes())
     services = Services(home)
     start_model_server(settings, services)
     try:
         client = openai.OpenAI(base_url=settings.model_server.base_url, api_key="unused", timeout=300)
 
         def answers(model: str) -> list[str]:
-            return [
-                client.chat.completions.create(
-                    model=model,
-                    messages=chat_messages(tune.system_prompt, item["group"], item["title"]),
-                    temperature=0,
-                    max_tokens=tune.score_max_tokens,
-                )
-                .choices[0]
-                .message.content
-                for item in heldout
-            ]
+            return answer(client, settings, model, heldout)  # greedy, as the pipeline's scoring asks
 
         base = answers(BASE_CHAT_MODEL)
         training = client.files.create(file=("train.jsonl", jsonl(train)), purpose="fine-tune")
@@ -133,8 +118,10 @@ def main() -> int:
 
     steps = len(metrics)
     valid_losses = [m["valid_loss"] for m in metrics if "valid_loss" in m]
-    base_hits = [covered(a, item["facts"]) for a, item in zip(base, heldout, strict=True)]
-    tuned_hits = [covered(a, item["facts"]) for a, item in zip(tuned, heldout, strict=True)]
+    base_hits = [covers(a, item.facts) for a, item in zip(base, heldout, strict=True)]
+    tuned_hits = [covers(a, item.facts) for a, item in zip(tuned, heldout, strict=True)]
+    base_scores = score_answers(BASE_CHAT_MODEL, heldout, base)
+    tuned_scores = score_answers(job.fine_tuned_model, heldout, tuned)
     planned = EPOCHS * -(-len(train) // BATCH_SIZE)
     learning_rate = settings.model_server.base_learning_rate * args.learning_rate_multiplier
     print(
@@ -152,12 +139,13 @@ def main() -> int:
     )
     print(
         f"fact coverage: base {sum(base_hits)}/{len(heldout)} ({sum(base_hits) / len(heldout):.0%}), "
-        f"tuned {sum(tuned_hits)}/{len(heldout)} ({sum(tuned_hits) / len(heldout):.0%})"
+        f"tuned {sum(tuned_hits)}/{len(heldout)} ({sum(tuned_hits) / len(heldout):.0%}); answer token F1: "
+        f"base {base_scores.answer_token_f1:.3f}, tuned {tuned_scores.answer_token_f1:.3f}"
     )
     for item, base_answer, tuned_answer, base_hit, tuned_hit in zip(
         heldout, base, tuned, base_hits, tuned_hits, strict=True
     ):
-        print(f"\n[{item['group']}] {item['title']}  facts={item['facts']}")
+        print(f"\n[{item.group}] {item.title}  facts={list(item.facts)}")
         print(f"  base  ({'hit' if base_hit else 'miss'}): {' '.join(base_answer.split())}")
         print(f"  tuned ({'hit' if tuned_hit else 'miss'}): {' '.join(tuned_answer.split())}")
     return 0

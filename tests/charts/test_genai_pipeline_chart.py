@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -121,3 +122,12 @@ def test_schema_rejects_values_it_does_not_know(helm: Path, bad: str) -> None:
     with pytest.raises(subprocess.CalledProcessError) as error:
         render(helm, bad)
     assert "values don't meet the specifications of the schema" in error.value.stderr
+
+
+def test_the_schema_knows_every_settings_section() -> None:
+    """The chart's pipeline values are the settings model: a section the model gains must be settable."""
+    from genai_pipeline.config import Settings
+
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    sections = {name for name, field in Settings.model_fields.items() if hasattr(field.annotation, "model_fields")}
+    assert set(schema["properties"]["pipeline"]["properties"]) == sections

@@ -54,7 +54,7 @@ def leftovers(home: Path) -> list[str]:
     return found
 
 
-def test_demo_runs_ingestion_from_the_start_dag_asset_events(tmp_path: Path) -> None:
+def test_demo_runs_ingestion_and_fine_tuning_from_the_start_dag_asset_events(tmp_path: Path) -> None:
     from genai_pipeline.config import Settings
     from genai_pipeline.local.weaviate_server import binary_path, ensure_binary
 
@@ -71,8 +71,13 @@ def test_demo_runs_ingestion_from_the_start_dag_asset_events(tmp_path: Path) -> 
     assert "Ingestion run asset_triggered__" in result.stdout
     assert "ingested         8" in result.stdout
     assert "Warning" not in result.stdout + result.stderr and "Traceback" not in result.stderr
-    summary = Store(str(home / "store")).read_json("reports/ingest/latest.json")
+    store = Store(str(home / "store"))
+    summary = store.read_json("reports/ingest/latest.json")
     assert summary["run_key"].startswith("asset_triggered__") and summary["chunks"] > 50
+    # The same start run's example Assets carried the fine-tuning path through to a first champion.
+    assert "Fine-tuning job ftjob-" in result.stdout and "decision         no_champion" in result.stdout
+    champion = store.read_json("finetune/champion/current.json")
+    assert champion["model"] in result.stdout and champion["scores"]["challenger"]["fact_coverage"] > 0
     assert not list((home / "run").glob("*.pid")) and not leftovers(home)  # everything it started is stopped
 
 
