@@ -163,13 +163,19 @@ class AirflowAPI:
         """The text of one try's task log."""
         path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}?map_index={map_index}"
         content = self._request("GET", path).get("content") or []
-        return "\n".join(
-            str(item.get("event", "")) if isinstance(item, dict) else str(item)
-            for item in (content if isinstance(content, list) else [content])
-        )
+        return "\n".join(_log_line(item) for item in (content if isinstance(content, list) else [content]))
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         """Task instances of one run (mapped instances included)."""
         return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=1000")[
             "task_instances"
         ]
+
+
+def _log_line(item: Any) -> str:
+    """One structured log record as text; a failure's exception (type and message) is appended to its line."""
+    if not isinstance(item, dict):
+        return str(item)
+    errors = item.get("error_detail") or []
+    causes = [f"{e.get('exc_type', '')}: {e.get('exc_value', '')}" for e in errors if isinstance(e, dict)]
+    return " | ".join([str(item.get("event", "")), *causes])
