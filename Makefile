@@ -16,8 +16,9 @@ install:  ## Create .venv from the lock file (Python deps, Airflow, models in pa
 demo: install  ## Run the whole pipeline on the embedded default (no cluster, no API key)
 	$(UV) run pipeline demo
 
-test: install  ## Unit, DAG and integration tests (starts real Weaviate, Airflow, the model server)
+test: install  ## Unit, DAG and integration tests (starts real Weaviate, Airflow, the model server, a browser)
 	$(UV) run ruff check src dags tests bench
+	bash scripts/ensure-browser.sh || echo "no headless browser: tests/integration/test_web_page.py will skip"
 	$(UV) run pytest
 
 test-unit: install

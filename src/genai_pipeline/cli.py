@@ -43,7 +43,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     settings = get_settings()
     services = _services(settings)
     from genai_pipeline.local.airflow_env import start_airflow
-    from genai_pipeline.local.model_server import start_model_server
+    from genai_pipeline.local.model_server import start_model_server, start_web_page
     from genai_pipeline.local.weaviate_server import binary_path, start_weaviate
     from genai_pipeline.models.embeddings import make_token_counter
 
@@ -57,9 +57,14 @@ def cmd_up(args: argparse.Namespace) -> int:
     start_weaviate(settings, services)
     _say(f"starting the local model server on {settings.model_server.base_url}")
     start_model_server(settings, services)
+    _say(f"starting the post-writing web page on http://127.0.0.1:{args.web_port}")
+    start_web_page(settings, services, args.web_port)
     _say(f"starting Airflow (scheduler, dag-processor, triggerer, API server on 127.0.0.1:{args.api_port})")
     start_airflow(settings, services, args.api_port)
-    _say(f"up: Airflow UI http://127.0.0.1:{args.api_port}  logs {services.log_dir}")
+    _say(
+        f"up: Airflow UI http://127.0.0.1:{args.api_port}  web page http://127.0.0.1:{args.web_port}  "
+        f"logs {services.log_dir}"
+    )
     return 0
 
 
@@ -71,11 +76,13 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def _stop_stack(settings: Settings) -> None:
-    """Stop Airflow (task processes included), the model server and Weaviate."""
+    """Stop Airflow (task processes included), the web page, the model server and Weaviate."""
     from genai_pipeline.local.airflow_env import stop_airflow
+    from genai_pipeline.local.model_server import WEB_PAGE
 
     services = _services(settings)
     stop_airflow(services)
+    services.stop(WEB_PAGE)
     services.stop("model-server")
     services.stop("weaviate")
 
@@ -116,7 +123,40 @@ def _follow_fine_tuning(api, settings: Settings, start_run: str, timeout: float)
             return 0
         source_dag, source_run = dag_id, run_id
     print_fine_tuning_summary(_fine_tuning_summary(settings, source_run))
+    return _follow_generation(api, settings, source_run, timeout)
+
+
+GENERATE_DAG = "generate_content"
+
+
+def _follow_generation(api, settings: Settings, champion_run: str, timeout: float) -> int:
+    """The posts: from the run a promotion triggered, else (the champion stayed) from a run started here."""
+    promoted = _task_state(api, "champion_challenger", champion_run, "promote_challenger") == "success"
+    if promoted and settings.generation.regenerate_on_champion:
+        run_id = _wait(
+            lambda: api.run_caused_by(GENERATE_DAG, "champion_challenger", champion_run), timeout, "the generation run"
+        )
+    else:
+        run_id = api.trigger(GENERATE_DAG)
+    run = _follow(api, GENERATE_DAG, run_id, timeout)
+    if run["state"] != "success":
+        _say(f"{GENERATE_DAG} ended {run['state']}: see the Airflow UI or {settings.home / 'logs'}")
+        return 1
+    print_posts(settings)
     return 0
+
+
+def print_posts(settings: Settings) -> None:
+    """Every post of the configured topics, as written to the output folder (front matter and sources)."""
+    from genai_pipeline.steps.contracts import TopicsRequest
+    from genai_pipeline.steps.generation import output_store, slug, topics_of
+
+    store = output_store(settings)
+    request = TopicsRequest(run_id="demo", topics=[], k=1, threshold=1)
+    for topic in topics_of(settings, request):
+        name = f"{slug(topic)}.md"
+        print(f"\n==> {store.path(name)}\n")
+        print(store.read_bytes(name).decode())
 
 
 def _task_state(api, dag_id: str, run_id: str, task_id: str) -> str | None:
@@ -162,6 +202,63 @@ def print_fine_tuning_summary(summary: dict[str, Any]) -> None:
         f"  champion before  {scores(decision['champion_scores'])}",
         f"  decision         {decision['decision']}: {decision['reason']}",
         f"  champion now     {summary['champion']['model']}  ({summary['champion_path']})",
+    ]
+    print("\n".join(lines))
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    """Write one post about a topic from the knowledge base and the champion model, and print it with its sources.
+
+    Needs the knowledge base (``pipeline demo`` or ``pipeline ingest`` first); Weaviate and, with no hosted API,
+    the local model server are started for the call when they are not running, and stopped again.
+    """
+    from genai_pipeline.local.model_server import start_model_server
+    from genai_pipeline.local.weaviate_server import start_weaviate
+    from genai_pipeline.steps.generation import GenerationError, write_post
+
+    settings = get_settings()
+    gen = settings.generation
+    services = _services(settings)
+    started = []
+    try:
+        if services.pid("weaviate") is None:
+            start_weaviate(settings, services)
+            started.append("weaviate")
+        if settings.openai.base_url is None and services.pid("model-server") is None:
+            start_model_server(settings, services)
+            started.append("model-server")
+        result = write_post(
+            settings,
+            args.topic,
+            k=args.k or gen.k,
+            threshold=args.threshold or gen.distance_threshold,
+            alpha=gen.hybrid_alpha,
+            model=args.model,
+        )
+    except GenerationError as error:
+        print(f"pipeline generate: {error}", file=sys.stderr)
+        return 1
+    finally:
+        for name in reversed(started):
+            services.stop(name)
+    print_post(result)
+    return 0
+
+
+def print_post(result: dict[str, Any]) -> None:
+    """A generated post, then the model, its sources and the usage."""
+    usage = result["usage"]
+    lines = [
+        result["post"],
+        "",
+        f"-- {result['model']} ({result['model_role']}), template {result['template']}, "
+        f"{usage['prompt_tokens']} prompt + {usage['completion_tokens']} completion tokens, {result['seconds']} s",
+        "Sources:",
+        *(
+            f"  [{s['n']}] {s['title']} / {s['section'] or '(top)'}  {s['uri']} chunk {s['chunk_index']} "
+            f"(distance {s['distance']})"
+            for s in result["sources"]
+        ),
     ]
     print("\n".join(lines))
 
@@ -428,6 +525,7 @@ def cmd_kubernetes_connection(args: argparse.Namespace) -> int:
 
 def _stack_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--api-port", type=int, default=8080)
+    command.add_argument("--web-port", type=int, default=8090, help="the post-writing web page")
     command.add_argument("--timeout", type=float, default=1800, help="give up after this many seconds without progress")
     command.add_argument("--keep-running", action="store_true", help="leave the services up afterwards")
 
@@ -457,6 +555,12 @@ def build_parser() -> argparse.ArgumentParser:
     _stack_options(ingest)
     ingest.set_defaults(handler=cmd_ingest)
     sub.add_parser("down", help="stop the local services").set_defaults(handler=cmd_down)
+    generate = sub.add_parser("generate", help="write a post about a topic, grounded in the knowledge base")
+    generate.add_argument("topic")
+    generate.add_argument("--k", type=int, help="sources to retrieve (default PIPELINE_GENERATION__K)")
+    generate.add_argument("--threshold", type=float, help="largest cosine distance of a source")
+    generate.add_argument("--model", help="a model id instead of the champion")
+    generate.set_defaults(handler=cmd_generate)
     lineage = sub.add_parser("lineage", help="what trained a fine-tuned model: example files, data, job, runs")
     lineage.add_argument("model", metavar="MODEL_ID", help="a fine-tuned model id or its job id")
     lineage.add_argument("--json", action="store_true", help="print the whole manifest as JSON")

@@ -235,6 +235,31 @@ class FineTuneSettings(BaseModel):
     score_max_tokens: int = Field(96, ge=8, le=2048)
 
 
+class GenerationSettings(BaseModel):
+    """Retrieval and the post: how many sources, how near, which model when no champion exists yet."""
+
+    k: int = Field(5, ge=1, le=50)
+    # Cosine distance (0 = same direction); chunks farther from the topic are not used.
+    distance_threshold: float = Field(0.8, gt=0, le=2)
+    # None: pure vector search; 0..1: hybrid with BM25 (1 = vector only, 0 = keywords only).
+    hybrid_alpha: float | None = Field(None, ge=0, le=1)
+    fallback_model: str = "SmolLM2-135M-Instruct"
+    group: str = "short"
+    max_tokens: int = Field(256, ge=16, le=4096)
+    temperature: float = Field(0.0, ge=0, le=2)
+    max_topic_chars: int = Field(500, ge=10)
+    # Topics of a scheduled or champion-triggered run (the DAG's Param default).
+    topics: list[str] = Field(
+        default_factory=lambda: ["How the pipeline keeps the knowledge base current", "Running the pipeline offline"]
+    )
+    # A text file of topics, one per line (a path or an fsspec URL): its Asset triggers generation.
+    topics_file: str | None = None
+    # Where posts are written (one Markdown file per topic); default: <store>/posts.
+    output_uri: str | None = None
+    # Regenerate the posts when a new champion is promoted.
+    regenerate_on_champion: bool = True
+
+
 class NotifySettings(BaseModel):
     """Where failures and budget stops are reported: a webhook (Slack-compatible JSON with a ``text`` field)."""
 
@@ -302,6 +327,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     fine_tune: FineTuneSettings = Field(default_factory=FineTuneSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    generation: GenerationSettings = Field(default_factory=GenerationSettings)
     openai: OpenAISettings = Field(default_factory=OpenAISettings)
     model_server: ModelServerSettings = Field(default_factory=ModelServerSettings)
 

@@ -29,6 +29,7 @@ def test_all_dags_import(dagbag) -> None:
         "evaluate_examples",
         "fine_tune",
         "champion_challenger",
+        "generate_content",
     }
 
 
@@ -101,7 +102,7 @@ def test_same_dag_files_produce_pods_in_cluster_mode() -> None:
         "dag = bag.dags.get('ingest_knowledge_base')\n"
         "image = lambda t: t.partial_kwargs.get('image') if t.is_mapped else getattr(t, 'image', None)\n"
         "tasks = {t.task_id: [t.task_type, image(t)] for t in dag.tasks}\n"
-        "for d in ('fine_tune', 'champion_challenger'):\n"
+        "for d in ('fine_tune', 'champion_challenger', 'generate_content'):\n"
         "    tasks.update({f'{d}.{t.task_id}': [t.task_type, image(t)] for t in bag.dags[d].tasks})\n"
         "import json; print(json.dumps(tasks))\n"
     )
@@ -120,6 +121,7 @@ def test_same_dag_files_produce_pods_in_cluster_mode() -> None:
     assert {kind for kind, _ in steps.values()} == {"_KubernetesDecoratedOperator"}
     assert tasks["fine_tune.submit_fine_tune"][1] == "genai-pipeline/finetune:3f2a9c0d1b7e"
     assert tasks["champion_challenger.score_models"][1] == "genai-pipeline/generate:3f2a9c0d1b7e"
+    assert tasks["generate_content.generate_post"][1] == "genai-pipeline/generate:3f2a9c0d1b7e"
     # The wait is no pod: the triggerer polls the job.
     assert tasks["fine_tune.wait_for_job"][0] == "WaitForFineTuneJob"
 
@@ -182,3 +184,21 @@ def test_groups_are_mapped_and_the_wait_is_deferrable(dagbag) -> None:
     assert any(isinstance(link, FineTuneJobLink) for link in wait.operator_extra_links)
     assert tune.get_task("fine_tune_results").upstream_task_ids == {"wait_for_job", "submit_fine_tune"}
     assert set(tune.params) >= {"base_model", "suffix", "n_epochs", "batch_size", "learning_rate_multiplier"}
+
+
+def test_generation_maps_over_topics_and_follows_a_new_champion(dagbag) -> None:
+    dag = dagbag.dags["generate_content"]
+    assert dag.get_task("generate_post").is_mapped
+    assert [a.name for a in dag.get_task("generate_post").outlets] == ["generated_posts"]
+    assert asset_names(dag.timetable.asset_condition) == {"champion_model"}
+    assert dag.params["topics"] == [] and set(dag.params) == {"topics", "k", "threshold"}
+
+
+def test_a_topics_file_is_an_asset_of_generation(monkeypatch: pytest.MonkeyPatch) -> None:
+    from genai_pipeline.config import Settings
+    from genai_pipeline.orchestration.assets import generation_schedule
+
+    monkeypatch.setenv("PIPELINE_GENERATION__TOPICS_FILE", "/data/topics.txt")
+    assert asset_names(generation_schedule(Settings())) == {"generation_topics", "champion_model"}
+    monkeypatch.setenv("PIPELINE_GENERATION__REGENERATE_ON_CHAMPION", "false")
+    assert asset_names(generation_schedule(Settings())) == {"generation_topics"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from genai_pipeline.clients.weaviate import create_collection, weaviate_client
+from genai_pipeline.clients.weaviate import create_collection, embedding_description, weaviate_client
 from genai_pipeline.steps import load
 
 pytestmark = pytest.mark.integration
@@ -37,7 +37,7 @@ def vectors(count: int) -> np.ndarray:
 def collection(settings_for, tmp_path):
     settings, _ = settings_for({"kb": tmp_path})
     with weaviate_client(settings.weaviate) as client:
-        create_collection(client, settings.weaviate.collection)
+        create_collection(client, settings.weaviate.collection, embedding_description("local:all-MiniLM-L6-v2"))
         yield client.collections.get(settings.weaviate.collection)
 
 

@@ -38,11 +38,28 @@ def collection_exists(client: weaviate.WeaviateClient, name: str) -> bool:
     return client.collections.exists(name)
 
 
-def create_collection(client: weaviate.WeaviateClient, name: str) -> None:
-    """Create the chunk collection: vectors come from the pipeline, identity fields filter exactly."""
+def embedding_description(model_id: str) -> str:
+    """What a collection's description records about its vectors."""
+    return f"genai-pipeline chunks; embedding={model_id}"
+
+
+def recorded_embedding(description: str | None) -> str | None:
+    """The embedding model a collection's description records, if any."""
+    marker = "embedding="
+    if not description or marker not in description:
+        return None
+    return description.split(marker, 1)[1].split(";", 1)[0].strip()
+
+
+def create_collection(client: weaviate.WeaviateClient, name: str, description: str) -> None:
+    """Create the chunk collection: vectors come from the pipeline, identity fields filter exactly.
+
+    The description records the embedding model, so a query never compares vectors of two models.
+    """
     exact = Tokenization.FIELD
     client.collections.create(
         name,
+        description=description,
         vector_config=Configure.Vectors.self_provided(),
         properties=[
             Property(name="source_uri", data_type=DataType.TEXT, tokenization=exact, index_filterable=True),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from typing import Any
 
 from airflow.sdk import Asset, AssetAny, AssetOrTimeSchedule, CronTriggerTimetable
 
@@ -59,3 +60,30 @@ COMBINED_VALIDATION = _fine_tune_asset("combined_validation", "ft-dataset://vali
 # A new fine-tuned model with its metrics; the promoted one.
 CHALLENGER = _fine_tune_asset("challenger_model", "ft-model://challenger")
 CHAMPION = _fine_tune_asset("champion_model", "ft-model://champion")
+
+
+def topics_file_asset(settings: Settings | None = None) -> Asset | None:
+    """The topics file, when one is configured: updating it regenerates its posts."""
+    settings = settings or get_settings()
+    path = settings.generation.topics_file
+    return (
+        Asset(name="generation_topics", uri=f"topics-file://{path.lstrip('/')}", group="generation") if path else None
+    )
+
+
+# The folder of generated posts (one Markdown file per topic).
+POSTS = Asset(name="generated_posts", uri="posts://generated", group="generation")
+
+
+def generation_schedule(settings: Settings | None = None) -> Any:
+    """Topics file OR (behind a setting) a new champion; none of them: by hand only."""
+    settings = settings or get_settings()
+    assets = [a for a in (topics_file_asset(settings),) if a is not None]
+    if settings.generation.regenerate_on_champion:
+        assets.append(CHAMPION)
+    if not assets:
+        return None
+    condition = assets[0]
+    for asset in assets[1:]:
+        condition = condition | asset
+    return condition

@@ -305,3 +305,44 @@ class Decision(Descriptor):
     decision: str
     champion: str
     record_key: str
+
+
+# -- generation ----------------------------------------------------------------------------------------------
+
+
+class TopicsRequest(Descriptor):
+    """The generation run's topics (a Param, checked by its schema) and retrieval options, as rendered text."""
+
+    run_id: str = Field(min_length=1)
+    topics: list[str]
+    k: int = Field(ge=1, le=50)
+    threshold: float = Field(gt=0, le=2)
+
+    @field_validator("topics", mode="before")
+    @classmethod
+    def _topics_from_template(cls, value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str) else value
+
+
+class TopicTask(Descriptor):
+    """One topic to write a post about."""
+
+    run_key: str
+    topic: str = Field(min_length=1)
+    label: str
+    k: int = Field(ge=1, le=50)
+    threshold: float = Field(gt=0, le=2)
+
+
+class GeneratedPost(Descriptor):
+    """A post written to the output folder, with the model, template, sources and usage in its front matter."""
+
+    label: str
+    topic: str
+    path: str
+    model: str
+    model_role: str
+    template: str
+    sources: list[dict[str, Any]]
+    usage: dict[str, int]
+    seconds: float = Field(ge=0)

@@ -58,14 +58,24 @@ def _batch_key(run_key: str, folder: str, index: int, suffix: str) -> str:
 
 def create_schema(settings: Settings, _: Empty) -> SchemaResult:
     """Create the collection from the schema in code if it is missing; report which happened."""
-    from genai_pipeline.clients.weaviate import collection_exists, create_collection, weaviate_client
+    from genai_pipeline.clients.weaviate import (
+        collection_exists,
+        create_collection,
+        embedding_description,
+        recorded_embedding,
+        weaviate_client,
+    )
 
-    name = settings.weaviate.collection
+    name, model = settings.weaviate.collection, embedding_model_id(settings)
     with weaviate_client(settings.weaviate) as client:
-        if collection_exists(client, name):
-            return SchemaResult(collection=name, created=False)
-        create_collection(client, name)
-    return SchemaResult(collection=name, created=True)
+        if not collection_exists(client, name):
+            create_collection(client, name, embedding_description(model))
+            return SchemaResult(collection=name, created=True)
+        collection = client.collections.get(name)
+        if recorded_embedding(collection.config.get().description) is None:
+            # Made before the model was recorded: every stored chunk's fingerprint names this model's run.
+            collection.config.update(description=embedding_description(model))
+    return SchemaResult(collection=name, created=False)
 
 
 def plan(settings: Settings, request: RunRequest) -> list[BatchTask]:

@@ -68,6 +68,13 @@ STEPS: dict[str, StepSpec] = {
     "score_models": StepSpec("genai_pipeline.steps.champion:score", "generate", c.ScoreRequest, c.Scored),
     "promote_challenger": StepSpec("genai_pipeline.steps.champion:promote", "generate", c.Scored, c.Decision),
     "keep_champion": StepSpec("genai_pipeline.steps.champion:keep_champion", "generate", c.Scored, c.Decision),
+    # Generation: retrieval (the collection's embedding model) and the chat model; the generate image.
+    "plan_topics": StepSpec(
+        "genai_pipeline.steps.generation:plan_topics", "generate", c.TopicsRequest, list[c.TopicTask]
+    ),
+    "generate_post": StepSpec(
+        "genai_pipeline.steps.generation:generate_post", "generate", c.TopicTask, c.GeneratedPost
+    ),
 }
 
 

@@ -1,0 +1,45 @@
+"""Posts from the knowledge base and the champion model: one mapped task per topic, one Markdown file each.
+
+Triggered by hand (the ``topics`` Param), by an update of the topics-file Asset, and, unless
+``PIPELINE_GENERATION__REGENERATE_ON_CHAMPION`` is off, by a new champion: the posts are rewritten with it.
+Each post's front matter holds the model, the template version, the sources, the time and the token usage.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import Param, dag
+
+from genai_pipeline.config import get_settings
+from genai_pipeline.orchestration.assets import POSTS, generation_schedule
+from genai_pipeline.orchestration.notify import WebhookNotifier
+from genai_pipeline.orchestration.step_task import step_task
+
+GEN = get_settings().generation
+TOPICS = {
+    "run_id": "{{ run_id }}",
+    "topics": "{{ params.topics | tojson }}",
+    "k": "{{ params.k }}",
+    "threshold": "{{ params.threshold }}",
+}
+
+
+@dag(
+    schedule=generation_schedule(),
+    catchup=False,
+    max_active_runs=1,
+    tags=["generation"],
+    doc_md=__doc__,
+    default_args={"on_failure_callback": [WebhookNotifier()]},
+    params={
+        # Empty: the topics file, else PIPELINE_GENERATION__TOPICS. Each topic is a title, never a document.
+        "topics": Param([], type="array", items={"type": "string", "minLength": 1, "maxLength": GEN.max_topic_chars}),
+        "k": Param(GEN.k, type="integer", minimum=1, maximum=50),
+        "threshold": Param(GEN.distance_threshold, type="number", exclusiveMinimum=0, maximum=2),
+    },
+)
+def generate_content():
+    topics = step_task("plan_topics")(TOPICS)
+    step_task("generate_post", outlets=[POSTS]).expand(topics)
+
+
+generate_content()
