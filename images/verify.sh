@@ -7,10 +7,11 @@
 #                pattern (write /tmp/script.py, run it) works
 #   chunk, embed, finetune, generate
 #                `import torch` fails
-#   chunk, finetune, generate
+#   chunk, finetune
 #                `import onnxruntime` fails
 #   chunk        the chunk step, for real, on a batch in a mounted store (counts with the MiniLM tokenizer)
-#   embed        a real embedding: shape (1, 384), unit norm
+#   embed, generate
+#                a real embedding: shape (1, 384), unit norm (generate embeds the topic with the same model)
 #   model-server import torch / transformers / onnxruntime and a real embedding
 #
 #   airflow      `airflow version` is 3.x; the baked-in DAGs parse in kubernetes mode
@@ -131,17 +132,17 @@ print(sorted(bag.dag_ids))' 2>&1); then
     fi
 
     case $image in
-        chunk | finetune | generate)
+        chunk | finetune)
             expect_absent "$image" torch
             expect_absent "$image" onnxruntime
             ;;
-        embed)
+        embed | generate)
             expect_absent "$image" torch
             ;;
     esac
 
     case $image in
-        embed | model-server)
+        embed | generate | model-server)
             if out=$(run "$image" python -c "
 import numpy as np
 from genai_pipeline.config import get_settings

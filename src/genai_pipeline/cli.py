@@ -212,6 +212,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     Needs the knowledge base (``pipeline demo`` or ``pipeline ingest`` first); Weaviate and, with no hosted API,
     the local model server are started for the call when they are not running, and stopped again.
     """
+    from genai_pipeline.clients.weaviate import WeaviateUnavailable
     from genai_pipeline.local.model_server import start_model_server
     from genai_pipeline.local.weaviate_server import start_weaviate
     from genai_pipeline.steps.generation import GenerationError, write_post
@@ -235,7 +236,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
             alpha=gen.hybrid_alpha,
             model=args.model,
         )
-    except GenerationError as error:
+    except (GenerationError, WeaviateUnavailable) as error:
         print(f"pipeline generate: {error}", file=sys.stderr)
         return 1
     finally:

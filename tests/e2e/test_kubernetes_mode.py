@@ -209,6 +209,8 @@ FINE_TUNING_PODS = {
     "submit_fine_tune": "finetune",
     "fine_tune_results": "finetune",
     "score_models": "generate",
+    "plan_topics": "generate",
+    "generate_post": "generate",
 }
 
 
@@ -249,7 +251,20 @@ def test_the_fine_tuning_path_runs_its_steps_as_pods_against_the_model_server() 
     # Again by hand, recording the pods: every step is a hardened pod from its image; the job is not resubmitted.
     with PodRecorder() as recorder:
         runs = follow_chain(api, api.trigger("format_examples"))
+        generated = api.trigger("generate_content", {"topics": ["Running the pipeline on Kubernetes"]})
+        run = wait_for(
+            lambda: (r := api.run("generate_content", generated))["state"] in ("success", "failed") and r, 900, "posts"
+        )
         time.sleep(2)
+    assert run["state"] == "success"
+    # A post by the champion from real chunks of the knowledge base, with its sources in the front matter.
+    post = max(
+        (SHARED / "store" / "posts").glob("running-the-pipeline-on-kubernetes-*.md"), key=lambda p: p.stat().st_mtime
+    )
+    front = post.read_text().split("---\n")[1]
+    assert f'model: "{champion["model"]}"' in front and (
+        '"uri": "pipeline-docs/' in front or '"uri": "generated/' in front
+    )
     pods = {p.step: p for p in recorder.pods.values()}
     for step, image in FINE_TUNING_PODS.items():
         assert pods[step].images()["base"] == f"genai-pipeline/{image}:{TAG}", step

@@ -2,20 +2,55 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import weaviate
 from weaviate.classes.config import Configure, DataType, Property, Tokenization
 from weaviate.classes.init import AdditionalConfig, Auth, Timeout
+from weaviate.exceptions import WeaviateConnectionError, WeaviateGRPCUnavailableError, WeaviateStartUpError
 
 from genai_pipeline.config import WeaviateSettings
+
+_UNREACHABLE = (WeaviateConnectionError, WeaviateGRPCUnavailableError, WeaviateStartUpError)
+# Connecting is retried this many times with doubling waits (a server restarting, a Service not ready yet).
+CONNECT_ATTEMPTS, CONNECT_BACKOFF_SECONDS = 4, 1.0
+
+
+class WeaviateUnavailable(ConnectionError):
+    """Weaviate did not answer after every attempt; the message names where it was looked for."""
 
 
 @contextmanager
 def weaviate_client(settings: WeaviateSettings) -> Iterator[weaviate.WeaviateClient]:
     """A connected v4 client, closed on exit (the batcher is not thread-safe: one per task)."""
-    client = weaviate.connect_to_custom(
+    client = _connect(settings)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def _connect(settings: WeaviateSettings) -> weaviate.WeaviateClient:
+    for attempt in range(CONNECT_ATTEMPTS - 1):
+        try:
+            return _client(settings)
+        except _UNREACHABLE:
+            time.sleep(CONNECT_BACKOFF_SECONDS * 2**attempt)
+    try:
+        return _client(settings)
+    except _UNREACHABLE as error:
+        raise WeaviateUnavailable(
+            f"Weaviate at {settings.host}:{settings.http_port} (gRPC {settings.grpc_host or settings.host}:"
+            f"{settings.grpc_port}) did not answer after {CONNECT_ATTEMPTS} attempts: is it running? "
+            f"(PIPELINE_WEAVIATE__HOST / __HTTP_PORT / __GRPC_PORT) [{type(error).__name__}]"
+        ) from error
+
+
+def _client(settings: WeaviateSettings) -> weaviate.WeaviateClient:
+    """One connection attempt."""
+    return weaviate.connect_to_custom(
         http_host=settings.host,
         http_port=settings.http_port,
         http_secure=settings.secure,
@@ -27,10 +62,6 @@ def weaviate_client(settings: WeaviateSettings) -> Iterator[weaviate.WeaviateCli
         # Init checks would also query pypi.org for a newer client: slow per task, impossible offline.
         skip_init_checks=True,
     )
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 def collection_exists(client: weaviate.WeaviateClient, name: str) -> bool:

@@ -107,3 +107,20 @@ def test_the_markdown_file_has_front_matter_with_model_template_sources_and_usag
     assert meta["model"] == "ft:SmolLM2:x" and meta["template"] == "rag-v1" and meta["usage"]["completion_tokens"] == 20
     assert meta["sources"][0]["uri"] == "kb/a.md" and meta["generated_at"].endswith("Z")
     assert "Everything runs offline." in body and "1. Ingestion — Load (`kb/a.md`, chunk 2)" in body
+
+
+def test_an_unreachable_weaviate_is_retried_then_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    from conftest import free_port
+    from genai_pipeline.clients import weaviate as factory
+    from genai_pipeline.steps.generation import retrieve
+
+    monkeypatch.setattr(factory, "CONNECT_BACKOFF_SECONDS", 0.01)
+    attempts = []
+    real = factory._client
+    monkeypatch.setattr(factory, "_client", lambda s: attempts.append(1) or real(s))
+    port = free_port()
+    monkeypatch.setenv("PIPELINE_WEAVIATE__HTTP_PORT", str(port))
+    monkeypatch.setenv("PIPELINE_WEAVIATE__GRPC_PORT", str(free_port()))
+    with pytest.raises(factory.WeaviateUnavailable, match=f"127.0.0.1:{port} .* did not answer after 4 attempts"):
+        retrieve(Settings(), "anything", k=3, threshold=0.8, alpha=None)
+    assert len(attempts) == factory.CONNECT_ATTEMPTS
