@@ -49,7 +49,7 @@ ALL_IMAGES=(chunk embed finetune generate model-server airflow weaviate xcom-sid
 
 # Extras per image, and whether the ONNX model folder goes into its context. weaviate and xcom-sidecar
 # carry no Python packages (their contexts are assembled apart).
-declare -A EXTRAS=([chunk]="" [embed]="embed-local" [finetune]="finetune" [generate]="embed-local" [model-server]="serve train"
+declare -A EXTRAS=([chunk]="" [embed]="embed-local" [finetune]="finetune" [generate]="embed-local serve" [model-server]="serve train"
                    [airflow]="airflow" [weaviate]="" [xcom-sidecar]="")
 declare -A NEEDS_MODEL=([chunk]=1 [embed]=1 [finetune]=0 [generate]=1 [model-server]=1 [airflow]=0 [weaviate]=0
                         [xcom-sidecar]=0)

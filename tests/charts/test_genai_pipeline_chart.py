@@ -131,3 +131,19 @@ def test_the_schema_knows_every_settings_section() -> None:
     schema = json.loads((CHART / "values.schema.json").read_text())
     sections = {name for name, field in Settings.model_fields.items() if hasattr(field.annotation, "model_fields")}
     assert set(schema["properties"]["pipeline"]["properties"]) == sections
+
+
+def test_the_web_page_is_optional_hardened_and_reads_the_shared_store(helm: Path) -> None:
+    assert not any(kind == "Deployment" and "web-page" in name for kind, name in render(helm))
+    docs = render(helm, "webPage.enabled=true", "images.tag=x")
+    pod = docs[("Deployment", "kb-web-page")]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"].endswith("/generate:x") and container["command"][:3] == [
+        "python",
+        "-m",
+        "genai_pipeline.web.app",
+    ]
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["automountServiceAccountToken"] is False
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True and container["resources"]["limits"]
+    assert {"name": "shared", "mountPath": "/data", "readOnly": True} in container["volumeMounts"]
+    assert docs[("Service", "kb-web-page")]["spec"]["ports"][0]["port"] == 8090

@@ -38,7 +38,7 @@ DOCS = 200
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    """Every manifest the project renders: the chart (defaults, e2e values, model server on) and k8s/."""
+    """Every manifest the project renders: the chart (defaults, e2e values, model server on, web page on) and k8s/."""
     from genai_pipeline.config import Settings
     from genai_pipeline.local.go_tools import ensure_helm
 
@@ -49,6 +49,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
         "chart-defaults": [],
         "chart-e2e": ["-f", str(REPO / "k8s/e2e/values.yaml"), "--set", f"images.tag={TAG}"],
         "chart-model-server": ["--set", "modelServer.enabled=true", "--set", "images.tag=x"],
+        "chart-web-page": ["--set", "webPage.enabled=true", "--set", "images.tag=x"],
     }
     files = []
     version = json.loads(kubectl("version", "-o", "json"))["serverVersion"]["gitVersion"]

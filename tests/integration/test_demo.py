@@ -78,6 +78,18 @@ def test_demo_runs_ingestion_and_fine_tuning_from_the_start_dag_asset_events(tmp
     assert "Fine-tuning job ftjob-" in result.stdout and "decision         no_champion" in result.stdout
     champion = store.read_json("finetune/champion/current.json")
     assert champion["model"] in result.stdout and champion["scores"]["challenger"]["fact_coverage"] > 0
+    # ... and the promotion wrote the posts with it, which the demo printed with their sources.
+    assert f'model: "{champion["model"]}"' in result.stdout and "## Sources" in result.stdout
+
+    # `pipeline generate` on the same home: the champion writes from real chunks; a bad topic is refused.
+    generate = [sys.executable, "-m", "genai_pipeline.cli", "generate"]
+    post = subprocess.run(
+        [*generate, "Running the pipeline offline", "--k", "3"], env=env, capture_output=True, text=True
+    )
+    assert post.returncode == 0, post.stderr[-3000:]
+    assert f"-- {champion['model']} (champion)" in post.stdout and "[1] " in post.stdout
+    empty = subprocess.run([*generate, "   "], env=env, capture_output=True, text=True)
+    assert empty.returncode == 1 and "the topic is empty" in empty.stderr
     assert not list((home / "run").glob("*.pid")) and not leftovers(home)  # everything it started is stopped
 
 
