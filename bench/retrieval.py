@@ -142,8 +142,25 @@ def pipeline(home: Path | None = None) -> Iterator[tuple[Any, dict[str, Any], fl
         shutil.rmtree(work, ignore_errors=True)
 
 
-def retrieval_scores(settings: Any, items: list[EvalItem], alpha: float | None) -> tuple[dict[int, dict], list]:
-    """Recall, hit rate and MRR at every k of ``KS``, and the ranked source URIs per question at the largest k."""
+def chance(k: int, total: int, expected: int) -> tuple[float, float, float]:
+    """Recall, hit and MRR at k of a ranking that lists the ``total`` documents in random order."""
+    k = min(k, total)
+    recall = k / total
+    miss_all, reciprocal = 1.0, 0.0
+    for rank in range(1, k + 1):  # P(first expected at rank) = P(none before) * expected / (documents left)
+        first = miss_all * expected / (total - rank + 1)
+        reciprocal += first / rank
+        miss_all -= first
+    return recall, 1 - miss_all, reciprocal
+
+
+def short(uri: str) -> str:
+    """A source URI without its source name."""
+    return uri.split("/", 1)[-1]
+
+
+def retrieval_scores(settings: Any, items: list[EvalItem], alpha: float | None) -> tuple[dict[int, dict], dict]:
+    """Recall, hit rate and MRR at every k of ``KS``, and the ranked source URIs per question at every k."""
     from genai_pipeline.steps.generation import retrieve
 
     threshold = settings.generation.distance_threshold
@@ -166,7 +183,7 @@ def retrieval_scores(settings: Any, items: list[EvalItem], alpha: float | None) 
             "mrr": statistics.mean(reciprocal),
             "returned": statistics.mean(len(uris) for uris in ranked[k]),
         }
-    return scores, ranked[max(KS)]
+    return scores, ranked
 
 
 def answer_scores(settings: Any, items: list[EvalItem], model: str, alpha: float | None) -> dict[str, Any]:
@@ -175,7 +192,7 @@ def answer_scores(settings: Any, items: list[EvalItem], model: str, alpha: float
     from genai_pipeline.steps.generation import GenerationError, write_post
 
     gen = settings.generation
-    covered, facts_found, facts_total, tokens, seconds, failed, misses = 0, 0, 0, [], [], 0, []
+    covered, facts_found, facts_total, tokens, seconds, failed, answers = 0, 0, 0, [], [], 0, []
     for item in items:
         try:
             result = write_post(
@@ -184,7 +201,7 @@ def answer_scores(settings: Any, items: list[EvalItem], model: str, alpha: float
         except GenerationError:
             failed += 1
             facts_total += len(item.facts)
-            misses.append((item, []))
+            answers.append((item, list(item.facts), "(no source within the distance threshold)"))
             continue
         post = result["post"]
         lowered = post.lower()
@@ -194,8 +211,7 @@ def answer_scores(settings: Any, items: list[EvalItem], model: str, alpha: float
         facts_total += len(item.facts)
         tokens.append(result["usage"]["completion_tokens"])
         seconds.append(result["seconds"])
-        if len(found) < len(item.facts):
-            misses.append((item, [f for f in item.facts if f not in found]))
+        answers.append((item, [f for f in item.facts if f not in found], post))
     return {
         "model": model,
         "questions": len(items),
@@ -205,7 +221,7 @@ def answer_scores(settings: Any, items: list[EvalItem], model: str, alpha: float
         "tokens": statistics.mean(tokens) if tokens else 0.0,
         "seconds": statistics.mean(seconds) if seconds else 0.0,
         "failed": failed,
-        "misses": misses,
+        "answers": answers,
     }
 
 
@@ -221,6 +237,7 @@ def main() -> int:
     parser.add_argument("--answers", type=int, default=8, help="questions that get a generated answer (~20 s each)")
     parser.add_argument("--champion", help="a fine-tuned model id the model server serves (needs --home)")
     parser.add_argument("--home", type=Path, help="a pipeline home whose model-server state has fine-tuned models")
+    parser.add_argument("--show-answers", action="store_true", help="print each answer's missing facts and text")
     parser.add_argument("--alpha", type=float, help="hybrid alpha (default: PIPELINE_GENERATION__HYBRID_ALPHA)")
     args = parser.parse_args()
     items = load_eval()
@@ -253,21 +270,33 @@ def main() -> int:
         f"{len(items) * len(KS)} queries in {retrieval_seconds:.1f} s"
     )
     print()
-    print(f"{'k':>4}{'recall@k':>10}{'hit@k':>8}{'MRR@k':>8}{'sources returned':>18}")
+    documents = summary["documents"]
+    print(f"{'':30}{'pipeline retrieve':^36}  {f'chance ({documents} documents, random order)':^40}")
+    print(
+        f"{'k':>4}{'sources returned':>18}{'':8}{'recall@k':>10}{'hit@k':>8}{'MRR@k':>8}    "
+        f"{'recall@k':>10}{'hit@k':>8}{'MRR@k':>8}"
+    )
     for k in KS:
         s = scores[k]
-        default = "  (default k)" if k == gen.k else ""
-        print(f"{k:>4}{s['recall']:>10.3f}{s['hit']:>8.3f}{s['mrr']:>8.3f}{s['returned']:>18.1f}{default}")
-    top = ranked
-    misses = [(i, uris) for i, uris in zip(items, top, strict=True) if not set(i.sources) <= set(uris[: gen.k])]
+        base = [chance(k, documents, len(i.sources)) for i in items]
+        recall, hit, mrr = (statistics.mean(b[n] for b in base) for n in range(3))
+        default = "  default k" if k == gen.k else ""
+        print(
+            f"{k:>4}{s['returned']:>18.1f}{'':8}{s['recall']:>10.3f}{s['hit']:>8.3f}{s['mrr']:>8.3f}    "
+            f"{recall:>10.3f}{hit:>8.3f}{mrr:>8.3f}{default}"
+        )
+    at_k = ranked[gen.k] if gen.k in ranked else ranked[max(KS)][: gen.k]
+    misses = [(i, uris) for i, uris in zip(items, at_k, strict=True) if not set(i.sources) <= set(uris)]
     if misses:
-        print(f"\nexpected sources not in the top {gen.k}:")
+        print(f"\nexpected sources not in the top {gen.k} (rank at k={max(KS)}, - = not returned):")
         for item, uris in misses:
-            lost = [uri.split("/", 1)[1] for uri in item.sources if uri not in uris[: gen.k]]
-            where = [f"{uri.split('/', 1)[1]}@{uris.index('pipeline-docs/' + uri.split('/', 1)[1]) + 1}"
-                     if "pipeline-docs/" + uri.split("/", 1)[1] in uris else f"{uri.split('/', 1)[1]}@-" for uri in
-                     item.sources if uri.split("/", 1)[1] in lost]
-            print(f"  {item.question[:70]:70}  missing {', '.join(where)}")
+            everything = ranked[max(KS)][items.index(item)]
+            where = ", ".join(
+                f"{short(uri)}@{everything.index(uri) + 1 if uri in everything else '-'}"
+                for uri in item.sources
+                if uri not in uris
+            )
+            print(f"  {item.question[:64]:64}  {where}")
     if answers:
         print(
             f"\nanswers: write_post on {len(chosen)} of {len(items)} questions (spread over the set), k={gen.k}, "
@@ -280,6 +309,10 @@ def main() -> int:
             print(f"{label:52}{coverage:>16}{a['fact_recall']:>13.2f}{a['tokens']:>8.0f}{a['seconds']:>8.1f}")
             if a["failed"]:
                 print(f"  {a['failed']} questions had no source within the threshold (counted as misses)")
+            if args.show_answers:
+                for item, lost, post in a["answers"]:
+                    print(f"  [{'hit' if not lost else 'miss ' + ', '.join(lost)}] {item.question}")
+                    print(f"      {' '.join(post.split())[:400]}")
     if note:
         print(note)
     elif not champion:

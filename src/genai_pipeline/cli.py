@@ -360,7 +360,8 @@ def _api_with_dags(port: int):
 def _follow(api, dag_id: str, run_id: str, stall_timeout: float) -> dict[str, Any]:
     """Follow one run with a progress bar until it ends; give up only after ``stall_timeout`` without progress.
 
-    A big corpus takes as long as it takes: the deadline moves whenever a task instance changes state.
+    A big corpus takes as long as it takes: the deadline moves whenever a task instance changes state, and
+    while one is deferred.
     """
     from tqdm import tqdm
 
@@ -369,7 +370,8 @@ def _follow(api, dag_id: str, run_id: str, stall_timeout: float) -> dict[str, An
         while True:
             tis = api.task_instances(dag_id, run_id)
             states = sorted((t["task_id"], t["map_index"], t["state"] or "") for t in tis)
-            if states != seen:
+            # A deferred task waits on something with its own limits (a fine-tuning job's step and time caps).
+            if states != seen or any(t["state"] == "deferred" for t in tis):
                 last_change, seen = time.monotonic(), states
             done = [t for t in tis if t["state"] in ("success", "skipped", "failed", "upstream_failed", "removed")]
             bar.total = max(len(tis), 1)

@@ -38,7 +38,7 @@ def pipeline(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
         env=env,
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=1800,
     )
 
 

@@ -147,7 +147,7 @@ def fine_tune(
             step += 1
             trained_tokens += int(batch["attention_mask"].sum())
             right, count = _accuracy(torch, forward.logits.detach(), batch["labels"])
-            metrics = StepMetrics(step, float(forward.loss), right / max(count, 1))
+            metrics = StepMetrics(step, float(forward.loss.detach()), right / max(count, 1))
             if valid_rows and (step % plan.eval_every == 0 or step == planned):
                 metrics.valid_loss, metrics.valid_mean_token_accuracy = _evaluate(torch, model, valid_rows, pad_id)
             on_step(metrics)
