@@ -19,6 +19,7 @@ the step's overhead over the bare request.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -103,6 +104,8 @@ def main() -> int:
         f"step overhead {overhead:.2f} s per post (retrieval alone {statistics.mean(retrieval_s):.2f} s mean); "
         f"identical posts {same}/{len(topics)}"
     )
+    print(f"per post, step: {' '.join(f'{x:.1f}' for x in step_s)} s; alone: {' '.join(f'{x:.1f}' for x in chat_s)} s")
+    print(f"load average at the end (1/5/15 min): {' / '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0
 
 

@@ -218,11 +218,14 @@ def test_a_worse_challenger_leaves_the_champion(stack: Stack) -> None:
 
 def test_a_rerun_over_unchanged_examples_submits_no_new_job(stack: Stack) -> None:
     before = {j.id for j in stack.jobs()}
+    lineage = stack.store.read_json(layout.lineage(stack.models["weak"]))
     gate_run = stack.api.trigger("evaluate_examples")
     assert stack.wait("evaluate_examples", gate_run)[0]["state"] == "success"
     tune_run, _ = stack.after_gate(gate_run)
     assert {j.id for j in stack.jobs()} == before
     assert "not submitting again" in stack.log("fine_tune", tune_run, "submit_fine_tune")
+    # The model's lineage still names the runs that made it, not the re-run that found its job.
+    assert stack.store.read_json(layout.lineage(stack.models["weak"])) == lineage
 
 
 def test_over_budget_stops_before_any_upload_and_notifies(stack: Stack) -> None:

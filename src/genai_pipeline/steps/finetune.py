@@ -123,7 +123,9 @@ def results(settings: Settings, submitted: Submitted) -> Challenger:
     plot_key = layout.model_file(job.id, "loss.png")
     store.write_bytes(plot_key, plot(rows, f"{job.fine_tuned_model} ({job.id})"))
     lineage_key = layout.lineage(job.fine_tuned_model)
-    store.write_json(lineage_key, lineage_manifest(store, submitted, job, metrics_key, plot_key))
+    # A model's lineage is written once, by the run that made its job; a re-run that found the job keeps it.
+    if not store.exists(lineage_key):
+        store.write_json(lineage_key, lineage_manifest(store, submitted, job, metrics_key, plot_key))
     challenger = Challenger(
         model=job.fine_tuned_model,
         job_id=job.id,
