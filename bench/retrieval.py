@@ -313,18 +313,19 @@ def main() -> int:
             f"\nanswers: write_post on {len(chosen)} of {len(items)} questions (spread over the set), k={gen.k}, "
             f"temperature {gen.temperature:g}, max {gen.max_tokens} tokens"
         )
-        print(f"{'model':52}{'fact coverage':>16}{'fact recall':>13}{'tokens':>8}{'s/post':>8}")
-        for a in answers:
-            label = a["model"] + (" (base)" if a["model"] == BASE_MODEL else " (champion)")
+        labels = [a["model"] + (" (base)" if a["model"] == BASE_MODEL else " (champion)") for a in answers]
+        width = max(len(label) for label in labels) + 2
+        print(f"{'model':{width}}{'fact coverage':>14}{'fact recall':>13}{'tokens':>8}{'s/post':>8}")
+        for label, a in zip(labels, answers, strict=True):
             coverage = f"{a['covered']}/{a['questions']} {a['coverage']:.2f}"
-            print(f"{label:52}{coverage:>16}{a['fact_recall']:>13.2f}{a['tokens']:>8.0f}{a['seconds']:>8.1f}")
+            print(f"{label:{width}}{coverage:>14}{a['fact_recall']:>13.2f}{a['tokens']:>8.0f}{a['seconds']:>8.1f}")
             if a["failed"]:
                 print(f"  {a['failed']} questions had no source within the threshold (counted as misses)")
             if args.show_answers:
                 for item, lost, post in a["answers"]:
                     print(f"  [{'hit' if not lost else 'miss ' + ', '.join(lost)}] {item.question}")
                     print(f"      {' '.join(post.split())[:400]}")
-    print(f"load average while running (1/5/15 min): {' / '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"load average at the end (1/5/15 min): {' / '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if note:
         print(note)
     elif not champion:

@@ -24,8 +24,12 @@ MAP_INDEX_TEMPLATE = "{{ task.op_kwargs['payload'].get('label', '') }}"
 
 def run_pipeline_step(step: str, payload: dict[str, Any]) -> Any:
     """Run a step by name. In a pod only this function's source is shipped, so it imports inside."""
+    import logging
+
     from genai_pipeline.steps.registry import run_step
 
+    # In a pod nothing configures logging and the steps' INFO lines would be lost; in a worker this is a no-op.
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     return run_step(step, payload)
 
 
