@@ -6,7 +6,7 @@ export PIPELINE_HOME ?= $(CURDIR)/.pipeline
 export HF_HUB_OFFLINE := 1
 export PATH := $(HOME)/.local/bin:$(PATH)
 
-.PHONY: install demo test test-unit lint up down bench bench-real bench-memory bench-finetune images clean cluster-up cluster-down \
+.PHONY: install demo test test-unit lint up down bench bench-real bench-memory bench-finetune bench-retrieval bench-generate images clean cluster-up cluster-down \
 	e2e bench-cluster kind-up kind-down
 
 install:  ## Create .venv from the lock file (Python deps, Airflow, models in packages)
@@ -43,6 +43,12 @@ bench-real: install  ## Ingestion on a >=25 MB real-world corpus gathered from t
 
 bench-finetune: install  ## A CPU fine-tune on the shipped examples: job time, steps/s, held-out fact coverage base vs tuned
 	$(UV) run python bench/finetune.py
+
+bench-retrieval: install  ## recall@k and MRR on examples/retrieval_eval.jsonl, answer fact coverage base vs champion
+	$(UV) run python bench/retrieval.py
+
+bench-generate: install  ## latency per post and completion tokens/s, through the step and straight to the model server
+	$(UV) run python bench/generate.py
 
 bench-memory: install  ## Peak RSS of each ingestion step on 200 documents of 2 MB
 	$(UV) run python bench/memory.py --docs 200
