@@ -161,3 +161,34 @@ def webhook_receiver(path: str = "/hooks/pipeline", **answers: Any) -> Iterator[
     finally:
         server.shutdown()
         server.server_close()
+
+
+def isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **env: str) -> Settings:
+    """Settings from these variables alone (none of the caller's PIPELINE_*): a home and store under tmp_path."""
+    for name in list(os.environ):
+        if name.startswith("PIPELINE_"):
+            monkeypatch.delenv(name)
+    defaults = {"PIPELINE_HOME": str(tmp_path / "home"), "PIPELINE_STORE_URI": str(tmp_path / "store")}
+    for name, value in {**defaults, **env}.items():
+        monkeypatch.setenv(name, value)
+    return Settings()
+
+
+def example_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **env: str) -> Settings:
+    """Isolated settings whose train and validation example folders are under ``tmp_path/examples``."""
+    folders = {
+        "PIPELINE_FINE_TUNE__TRAIN_EXAMPLES": str(tmp_path / "examples" / "train"),
+        "PIPELINE_FINE_TUNE__VALIDATION_EXAMPLES": str(tmp_path / "examples" / "validation"),
+    }
+    return isolated_settings(monkeypatch, tmp_path, **{**folders, **env})
+
+
+def write_tree(root: Path, files: dict[str, str | bytes]) -> None:
+    """Write files under root by relative path (text as UTF-8)."""
+    for relpath, content in files.items():
+        path = root / relpath
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")

@@ -143,11 +143,16 @@ def _challenger(store: Store, options: dict[str, Any]) -> Challenger:
     return Challenger.model_validate(store.read_json(layout.LATEST_CHALLENGER))
 
 
+def champion_model(store: Store) -> str | None:
+    """The model the current champion record names; None before the first promotion."""
+    return store.read_json(layout.CHAMPION)["model"] if store.exists(layout.CHAMPION) else None
+
+
 def score(settings: Settings, request: ScoreRequest) -> Scored:
     """Score the challenger and the current champion on the held-out set and decide; answers are stored."""
     store = Store(settings.store)
     challenger = _challenger(store, request.options)
-    champion = store.read_json(layout.CHAMPION)["model"] if store.exists(layout.CHAMPION) else None
+    champion = champion_model(store)
     with fsspec.open(resolve_root(settings.fine_tune.heldout), "rb") as handle:
         data = handle.read()
     items = load_heldout(data)

@@ -18,6 +18,13 @@ from genai_pipeline.config import check_sources
 MAX_DESCRIPTOR_BYTES = 16_384
 
 
+def run_conf(value: Any) -> Any:
+    """A run's conf as the DAG renders it (``tojson`` text), as a dict; an Asset-triggered or scheduled run has none."""
+    if isinstance(value, str):
+        value = json.loads(value) if value.strip() else None
+    return value or {}
+
+
 class Descriptor(BaseModel):
     """Base of every step input and output: unknown keys are errors, and the JSON form has a size cap."""
 
@@ -69,13 +76,7 @@ class RunRequest(Descriptor):
     run_id: str = Field(min_length=1)
     options: RunOptions = RunOptions()
 
-    @field_validator("options", mode="before")
-    @classmethod
-    def _conf_from_template(cls, value: Any) -> Any:
-        # The DAG renders the run's conf with `tojson`; an Asset-triggered or scheduled run has none.
-        if isinstance(value, str):
-            value = json.loads(value) if value.strip() else None
-        return value or {}
+    _conf_from_template = field_validator("options", mode="before")(run_conf)
 
 
 class BatchTask(Descriptor):
@@ -269,12 +270,7 @@ class ScoreRequest(Descriptor):
     run_id: str = Field(min_length=1)
     options: dict[str, Any] = Field(default_factory=dict)
 
-    @field_validator("options", mode="before")
-    @classmethod
-    def _conf_from_template(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = json.loads(value) if value.strip() else None
-        return value or {}
+    _conf_from_template = field_validator("options", mode="before")(run_conf)
 
 
 class ModelScores(Descriptor):

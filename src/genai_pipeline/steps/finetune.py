@@ -17,7 +17,6 @@ from genai_pipeline.clients.openai_compat import make_openai_client
 from genai_pipeline.config import Settings
 from genai_pipeline.steps import finetune_store as layout
 from genai_pipeline.steps.contracts import Challenger, SubmitRequest, Submitted
-from genai_pipeline.steps.finetune_metrics import parse_results, plot, summarize
 from genai_pipeline.steps.finetune_store import sha256
 from genai_pipeline.store import Store
 
@@ -108,6 +107,9 @@ def _upload(client: Any, filename: str, data: bytes) -> str:
 
 def results(settings: Settings, submitted: Submitted) -> Challenger:
     """Metrics JSON, loss plot and lineage manifest of a succeeded job; it becomes the challenger."""
+    # matplotlib is imported here, not at module import: submission never draws.
+    from genai_pipeline.steps.finetune_metrics import parse_results, plot, summarize
+
     client = make_openai_client(settings)
     job = client.fine_tuning.jobs.retrieve(submitted.job_id)
     if job.status != "succeeded" or not job.fine_tuned_model:

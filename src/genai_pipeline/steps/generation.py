@@ -21,6 +21,7 @@ import fsspec
 
 from genai_pipeline.config import Settings
 from genai_pipeline.steps import finetune_store as layout
+from genai_pipeline.steps.champion import champion_model
 from genai_pipeline.steps.contracts import GeneratedPost, TopicsRequest, TopicTask
 from genai_pipeline.steps.examples import chat_messages
 from genai_pipeline.steps.finetune_store import sha256
@@ -94,9 +95,9 @@ def dedupe_by_source(candidates: list[Source], k: int, threshold: float) -> list
 
 def current_model(settings: Settings) -> tuple[str, str]:
     """The champion model, or the fallback when none was promoted yet; and which of the two it is."""
-    store = Store(settings.store)
-    if store.exists(layout.CHAMPION):
-        return store.read_json(layout.CHAMPION)["model"], "champion"
+    champion = champion_model(Store(settings.store))
+    if champion is not None:
+        return champion, "champion"
     log.warning(
         "no champion model yet: writing with the fallback %s (PIPELINE_GENERATION__FALLBACK_MODEL)",
         settings.generation.fallback_model,

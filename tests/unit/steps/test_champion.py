@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
+from conftest import isolated_settings
 from genai_pipeline.config import Settings
 from genai_pipeline.orchestration.fine_tune_tasks import (
     COMBINE,
@@ -39,12 +39,7 @@ FIRST, SECOND = "ft:gpt-4o-mini:pipeline:first", "ft:gpt-4o-mini:pipeline:second
 
 
 def make_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Settings:
-    for name in list(os.environ):
-        if name.startswith("PIPELINE_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("PIPELINE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("PIPELINE_STORE_URI", str(tmp_path / "store"))
-    return Settings()
+    return isolated_settings(monkeypatch, tmp_path)
 
 
 def scores(model: str, coverage: float, f1: float) -> ModelScores:

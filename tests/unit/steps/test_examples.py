@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
+from conftest import example_settings, isolated_settings, write_tree
 from genai_pipeline.config import Settings
 from genai_pipeline.steps import finetune_store as layout
 from genai_pipeline.steps.contracts import GroupTask, RunRequest
@@ -37,31 +37,13 @@ POSTS = {
 
 def make_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **env: str) -> Settings:
     """Settings from the environment only: a store and example folders under tmp_path."""
-    for name in list(os.environ):
-        if name.startswith("PIPELINE_"):
-            monkeypatch.delenv(name)
-    defaults = {
-        "PIPELINE_HOME": str(tmp_path / "home"),
-        "PIPELINE_STORE_URI": str(tmp_path / "store"),
-        "PIPELINE_FINE_TUNE__TRAIN_EXAMPLES": str(tmp_path / "examples" / "train"),
-        "PIPELINE_FINE_TUNE__VALIDATION_EXAMPLES": str(tmp_path / "examples" / "validation"),
-        "PIPELINE_FINE_TUNE__SYSTEM_PROMPT": SYSTEM,
-        "PIPELINE_INGEST__MAX_DOCUMENT_BYTES": str(MAX_BYTES),
-    }
-    for name, value in {**defaults, **env}.items():
-        monkeypatch.setenv(name, value)
-    return Settings()
-
-
-def write_examples(root: Path, files: dict[str, str | bytes]) -> None:
-    """Write files under root by relative path (text as UTF-8)."""
-    for relpath, content in files.items():
-        path = root / relpath
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, bytes):
-            path.write_bytes(content)
-        else:
-            path.write_text(content, encoding="utf-8")
+    return example_settings(
+        monkeypatch,
+        tmp_path,
+        PIPELINE_FINE_TUNE__SYSTEM_PROMPT=SYSTEM,
+        PIPELINE_INGEST__MAX_DOCUMENT_BYTES=str(MAX_BYTES),
+        **env,
+    )
 
 
 def task(run_key: str, label: str) -> GroupTask:
@@ -135,7 +117,7 @@ def test_parse_post_refuses_with_a_reason(data: bytes, reason: str) -> None:
 def test_a_post_file_becomes_system_user_assistant_with_its_group(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    write_examples(tmp_path / "examples", POSTS)
+    write_tree(tmp_path / "examples", POSTS)
     settings = make_settings(monkeypatch, tmp_path)
     tasks = format_all(settings, "run-1")
     assert [t.label for t in tasks] == ["train/long", "train/short", "validation/short"]
@@ -158,7 +140,7 @@ def test_a_post_file_becomes_system_user_assistant_with_its_group(
 def test_unusable_files_are_refused_with_a_reason_and_the_rest_of_the_group_is_formatted(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    write_examples(
+    write_tree(
         tmp_path / "examples",
         {
             **POSTS,
@@ -197,7 +179,7 @@ def test_a_jsonl_files_lines_are_kept_as_written_with_their_own_line_numbers(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     good = json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]})
-    write_examples(
+    write_tree(
         tmp_path / "examples",
         {**POSTS, "train/short/chat.jsonl": f"{good}\n\n   \nnot json at all\r\n{good}\n"},
     )
@@ -214,7 +196,7 @@ def test_a_jsonl_files_lines_are_kept_as_written_with_their_own_line_numbers(
 def test_a_jsonl_file_that_is_not_utf8_is_refused_naming_the_line(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    write_examples(tmp_path / "examples", {**POSTS, "train/short/latin.jsonl": b'{"a": 1}\n{"b": "caf\xe9"}\n'})
+    write_tree(tmp_path / "examples", {**POSTS, "train/short/latin.jsonl": b'{"a": 1}\n{"b": "caf\xe9"}\n'})
     settings = make_settings(monkeypatch, tmp_path)
     assert format_group(settings, task("run-1", "train/short")).rejected == 1
     (item,) = manifest(settings, "train/short")["rejected"]
@@ -225,7 +207,7 @@ def test_a_jsonl_file_that_is_not_utf8_is_refused_naming_the_line(
 def test_a_missing_split_folder_raises_naming_it_and_writes_nothing(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, missing: str
 ) -> None:
-    write_examples(tmp_path / "examples", POSTS)
+    write_tree(tmp_path / "examples", POSTS)
     nowhere = tmp_path / "nowhere" / missing
     settings = make_settings(monkeypatch, tmp_path, **{f"PIPELINE_FINE_TUNE__{missing.upper()}_EXAMPLES": str(nowhere)})
     with pytest.raises(ExamplesUnavailableError, match=f"{missing} examples: folder {nowhere} does not exist"):
@@ -237,7 +219,7 @@ def test_a_missing_split_folder_raises_naming_it_and_writes_nothing(
 
 
 def test_a_split_folder_without_group_folders_is_unavailable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    write_examples(tmp_path / "examples", {**POSTS, "bare/loose.txt": "Loose\nNot in a group.\n"})
+    write_tree(tmp_path / "examples", {**POSTS, "bare/loose.txt": "Loose\nNot in a group.\n"})
     settings = make_settings(
         monkeypatch, tmp_path, PIPELINE_FINE_TUNE__VALIDATION_EXAMPLES=str(tmp_path / "examples/bare")
     )
@@ -247,7 +229,7 @@ def test_a_split_folder_without_group_folders_is_unavailable(monkeypatch: pytest
 
 
 def test_hidden_files_and_group_folders_are_skipped(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    write_examples(
+    write_tree(
         tmp_path / "examples",
         {
             **POSTS,
@@ -268,7 +250,7 @@ def test_hidden_files_and_group_folders_are_skipped(monkeypatch: pytest.MonkeyPa
 
 
 def test_files_inside_a_hidden_folder_of_a_group_are_skipped(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    write_examples(tmp_path / "examples", {**POSTS, "train/short/.notes/idea.txt": "Idea\nA private note.\n"})
+    write_tree(tmp_path / "examples", {**POSTS, "train/short/.notes/idea.txt": "Idea\nA private note.\n"})
     settings = make_settings(monkeypatch, tmp_path)
     format_group(settings, task("run-1", "train/short"))
     assert [f["file"] for f in manifest(settings, "train/short")["files"]] == [
@@ -280,7 +262,7 @@ def test_files_inside_a_hidden_folder_of_a_group_are_skipped(monkeypatch: pytest
 def test_list_groups_gives_readable_labels_and_stores_the_runs_list(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    write_examples(tmp_path / "examples", POSTS)
+    write_tree(tmp_path / "examples", POSTS)
     settings = make_settings(monkeypatch, tmp_path)
     run_id = "manual__2025-01-02T03:04:05+00:00"
     tasks = list_groups(settings, RunRequest(run_id=run_id))
@@ -298,7 +280,7 @@ def test_list_groups_gives_readable_labels_and_stores_the_runs_list(
 
 
 def test_format_report_publishes_this_runs_groups_only(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    write_examples(tmp_path / "examples", {**POSTS, "train/short/empty.txt": b""})
+    write_tree(tmp_path / "examples", {**POSTS, "train/short/empty.txt": b""})
     settings = make_settings(monkeypatch, tmp_path)
     store = Store(settings.store)
     format_all(settings, "run-1")
@@ -321,7 +303,7 @@ def test_format_report_publishes_this_runs_groups_only(monkeypatch: pytest.Monke
 def test_format_report_refuses_a_group_formatted_by_another_run(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    write_examples(tmp_path / "examples", POSTS)
+    write_tree(tmp_path / "examples", POSTS)
     settings = make_settings(monkeypatch, tmp_path)
     store = Store(settings.store)
     format_all(settings, "run-1")
@@ -345,12 +327,7 @@ def test_the_shipped_examples_format_without_rejections_and_splits_share_no_file
 ) -> None:
     if not Path(resolve_root("package://genai_pipeline/examples/train")).is_dir():
         pytest.skip("the package's examples/train folder is not there yet")
-    for name in list(os.environ):
-        if name.startswith("PIPELINE_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("PIPELINE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("PIPELINE_STORE_URI", str(tmp_path / "store"))
-    settings = Settings()
+    settings = isolated_settings(monkeypatch, tmp_path)
     assert settings.fine_tune.train_examples == "package://genai_pipeline/examples/train"
     assert settings.fine_tune.validation_examples == "package://genai_pipeline/examples/validation"
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import bpe_openai
 import pytest
 
+from conftest import example_settings, isolated_settings, write_tree
 from genai_pipeline.config import Settings
 from genai_pipeline.steps import finetune_store as layout
 from genai_pipeline.steps.chat_jsonl import InvalidTrainingLine
@@ -61,30 +61,13 @@ EXAMPLES: dict[str, str | bytes] = {
 
 def make_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **env: str) -> Settings:
     """Settings from the environment only: a store and example folders under tmp_path."""
-    for name in list(os.environ):
-        if name.startswith("PIPELINE_"):
-            monkeypatch.delenv(name)
-    defaults = {
-        "PIPELINE_HOME": str(tmp_path / "home"),
-        "PIPELINE_STORE_URI": str(tmp_path / "store"),
-        "PIPELINE_FINE_TUNE__TRAIN_EXAMPLES": str(tmp_path / "examples" / "train"),
-        "PIPELINE_FINE_TUNE__VALIDATION_EXAMPLES": str(tmp_path / "examples" / "validation"),
-        "PIPELINE_FINE_TUNE__SYSTEM_PROMPT": SYSTEM,
-        "PIPELINE_FINE_TUNE__MAX_EXAMPLE_TOKENS": str(MAX_TOKENS),
-    }
-    for name, value in {**defaults, **env}.items():
-        monkeypatch.setenv(name, value)
-    return Settings()
-
-
-def write_examples(root: Path, files: dict[str, str | bytes]) -> None:
-    for relpath, content in files.items():
-        path = root / relpath
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, bytes):
-            path.write_bytes(content)
-        else:
-            path.write_text(content, encoding="utf-8")
+    return example_settings(
+        monkeypatch,
+        tmp_path,
+        PIPELINE_FINE_TUNE__SYSTEM_PROMPT=SYSTEM,
+        PIPELINE_FINE_TUNE__MAX_EXAMPLE_TOKENS=str(MAX_TOKENS),
+        **env,
+    )
 
 
 def formatted(settings: Settings, run_id: str = "format-1") -> None:
@@ -98,7 +81,7 @@ def formatted(settings: Settings, run_id: str = "format-1") -> None:
 def prepared(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, files: dict[str, str | bytes] = EXAMPLES, **env: str
 ) -> Settings:
-    write_examples(tmp_path / "examples", files)
+    write_tree(tmp_path / "examples", files)
     settings = make_settings(monkeypatch, tmp_path, **env)
     formatted(settings)
     return settings
@@ -299,12 +282,7 @@ def test_combine_refuses_a_run_over_budget(monkeypatch: pytest.MonkeyPatch, tmp_
 def test_the_shipped_examples_pass_the_gate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     if not Path(resolve_root("package://genai_pipeline/examples/train")).is_dir():
         pytest.skip("the package's examples/train folder is not there yet")
-    for name in list(os.environ):
-        if name.startswith("PIPELINE_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("PIPELINE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("PIPELINE_STORE_URI", str(tmp_path / "store"))
-    settings = Settings()
+    settings = isolated_settings(monkeypatch, tmp_path)
     formatted(settings, "shipped")
     defaults = settings.fine_tune
     result = evaluate(
