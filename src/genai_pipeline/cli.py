@@ -231,8 +231,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         result = write_post(
             settings,
             args.topic,
-            k=args.k or gen.k,
-            threshold=args.threshold or gen.distance_threshold,
+            k=args.k,
+            threshold=args.threshold,
             alpha=gen.hybrid_alpha,
             model=args.model,
         )

@@ -158,12 +158,23 @@ def retrieve(settings: Settings, topic: str, *, k: int, threshold: float, alpha:
 
 
 def write_post(
-    settings: Settings, topic: str, *, k: int, threshold: float, alpha: float | None, model: str | None
+    settings: Settings,
+    topic: str,
+    *,
+    alpha: float | None,
+    model: str | None,
+    k: int | None = None,
+    threshold: float | None = None,
 ) -> dict[str, Any]:
-    """Retrieve, prompt and generate one post; returns the post, its sources, the model and the usage."""
+    """Retrieve, prompt and generate one post; returns the post, its sources, the model and the usage.
+
+    k and the threshold default to the generation settings (the CLI and the web page pass what the user set).
+    """
     from genai_pipeline.clients.openai_compat import make_openai_client
 
     gen = settings.generation
+    k = gen.k if k is None else k
+    threshold = gen.distance_threshold if threshold is None else threshold
     topic = check_topic(topic, gen.max_topic_chars)
     started = time.perf_counter()
     sources = retrieve(settings, topic, k=k, threshold=threshold, alpha=alpha)

@@ -62,8 +62,8 @@ def create_app(settings: Settings) -> FastAPI:
             result = write_post(
                 settings,
                 request.topic,
-                k=gen.k if request.k is None else request.k,
-                threshold=gen.distance_threshold if request.threshold is None else request.threshold,
+                k=request.k,
+                threshold=request.threshold,
                 alpha=gen.hybrid_alpha,
                 model=None,
             )
@@ -101,7 +101,9 @@ def _upstream_errors() -> tuple[type[BaseException], ...]:
     import openai
     from weaviate.exceptions import WeaviateBaseError
 
-    return (openai.APIError, WeaviateBaseError)
+    from genai_pipeline.clients.weaviate import WeaviateUnavailable
+
+    return (openai.APIError, WeaviateBaseError, WeaviateUnavailable)
 
 
 _STYLE = """
