@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -271,7 +270,4 @@ def test_the_fine_tuning_path_runs_its_steps_as_pods_against_the_model_server() 
     for step, image in FINE_TUNING_PODS.items():
         assert pods[step].images()["base"] == f"genai-pipeline/{image}:{TAG}", step
         assert pods[step].spec["securityContext"]["runAsNonRoot"] is True
-    tune_run = urllib.parse.quote(runs["fine_tune"]["dag_run_id"])
-    path = f"/api/v2/dags/fine_tune/dagRuns/{tune_run}/taskInstances/submit_fine_tune/xcomEntries/return_value"
-    value = api._request("GET", path)["value"]
-    assert (json.loads(value) if isinstance(value, str) else value)["reused"] is True
+    assert api.xcom("fine_tune", runs["fine_tune"]["dag_run_id"], "submit_fine_tune")["reused"] is True

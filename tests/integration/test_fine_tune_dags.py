@@ -290,18 +290,21 @@ def test_no_valid_examples_fails_the_gate_and_notifies(stack: Stack, tmp_path: P
 
 
 def wait_for_deferral(stack: Stack, run_id: str, timeout: float = 180) -> Any:
-    """The job of a fine-tune run once its wait task is deferred (the job is queued or training)."""
+    """The job of a fine-tune run once the triggerer polls it (the job is queued or training).
+
+    Deferred is not enough: until the triggerer has picked the trigger up there is no trigger to kill,
+    and Airflow has no hook for a task killed in that window (docs/fine-tuning.md says so).
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         tis = stack.tis("fine_tune", run_id)
         if tis.get("wait_for_job", {}).get("state") == "deferred":
-            key = stack.api._request(
-                "GET", f"/api/v2/dags/fine_tune/dagRuns/{urllib.parse.quote(run_id)}/taskInstances/submit_fine_tune"
-            )
-            assert key["state"] == "success"
-            return max(stack.jobs(), key=lambda j: j.created_at)
+            assert tis["submit_fine_tune"]["state"] == "success"
+            job_id = stack.api.xcom("fine_tune", run_id, "submit_fine_tune")["job_id"]
+            if f"Fine-tuning job {job_id}: (start) ->" in stack.log("fine_tune", run_id, "wait_for_job"):
+                return stack.client.fine_tuning.jobs.retrieve(job_id)
         time.sleep(1)
-    raise TimeoutError("the wait never deferred")
+    raise TimeoutError("the triggerer never polled the job")
 
 
 def test_killing_the_wait_cancels_the_job_and_a_cancelled_job_fails_the_run(stack: Stack) -> None:

@@ -165,6 +165,15 @@ class AirflowAPI:
         content = self._request("GET", path).get("content") or []
         return "\n".join(_log_line(item) for item in (content if isinstance(content, list) else [content]))
 
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
+        """A task's XCom value, deserialized (the API may hand back JSON as a string)."""
+        path = (
+            f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}"
+            f"/taskInstances/{task_id}/xcomEntries/{key}"
+        )
+        value = self._request("GET", path)["value"]
+        return json.loads(value) if isinstance(value, str) else value
+
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         """Task instances of one run (mapped instances included)."""
         return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=1000")[
