@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export PATH := $(HOME)/.local/bin:$(PATH)
 
 .PHONY: install demo test test-unit lint up down bench bench-real bench-memory bench-finetune bench-retrieval bench-generate images clean cluster-up cluster-down \
-	e2e bench-cluster kind-up kind-down
+	e2e bench-cluster kind-up deploy kind-down
 
 install:  ## Create .venv from the lock file (Python deps, Airflow, models in packages)
 	@command -v uv >/dev/null 2>&1 || test -x $(UV) || python3 -m pip install --quiet --user "uv==$(UV_VERSION)"
@@ -68,11 +68,14 @@ e2e: install  ## Kubernetes mode end to end: cluster, images, chart, Weaviate, A
 bench-cluster: install  ## 1,000 documents on the cluster vs embedded mode (docs/benchmarks.md)
 	BENCH=1 BENCH_ARGS="--docs 1000" bash scripts/e2e.sh
 
-kind-up: install  ## The same deployment on kind (needs kind and Docker Hub); stays up
-	E2E_CLUSTER=kind DEPLOY_ONLY=1 KEEP_CLUSTER=1 bash scripts/e2e.sh
+kind-up:  ## A kind cluster for the umbrella chart (needs Docker, kind, kubectl; Docker Hub for the node image)
+	bash scripts/kind.sh up
+
+deploy:  ## Build and load the images, then helm install the umbrella chart with the official charts on kind
+	bash scripts/kind.sh deploy
 
 kind-down:
-	bash scripts/cluster/kind.sh down
+	bash scripts/kind.sh down
 
 clean: down
 	rm -rf $(PIPELINE_HOME)

@@ -5,7 +5,10 @@
 #   2. images    images/build.sh for chunk embed airflow weaviate xcom-sidecar, tagged with the content
 #                hash images/tag.sh prints, then imported into the node's containerd
 #   3. deploy    the restricted namespace, hostPath-backed volumes, the project chart with helm
-#                (k8s/e2e/values.yaml + images.tag), then Weaviate and Airflow (k8s/e2e, kustomize with the tag)
+#                (k8s/e2e/values.yaml + images.tag; the official Airflow and Weaviate charts cannot be fetched
+#                here, so both dependencies are off and the chart is installed from a copy without its
+#                dependency list: genai_pipeline.local.offline_chart), then Weaviate and Airflow (k8s/e2e,
+#                kustomize with the tag), then `helm test` (Weaviate, the collection, a step pod dry run)
 #   4. test      pytest tests/e2e: REST-triggered, Asset-chained ingestion whose every step is a pod;
 #                counts against embedded mode; a re-run with 0 embedding calls; a deleted embed pod retried;
 #                the fine-tuning chain (format, gate, submission as a finetune pod, deferred wait, results,
@@ -15,7 +18,7 @@
 #
 # Environment: KEEP_CLUSTER=1 leaves the cluster and deployment up afterwards (for debugging);
 #              E2E_PYTEST_ARGS adds pytest arguments (e.g. -k fault); BENCH=1 runs bench/cluster.py instead;
-#              DEPLOY_ONLY=1 stops after the deploy (make kind-up); E2E_CLUSTER=kind uses kind for the node.
+#              DEPLOY_ONLY=1 stops after the deploy. (kind with the official charts: scripts/kind.sh.)
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -31,13 +34,7 @@ IMAGES=(xcom-sidecar chunk embed finetune generate airflow weaviate)
 # bridge address (k8s/e2e/values.yaml: openai.base_url). A small step cap keeps the CPU job short.
 MODEL_SERVER_HOME="$E2E_DIR/model-server"
 MODEL_SERVER_STEPS="${E2E_MODEL_SERVER_STEPS:-16}"
-# The node: Kubernetes built here (cluster.sh), or kind where it and a registry exist (E2E_CLUSTER=kind).
-if [[ "${E2E_CLUSTER:-node}" == kind ]]; then
-    CLUSTER="bash $REPO/scripts/cluster/kind.sh"
-    VOLUMES="$PIPELINE_HOME/kind-volumes"
-else
-    CLUSTER="bash $REPO/scripts/cluster/cluster.sh"
-fi
+CLUSTER="bash $REPO/scripts/cluster/cluster.sh"
 
 log() { printf '[e2e] %s\n' "$*" >&2; }
 declare -a TIMES=()
@@ -91,26 +88,19 @@ finish() {
 kctl() { "$KUBECTL" --kubeconfig "$KUBECONFIG" "$@"; }
 
 deploy() {
-    local helm
+    local helm chart
     helm=$(uv run --frozen python -c 'from genai_pipeline.config import Settings; from genai_pipeline.local.go_tools import ensure_helm; print(ensure_helm(Settings().cache_dir))')
-    kctl apply -f k8s/namespace.yaml -f k8s/e2e/storage.yaml >/dev/null
-    # Volumes start empty every run; the pods' uid owns them (fsGroup does not apply to hostPath).
-    rm -rf "$VOLUMES"
-    install -d -o 10001 -g 10001 "$VOLUMES/shared" "$VOLUMES/shared/corpus" "$VOLUMES/weaviate"
-    # Released PVs from an earlier run keep their old claim: make them Available again.
-    for pv in genai-e2e-shared genai-e2e-weaviate; do
-        kctl patch pv "$pv" --type json -p '[{"op": "remove", "path": "/spec/claimRef"}]' >/dev/null 2>&1 || true
-    done
-    # Airflow's signing keys: random per deployment, only in a Secret.
-    kctl create secret generic genai-airflow -n "$NAMESPACE" \
-        --from-literal=jwt-secret="$(openssl rand -hex 32)" --from-literal=api-secret-key="$(openssl rand -hex 32)" \
-        --dry-run=client -o yaml | kctl apply -f - >/dev/null
-    "$helm" upgrade --install genai-pipeline charts/genai-pipeline --namespace "$NAMESPACE" \
+    chart=$(uv run --frozen python -m genai_pipeline.local.offline_chart "$E2E_DIR")
+    KUBECTL="$KUBECTL" bash scripts/cluster/prepare.sh --fresh
+    "$helm" upgrade --install genai-pipeline "$chart" --namespace "$NAMESPACE" \
         --kubeconfig "$KUBECONFIG" -f k8s/e2e/values.yaml --set "images.tag=$TAG" --wait --timeout 5m >/dev/null
     overlay "$E2E_DIR/overlay"
     kctl apply -k "$E2E_DIR/overlay" >/dev/null
     kctl rollout status -n "$NAMESPACE" statefulset/weaviate --timeout=300s
     kctl rollout status -n "$NAMESPACE" deployment/airflow --timeout=300s
+    # What a user runs after `helm install`: the release's own checks, as the launcher ServiceAccount.
+    "$helm" test genai-pipeline --namespace "$NAMESPACE" --kubeconfig "$KUBECONFIG" --logs --timeout 5m \
+        | tee "$LOGS/helm-test.log"
 }
 
 # The model server in its own process group (stopped by finish), listening on every address so pods reach it.

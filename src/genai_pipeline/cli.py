@@ -526,6 +526,13 @@ def cmd_kubernetes_connection(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check_deploy(args: argparse.Namespace) -> int:
+    """The release's `helm test`: Weaviate and its collection, and a step pod the launcher may create."""
+    from genai_pipeline.orchestration.deploy_check import run_checks
+
+    return 0 if run_checks() else 1
+
+
 def _stack_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--api-port", type=int, default=8080)
     command.add_argument("--web-port", type=int, default=8090, help="the post-writing web page")
@@ -588,6 +595,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "kubernetes-connection", help="print AIRFLOW_CONN_KUBERNETES_DEFAULT for launching step pods"
     ).set_defaults(handler=cmd_kubernetes_connection)
+
+    sub.add_parser(
+        "check-deploy", help="check a deployed release can run the pipeline (what `helm test` runs)"
+    ).set_defaults(handler=cmd_check_deploy)
 
     weaviate = sub.add_parser("weaviate", help="the local Weaviate server")
     weaviate.add_argument("action", choices=["start", "stop"])

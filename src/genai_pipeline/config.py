@@ -77,6 +77,9 @@ class RuntimeSettings(BaseModel):
     # The tag images/build.sh built (a content hash, `bash images/tag.sh`), or a release's version: never a
     # fixed default, so a rebuilt image always has a new name and a node never runs a stale one.
     image_tag: str | None = None
+    # Per-image tags over image_tag: a dev loop (skaffold) tags each image by its own inputs, and a pod must ask
+    # for exactly the image that was built.
+    image_tags: dict[str, str] = Field(default_factory=dict)
     image_pull_policy: str = "IfNotPresent"
     # Image of the XCom sidecar the provider adds to every step pod (it needs sh, sleep, kill, pgrep);
     # none means the provider's default (alpine from Docker Hub).
@@ -105,9 +108,10 @@ class RuntimeSettings(BaseModel):
 
     def image_for(self, image: str) -> str:
         """Full reference of a step image, e.g. ``genai-pipeline/embed:3f2a9c0d1b7e``."""
-        if not self.image_tag:
+        tag = self.image_tags.get(image) or self.image_tag
+        if not tag:
             raise ValueError(_IMAGE_TAG_REQUIRED)
-        return f"{self.image_registry}/{image}:{self.image_tag}"
+        return f"{self.image_registry}/{image}:{tag}"
 
 
 _IMAGE_TAG_REQUIRED = (

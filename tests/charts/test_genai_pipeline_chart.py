@@ -1,4 +1,4 @@
-"""The project chart rendered by real helm, then queried: settings, RBAC, hardening, the model server."""
+"""The project's own templates rendered by real helm, then queried: settings, RBAC, hardening, the model server."""
 
 from __future__ import annotations
 
@@ -7,34 +7,26 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 
 from genai_pipeline.config import RunMode, Settings
-from genai_pipeline.local.go_tools import ensure_helm
-
-CHART = Path(__file__).resolve().parents[2] / "charts" / "genai-pipeline"
+from tests.charts.rendering import CHART, Docs, chart
+from tests.charts.rendering import render as render_chart
 
 
 @pytest.fixture(scope="module")
-def helm() -> Path:
-    return ensure_helm(Settings().cache_dir)
+def offline(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return chart(tmp_path_factory.mktemp("chart"))
 
 
-def render(helm: Path, *sets: str) -> dict[tuple[str, str], dict]:
-    args = [str(helm), "template", "kb", str(CHART), "--namespace", "genai-pipeline", "--kube-version", "1.34.0"]
-    for item in sets:
-        args += ["--set", item]
-    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
-    return {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(out) if d}
+def render(chart_dir: Path, *sets: str) -> Docs:
+    return render_chart(chart_dir, *sets)
 
 
-def test_chart_lints(helm: Path) -> None:
-    result = subprocess.run([str(helm), "lint", str(CHART)], capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-def test_settings_configmap_is_read_by_the_settings_model(helm: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    docs = render(helm, "pipeline.chunking.size_tokens=256", "images.registry=registry.local/genai")
+def test_settings_configmap_is_read_by_the_settings_model(offline: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # weaviate.enabled: the settings name the Weaviate dependency's Services (its templates are not rendered here).
+    docs = render(
+        offline, "pipeline.chunking.size_tokens=256", "images.registry=registry.local/genai", "weaviate.enabled=true"
+    )
     data = docs[("ConfigMap", "kb-settings")]["data"]
     assert all(key.startswith("PIPELINE_") for key in data)
     for key, value in data.items():
@@ -45,56 +37,58 @@ def test_settings_configmap_is_read_by_the_settings_model(helm: Path, monkeypatc
     assert settings.runtime.image_for("embed") == "registry.local/genai/embed:0.1.0"  # the release's appVersion
     assert settings.runtime.namespace == "genai-pipeline"  # step pods run in the release's namespace
     assert settings.runtime.xcom_sidecar_image == "registry.local/genai/xcom-sidecar:0.1.0"
-    assert settings.weaviate.grpc_port == 50051
+    assert (settings.weaviate.host, settings.weaviate.http_port) == ("weaviate.genai-pipeline.svc", 80)
+    assert (settings.weaviate.grpc_host, settings.weaviate.grpc_port) == ("weaviate-grpc.genai-pipeline.svc", 50051)
+    assert settings.runtime.secret_name == "genai-pipeline-secrets"  # global.existingSecret
     assert settings.store == "/data/store" and settings.runtime.shared_volume_claim == "genai-pipeline-data"
     assert "PIPELINE_OPENAI__BASE_URL" not in data  # no model server, no hosted URL: nothing invented
 
 
-def test_rbac_is_namespaced_and_minimal(helm: Path) -> None:
-    docs = render(helm)
+def test_rbac_is_namespaced_and_minimal(offline: Path) -> None:
+    docs = render(offline)
     assert not any(kind.startswith("Cluster") for kind, _ in docs)
-    rules = {tuple(r["resources"]): set(r["verbs"]) for r in docs[("Role", "kb-pod-launcher")]["rules"]}
+    rules = {tuple(r["resources"]): set(r["verbs"]) for r in docs[("Role", "kb-genai-pipeline-pod-launcher")]["rules"]}
     assert rules == {
         ("pods",): {"create", "get", "list", "watch", "patch", "delete"},
         ("pods/log",): {"get"},
         ("pods/exec",): {"create", "get"},
         ("events",): {"list", "watch"},
     }
-    subjects = docs[("RoleBinding", "kb-pod-launcher")]["subjects"]
+    subjects = docs[("RoleBinding", "kb-genai-pipeline-pod-launcher")]["subjects"]
     # LocalExecutor runs tasks in the scheduler, KubernetesExecutor in workers, deferred pods in the triggerer.
     assert {(s["name"], s["namespace"]) for s in subjects} == {
-        ("airflow-scheduler", "genai-pipeline"),
-        ("airflow-worker", "genai-pipeline"),
-        ("airflow-triggerer", "genai-pipeline"),
+        ("kb-airflow-scheduler", "genai-pipeline"),
+        ("kb-airflow-worker", "genai-pipeline"),
+        ("kb-airflow-triggerer", "genai-pipeline"),
     }
-    custom = render(helm, "rbac.subjects[0].name=genai-airflow", "rbac.subjects[0].namespace=ops")
-    assert custom[("RoleBinding", "kb-pod-launcher")]["subjects"] == [
+    custom = render(offline, "rbac.subjects[0].name=genai-airflow", "rbac.subjects[0].namespace=ops")
+    assert custom[("RoleBinding", "kb-genai-pipeline-pod-launcher")]["subjects"] == [
         {"kind": "ServiceAccount", "name": "genai-airflow", "namespace": "ops"}
     ]
     assert docs[("ServiceAccount", "genai-pipeline-steps")]["automountServiceAccountToken"] is False
 
 
-def test_the_shared_claim_the_step_pods_mount_is_created(helm: Path) -> None:
-    docs = render(helm, "sharedStorage.storageClassName=nfs", "sharedStorage.size=50Gi")
+def test_the_shared_claim_the_step_pods_mount_is_created(offline: Path) -> None:
+    docs = render(offline, "sharedStorage.storageClassName=nfs", "sharedStorage.size=50Gi")
     claim = docs[("PersistentVolumeClaim", "genai-pipeline-data")]["spec"]
     assert claim["accessModes"] == ["ReadWriteMany"] and claim["storageClassName"] == "nfs"
     assert claim["resources"]["requests"]["storage"] == "50Gi"
-    assert ("PersistentVolumeClaim", "genai-pipeline-data") not in render(helm, "sharedStorage.create=false")
+    assert ("PersistentVolumeClaim", "genai-pipeline-data") not in render(offline, "sharedStorage.create=false")
 
 
-def test_a_built_tag_reaches_the_step_pods_settings(helm: Path) -> None:
-    data = render(helm, "images.tag=3f2a9c0d1b7e")[("ConfigMap", "kb-settings")]["data"]
+def test_a_built_tag_reaches_the_step_pods_settings(offline: Path) -> None:
+    data = render(offline, "images.tag=3f2a9c0d1b7e")[("ConfigMap", "kb-settings")]["data"]
     assert data["PIPELINE_RUNTIME__IMAGE_TAG"] == "3f2a9c0d1b7e"
     assert data["PIPELINE_RUNTIME__XCOM_SIDECAR_IMAGE"] == "genai-pipeline/xcom-sidecar:3f2a9c0d1b7e"
 
 
-def test_model_server_is_optional(helm: Path) -> None:
-    assert not any(kind == "Deployment" for kind, _ in render(helm))
+def test_model_server_is_optional(offline: Path) -> None:
+    assert not any(kind == "Deployment" for kind, _ in render(offline))
 
 
-def test_model_server_deployment_is_hardened_and_wired(helm: Path) -> None:
-    docs = render(helm, "modelServer.enabled=true", "modelServer.existingClaim=models")
-    pod = docs[("Deployment", "kb-model-server")]["spec"]["template"]["spec"]
+def test_model_server_deployment_is_hardened_and_wired(offline: Path) -> None:
+    docs = render(offline, "modelServer.enabled=true", "modelServer.existingClaim=models")
+    pod = docs[("Deployment", "kb-genai-pipeline-model-server")]["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert container["image"] == "genai-pipeline/model-server:0.1.0"
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["automountServiceAccountToken"] is False
@@ -109,18 +103,18 @@ def test_model_server_deployment_is_hardened_and_wired(helm: Path) -> None:
     assert not any("KEY" in e["name"] for e in container["env"])  # keys only from the Secret
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["state"]["persistentVolumeClaim"]["claimName"] == "models"
-    service = docs[("Service", "kb-model-server")]["spec"]
+    service = docs[("Service", "kb-genai-pipeline-model-server")]["spec"]
     assert service["type"] == "ClusterIP" and service["ports"][0]["port"] == 8088
     data = docs[("ConfigMap", "kb-settings")]["data"]
-    assert data["PIPELINE_OPENAI__BASE_URL"] == "http://kb-model-server:8088/v1"
+    assert data["PIPELINE_OPENAI__BASE_URL"] == "http://kb-genai-pipeline-model-server:8088/v1"
 
 
 @pytest.mark.parametrize(
     "bad", ["unknownKey=1", "modelServer.replicas=2", "images.pullPolicy=Sometimes", "pipeline.extra.x=1"]
 )
-def test_schema_rejects_values_it_does_not_know(helm: Path, bad: str) -> None:
+def test_schema_rejects_values_it_does_not_know(offline: Path, bad: str) -> None:
     with pytest.raises(subprocess.CalledProcessError) as error:
-        render(helm, bad)
+        render(offline, bad)
     assert "values don't meet the specifications of the schema" in error.value.stderr
 
 
@@ -133,10 +127,10 @@ def test_the_schema_knows_every_settings_section() -> None:
     assert set(schema["properties"]["pipeline"]["properties"]) == sections
 
 
-def test_the_web_page_is_optional_hardened_and_reads_the_shared_store(helm: Path) -> None:
-    assert not any(kind == "Deployment" and "web-page" in name for kind, name in render(helm))
-    docs = render(helm, "webPage.enabled=true", "images.tag=x")
-    pod = docs[("Deployment", "kb-web-page")]["spec"]["template"]["spec"]
+def test_the_web_page_is_optional_hardened_and_reads_the_shared_store(offline: Path) -> None:
+    assert not any(kind == "Deployment" and "web-page" in name for kind, name in render(offline))
+    docs = render(offline, "webPage.enabled=true", "images.tag=x")
+    pod = docs[("Deployment", "kb-genai-pipeline-web-page")]["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert container["image"].endswith("/generate:x") and container["command"][:3] == [
         "python",
@@ -146,4 +140,4 @@ def test_the_web_page_is_optional_hardened_and_reads_the_shared_store(helm: Path
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["automountServiceAccountToken"] is False
     assert container["securityContext"]["readOnlyRootFilesystem"] is True and container["resources"]["limits"]
     assert {"name": "shared", "mountPath": "/data", "readOnly": True} in container["volumeMounts"]
-    assert docs[("Service", "kb-web-page")]["spec"]["ports"][0]["port"] == 8090
+    assert docs[("Service", "kb-genai-pipeline-web-page")]["spec"]["ports"][0]["port"] == 8090

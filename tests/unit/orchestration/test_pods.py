@@ -84,3 +84,9 @@ def test_kubernetes_mode_refuses_to_guess_an_image_tag(monkeypatch: pytest.Monke
 def test_pod_failures_are_told_apart_from_step_errors(message: str, kind: str, why: str) -> None:
     got_kind, got_why = classify_pod_failure(RuntimeError(message))
     assert got_kind == kind and why in got_why
+
+
+def test_an_image_built_with_its_own_tag_is_the_one_its_pods_ask_for() -> None:
+    runtime = Settings(runtime={"image_tag": "0.1.0", "image_tags": {"embed": "5e1f"}}).runtime
+    assert runtime.image_for("embed") == "genai-pipeline/embed:5e1f"
+    assert runtime.image_for("chunk") == "genai-pipeline/chunk:0.1.0"

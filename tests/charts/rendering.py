@@ -1,0 +1,57 @@
+"""Rendering the umbrella chart with real helm, for the chart tests.
+
+The official Airflow and Weaviate charts cannot be fetched here, so these tests render the chart's copy without
+its dependency list (genai_pipeline.local.offline_chart) with both dependencies off; what the dependencies get
+is checked on the values handed to them.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from genai_pipeline.config import Settings
+from genai_pipeline.local.go_tools import ensure_helm
+from genai_pipeline.local.offline_chart import CHART, offline_chart
+
+REPO = CHART.parents[1]
+DEPS_OFF = ("airflow.enabled=false", "weaviate.enabled=false")
+Docs = dict[tuple[str, str], dict[str, Any]]
+
+
+@cache
+def helm() -> Path:
+    return ensure_helm(Settings().cache_dir)
+
+
+@cache
+def chart(dest: Path) -> Path:
+    return offline_chart(dest)
+
+
+def render_list(
+    chart_dir: Path, *sets: str, values: tuple[Path, ...] = (), release: str = "kb", namespace: str = "genai-pipeline"
+) -> list[dict[str, Any]]:
+    """Every object `helm template` renders (hooks and tests included), dependencies off."""
+    args = [str(helm()), "template", release, str(chart_dir), "--namespace", namespace, "--kube-version", "1.34.0"]
+    for path in values:
+        args += ["-f", str(path)]
+    for item in (*DEPS_OFF, *sets):
+        args += ["--set", item]
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def render(chart_dir: Path, *sets: str, values: tuple[Path, ...] = (), release: str = "kb") -> Docs:
+    """The rendered objects by (kind, name)."""
+    return {
+        (d["kind"], d["metadata"]["name"]): d for d in render_list(chart_dir, *sets, values=values, release=release)
+    }
+
+
+def chart_values() -> dict[str, Any]:
+    return yaml.safe_load((CHART / "values.yaml").read_text())
