@@ -7,10 +7,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from genai_pipeline.config import RunMode, Settings
 from tests.charts.rendering import CHART, Docs, chart
 from tests.charts.rendering import render as render_chart
+
+from genai_pipeline.config import RunMode, Settings
 
 
 @pytest.fixture(scope="module")
