@@ -6,7 +6,8 @@ export PIPELINE_HOME ?= $(CURDIR)/.pipeline
 export HF_HUB_OFFLINE := 1
 export PATH := $(HOME)/.local/bin:$(PATH)
 
-.PHONY: install demo test test-unit lint up down bench bench-real bench-memory bench-finetune bench-retrieval bench-generate images clean cluster-up cluster-down \
+
+.PHONY: install demo test test-unit lint up down bench bench-real bench-memory bench-finetune bench-retrieval bench-generate images clean cluster-up cluster-down chart-docs \
 	e2e bench-cluster kind-up deploy kind-down
 
 install:  ## Create .venv from the lock file (Python deps, Airflow, models in packages)
@@ -61,6 +62,10 @@ cluster-up:  ## A real single-node Kubernetes 1.34 on this machine (binaries bui
 
 cluster-down:  ## Stop it and remove its state (logs stay in .pipeline/cluster/logs)
 	bash scripts/cluster/cluster.sh down
+
+chart-docs: install  ## Regenerate charts/genai-pipeline/README.md and the values schema's pipeline section
+	$(UV) run python -m genai_pipeline.chart_schema
+	$(UV) run python -m genai_pipeline.local.chart_docs
 
 e2e: install  ## Kubernetes mode end to end: cluster, images, chart, Weaviate, Airflow, tests, teardown
 	bash scripts/e2e.sh

@@ -332,3 +332,11 @@ def test_skaffold_builds_what_the_chart_deploys_and_names_real_paths(offline: Pa
     forwarded = {f["resourceName"] for f in config["portForward"]}
     assert "genai-pipeline-web-page" in forwarded
     assert ("Service", "genai-pipeline-web-page") in render(offline, "webPage.enabled=true", release="genai-pipeline")
+
+
+def test_the_chart_readme_and_the_values_schema_are_generated_from_current_sources() -> None:
+    from genai_pipeline.chart_schema import main as check_schema
+    from genai_pipeline.local.chart_docs import render as readme
+
+    assert (CHART / "README.md").read_text() == readme(), "stale chart README: make chart-docs"
+    assert check_schema(["--check"]) == 0, "stale values schema: make chart-docs"

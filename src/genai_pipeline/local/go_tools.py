@@ -1,4 +1,4 @@
-"""Go-built tools (weaviate-server, helm) installed from the Go module proxy and cached per version.
+"""Go-built tools (weaviate-server, helm, helm-docs) installed from the Go module proxy and cached per version.
 
 No release downloads or container registries are needed: ``go install`` builds from source once per
 machine (minutes), later calls find the cached binary.
@@ -48,3 +48,12 @@ def ensure_helm(cache_dir: Path) -> Path:
     return go_install(
         cache_dir, HELM_MODULE, HELM_VERSION, ldflags=f"-X helm.sh/helm/v3/internal/version.version={HELM_VERSION}"
     )
+
+
+HELM_DOCS_MODULE = "github.com/norwoodj/helm-docs/cmd/helm-docs"
+HELM_DOCS_VERSION = "v1.14.2"
+
+
+def ensure_helm_docs(cache_dir: Path) -> Path:
+    """The pinned helm-docs, which writes the chart's README from the ``# --`` comments of its values."""
+    return go_install(cache_dir, HELM_DOCS_MODULE, HELM_DOCS_VERSION)
