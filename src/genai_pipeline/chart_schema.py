@@ -52,9 +52,7 @@ def pipeline_schema() -> dict[str, Any]:
         section = _resolve(model["properties"][name], defs)
         skip = CHART_RENDERED.get(name, set())
         section["properties"] = {
-            key: value
-            for key, value in section["properties"].items()
-            if key not in skip and not value.get("writeOnly")
+            key: value for key, value in section["properties"].items() if key not in skip and not value.get("writeOnly")
         }
         section.pop("default", None)
         sections[name] = section
