@@ -7,7 +7,6 @@ the re-run, and the fault run, each building on the state the previous one left.
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from pathlib import Path
 
@@ -38,29 +37,25 @@ DOCS = 200
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    """Every manifest the project renders: the chart (defaults, e2e values, model server on, web page on) and k8s/."""
-    from genai_pipeline.config import Settings
-    from genai_pipeline.local.go_tools import ensure_helm
+    """Every manifest the project renders: the chart under each deploy path's values, and k8s/."""
+    import yaml
+    from tests.charts.rendering import chart, render_list
 
-    helm = str(ensure_helm(Settings().cache_dir))
     out = tmp_path_factory.mktemp("rendered")
-    chart = str(REPO / "charts" / "genai-pipeline")
-    variants = {
-        "chart-defaults": [],
-        "chart-e2e": ["-f", str(REPO / "k8s/e2e/values.yaml"), "--set", f"images.tag={TAG}"],
-        "chart-model-server": ["--set", "modelServer.enabled=true", "--set", "images.tag=x"],
-        "chart-web-page": ["--set", "webPage.enabled=true", "--set", "images.tag=x"],
+    offline = chart(out)  # the official charts cannot be fetched here: both dependencies off
+    gitops = REPO / "k8s/gitops"
+    variants: dict[str, tuple[tuple[Path, ...], tuple[str, ...]]] = {
+        "chart-defaults": ((), ()),
+        "chart-e2e": ((REPO / "k8s/e2e/values.yaml",), (f"images.tag={TAG}",)),
+        "chart-model-server": ((), ("modelServer.enabled=true", "images.tag=x")),
+        "chart-web-page": ((), ("webPage.enabled=true", "images.tag=x")),
+        "chart-kind": ((REPO / "k8s/kind/values-kind.yaml",), ("images.tag=x",)),
+        "chart-gitops-prod": ((gitops / "values-gitops.yaml", gitops / "envs/prod/values.yaml"), ()),
     }
     files = []
-    version = json.loads(kubectl("version", "-o", "json"))["serverVersion"]["gitVersion"]
-    for name, args in variants.items():
-        text = subprocess.run(
-            [helm, "template", "genai-pipeline", chart, "--namespace", NAMESPACE, "--kube-version", version, *args],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        (out / f"{name}.yaml").write_text(text)
+    for name, (values, sets) in variants.items():
+        docs = render_list(offline, *sets, values=values, release="genai-pipeline", namespace=NAMESPACE)
+        (out / f"{name}.yaml").write_text(yaml.safe_dump_all(docs))
         files.append(out / f"{name}.yaml")
     (out / "e2e-kustomize.yaml").write_text(kubectl("kustomize", str(REPO / "k8s/e2e")))
     return [*files, out / "e2e-kustomize.yaml", REPO / "k8s/namespace.yaml", REPO / "k8s/e2e/storage.yaml"]
@@ -73,6 +68,9 @@ def test_every_rendered_manifest_passes_server_side_dry_run(rendered: list[Path]
     scratch = "genai-dryrun"
     kubectl_run("create", "namespace", scratch)  # already there from an earlier run is fine
     kubectl("label", "namespace", scratch, "--overwrite", "pod-security.kubernetes.io/enforce=restricted")
+    # The helm test pod runs as the launcher's ServiceAccount, which the Airflow deployment makes, not the chart.
+    for account in ("genai-pipeline-airflow-scheduler", "genai-airflow"):
+        kubectl_run("create", "serviceaccount", account, "-n", scratch)
     for path in rendered:
         namespace = scratch if path.name.startswith("chart-") else NAMESPACE
         result = kubectl_run("apply", "--dry-run=server", "-n", namespace, "-f", str(path))
