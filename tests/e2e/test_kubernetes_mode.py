@@ -78,6 +78,17 @@ def test_every_rendered_manifest_passes_server_side_dry_run(rendered: list[Path]
         assert "PodSecurity" not in result.stderr, f"{path.name}: {result.stderr}"
 
 
+def test_helm_test_passed_after_the_deploy() -> None:
+    """scripts/e2e.sh ran `helm test` as a user would: Weaviate and the collection, and a step pod admitted."""
+    import os
+
+    log = (Path(os.environ["E2E_LOGS"]) / "helm-test.log").read_text()
+    assert "Phase:          Succeeded" in log, log
+    assert "ok      weaviate: Weaviate 10.0.0.80:8080 ready; collection KnowledgeBase" in log, log
+    assert f"ok      step-pod: a chunk step pod (genai-pipeline/chunk:{TAG}" in log, log
+    assert "as genai-pipeline-steps" in log and "FAILED" not in log, log
+
+
 def test_the_namespace_enforces_the_restricted_pod_security_level() -> None:
     labels = kubectl("get", "namespace", NAMESPACE, "-o", "jsonpath={.metadata.labels}")
     assert '"pod-security.kubernetes.io/enforce":"restricted"' in labels
