@@ -143,6 +143,8 @@ def test_the_dependencies_values_wire_airflow_and_weaviate_to_the_pipeline(offli
     values = chart_values()
     airflow, weaviate, secret = values["airflow"], values["weaviate"], values["global"]["existingSecret"]
     assert airflow["images"]["airflow"]["repository"] == f"{values['images']['registry']}/airflow"
+    app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+    assert airflow["images"]["airflow"]["tag"] == airflow["defaultAirflowTag"] == app_version  # like images.tag
     assert airflow["executor"] in ("LocalExecutor", "KubernetesExecutor") and airflow["triggerer"]["enabled"]
     assert airflow["config"]["core"]["dags_folder"] == "/opt/pipeline/dags"  # baked into the image
     # extraEnvFrom is a template the Airflow chart renders: it must name the ConfigMap this chart renders.
