@@ -327,7 +327,8 @@ def test_skaffold_builds_what_the_chart_deploys_and_names_real_paths(offline: Pa
     assert all((REPO / f).is_file() for f in kind_files)
     local = {op["path"]: op["value"] for op in profiles["local-node"]["patches"]}
     assert all((REPO / f).is_file() for f in local["/deploy/helm/releases/0"]["valuesFiles"])
-    assert (REPO / local["/manifests"]["kustomize"]["paths"][0] / "kustomization.yaml").is_file()
+    assert (REPO / local["/manifests/kustomize"]["paths"][0] / "kustomization.yaml").is_file()
+    assert all((REPO / f).is_file() for f in config["manifests"]["rawYaml"])
     hook = " ".join(local["/deploy/helm/hooks"]["before"][0]["host"]["command"])
     assert "scripts/cluster/prepare.sh" in hook and (REPO / "scripts/cluster/prepare.sh").is_file()
     # The port-forwarded web page is the Service the chart renders for release genai-pipeline.
