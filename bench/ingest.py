@@ -149,8 +149,9 @@ def main() -> int:
         "PIPELINE_WEAVIATE__GRPC_PORT": "50150",
     }
     os.environ.update(env)
+    from genai_pipeline.airflow_api import AirflowAPI
     from genai_pipeline.config import get_settings
-    from genai_pipeline.local.airflow_env import AirflowAPI, migrate, start_airflow, stop_airflow
+    from genai_pipeline.local.airflow_env import migrate, start_airflow, stop_airflow
     from genai_pipeline.local.services import Services
     from genai_pipeline.local.weaviate_server import start_weaviate
 

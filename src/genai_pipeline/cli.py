@@ -350,7 +350,7 @@ def _absolute(root: str) -> str:
 
 
 def _api_with_dags(port: int):
-    from genai_pipeline.local.airflow_env import AirflowAPI
+    from genai_pipeline.airflow_api import AirflowAPI
 
     api = AirflowAPI(port)
     _wait(lambda: all(api.dag_loaded(d) for d in ("start", INGEST_DAG)), 180, "DAGs parsed")
@@ -526,6 +526,35 @@ def cmd_kubernetes_connection(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_trigger(args: argparse.Namespace) -> int:
+    """Start the pipeline from outside through Airflow's REST API: a source's Asset event, or a DAG run."""
+    import json
+
+    from genai_pipeline.airflow_api import AirflowAPI
+
+    if not (args.dag or args.source) or (args.dag and args.source):
+        print("pipeline trigger: name either a SOURCE or --dag DAG_ID", file=sys.stderr)
+        return 2
+    if bad := [item for item in args.extra if "=" not in item]:
+        print(f"pipeline trigger: --extra takes KEY=VALUE, got {bad}", file=sys.stderr)
+        return 2
+    api = AirflowAPI.from_env(args.api_url)
+    if args.dag:
+        conf = json.loads(args.conf) if args.conf else {}
+        print(f"{args.dag}: run {api.trigger(args.dag, conf)} queued")
+        return 0
+    from genai_pipeline.orchestration.assets import source_uri
+
+    extra = dict(item.split("=", 1) for item in args.extra)
+    try:
+        event = api.post_asset_event(source_uri(args.source), {"triggered_by": "pipeline trigger", **extra})
+    except LookupError as error:
+        print(f"pipeline trigger: {error}", file=sys.stderr)
+        return 1
+    print(f"{event['uri']}: Asset event {event['id']} recorded; the DAGs scheduled on it (ingestion) start")
+    return 0
+
+
 def cmd_check_deploy(args: argparse.Namespace) -> int:
     """The release's `helm test`: Weaviate and its collection, and a step pod the launcher may create."""
     from genai_pipeline.orchestration.deploy_check import run_checks
@@ -595,6 +624,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "kubernetes-connection", help="print AIRFLOW_CONN_KUBERNETES_DEFAULT for launching step pods"
     ).set_defaults(handler=cmd_kubernetes_connection)
+
+    trigger = sub.add_parser(
+        "trigger",
+        help="start the pipeline through Airflow's REST API: an update of a knowledge-base source, or a DAG run",
+        description="Credentials come only from AIRFLOW_API_USERNAME / AIRFLOW_API_PASSWORD (none: the local stack).",
+    )
+    trigger.add_argument("source", nargs="?", help="a knowledge-base source name (its Asset kb-source://NAME)")
+    trigger.add_argument("--extra", action="append", default=[], metavar="KEY=VALUE", help="extra of the Asset event")
+    trigger.add_argument("--dag", help="trigger this DAG instead of posting an Asset event")
+    trigger.add_argument("--conf", help="run conf (JSON) for --dag")
+    trigger.add_argument("--api-url", help="Airflow's base URL (default AIRFLOW_API_URL or http://127.0.0.1:8080)")
+    trigger.set_defaults(handler=cmd_trigger)
 
     sub.add_parser(
         "check-deploy", help="check a deployed release can run the pipeline (what `helm test` runs)"

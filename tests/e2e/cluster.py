@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from genai_pipeline.local.airflow_env import AirflowAPI
+from genai_pipeline.airflow_api import AirflowAPI
 
 NAMESPACE = "genai-pipeline"
 AIRFLOW_URL = "http://10.0.0.81:8080"

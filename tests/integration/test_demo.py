@@ -140,7 +140,7 @@ def test_ctrl_c_stops_cleanly_and_leaves_no_process(tmp_path: Path) -> None:
 
 def _embedding(port: int) -> bool:
     """Whether an embed task instance is running (Airflow's API, once it answers)."""
-    from genai_pipeline.local.airflow_env import AirflowAPI
+    from genai_pipeline.airflow_api import AirflowAPI
 
     try:
         api = AirflowAPI(port)

@@ -21,8 +21,9 @@ import pytest
 from PIL import Image
 
 from conftest import Receiver, environ, free_port, webhook_receiver
+from genai_pipeline.airflow_api import AirflowAPI
 from genai_pipeline.config import Settings
-from genai_pipeline.local.airflow_env import AirflowAPI, start_airflow, stop_airflow
+from genai_pipeline.local.airflow_env import start_airflow, stop_airflow
 from genai_pipeline.local.model_server import start_model_server
 from genai_pipeline.local.services import Services
 from genai_pipeline.steps import finetune_store as layout

@@ -6,17 +6,11 @@ DAGs need the scheduler, so the demo runs these components rather than ``airflow
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from pathlib import Path
-from typing import Any
 
 from genai_pipeline.config import Settings
 from genai_pipeline.local.services import Services, answers
@@ -90,101 +84,3 @@ def stop_airflow(services: Services) -> None:
     """Stop every component (scheduler first, so no new task starts)."""
     for component in reversed(COMPONENTS):
         services.stop(f"airflow-{component}")
-
-
-class AirflowAPI:
-    """The few REST calls the demo and the e2e test make, with a token from the simple auth manager."""
-
-    def __init__(self, port: int = 8080, *, base_url: str | None = None) -> None:
-        self.base = (base_url or f"http://127.0.0.1:{port}").rstrip("/")
-        self._token = self._request("GET", "/auth/token", auth=False)["access_token"]
-
-    def _request(self, method: str, path: str, body: Any = None, *, auth: bool = True) -> Any:
-        request = urllib.request.Request(
-            self.base + path,
-            method=method,
-            data=json.dumps(body).encode() if body is not None else None,
-            headers={
-                "Content-Type": "application/json",
-                **({"Authorization": f"Bearer {self._token}"} if auth else {}),
-            },
-        )
-        # The local metadata database is SQLite: a read can meet a write lock and answer 500; GETs try again.
-        attempts = 4 if method == "GET" else 1
-        for attempt in range(attempts):
-            try:
-                with urllib.request.urlopen(request, timeout=30) as response:
-                    return json.loads(response.read() or b"null")
-            except urllib.error.HTTPError as error:
-                if error.code < 500 or attempt == attempts - 1:
-                    raise
-                time.sleep(0.5 * 2**attempt)
-        return None
-
-    def dag_loaded(self, dag_id: str) -> bool:
-        """Whether the dag-processor has parsed a DAG into the database."""
-        try:
-            self._request("GET", f"/api/v2/dags/{dag_id}")
-        except urllib.error.HTTPError as error:
-            if error.code == 404:
-                return False
-            raise
-        return True
-
-    def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
-        """Start a DAG run now; returns its run id."""
-        run = self._request("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf or {}})
-        return run["dag_run_id"]
-
-    def run(self, dag_id: str, run_id: str) -> dict[str, Any]:
-        """One DAG run."""
-        return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}")
-
-    def upstream_events(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
-        """The Asset events that triggered a run (each names its source DAG and run)."""
-        path = f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}/upstreamAssetEvents"
-        return self._request("GET", path)["asset_events"]
-
-    def run_caused_by(self, dag_id: str, source_dag: str, source_run: str) -> str | None:
-        """The run of ``dag_id`` whose Asset events came from ``source_run``, whatever else is queued or running."""
-        for run in self.runs(dag_id):
-            if run["run_type"] != "asset_triggered":
-                continue
-            events = self.upstream_events(dag_id, run["dag_run_id"])
-            if any(e.get("source_dag_id") == source_dag and e.get("source_run_id") == source_run for e in events):
-                return run["dag_run_id"]
-        return None
-
-    def runs(self, dag_id: str) -> list[dict[str, Any]]:
-        """Runs of a DAG, newest first."""
-        return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns?order_by=-run_after&limit=20")["dag_runs"]
-
-    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int, map_index: int = -1) -> str:
-        """The text of one try's task log."""
-        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}?map_index={map_index}"
-        content = self._request("GET", path).get("content") or []
-        return "\n".join(_log_line(item) for item in (content if isinstance(content, list) else [content]))
-
-    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
-        """A task's XCom value, deserialized (the API may hand back JSON as a string)."""
-        path = (
-            f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}"
-            f"/taskInstances/{task_id}/xcomEntries/{key}"
-        )
-        value = self._request("GET", path)["value"]
-        return json.loads(value) if isinstance(value, str) else value
-
-    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
-        """Task instances of one run (mapped instances included)."""
-        return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=1000")[
-            "task_instances"
-        ]
-
-
-def _log_line(item: Any) -> str:
-    """One structured log record as text; a failure's exception (type and message) is appended to its line."""
-    if not isinstance(item, dict):
-        return str(item)
-    errors = item.get("error_detail") or []
-    causes = [f"{e.get('exc_type', '')}: {e.get('exc_value', '')}" for e in errors if isinstance(e, dict)]
-    return " | ".join([str(item.get("event", "")), *causes])

@@ -10,11 +10,16 @@ from airflow.sdk import Asset, AssetAny, AssetOrTimeSchedule, CronTriggerTimetab
 from genai_pipeline.config import Settings, get_settings
 
 
+def source_uri(name: str) -> str:
+    """The URI of a knowledge-base source's Asset (what another system posts an event for)."""
+    return f"kb-source://{name}"
+
+
 def source_assets(settings: Settings | None = None) -> list[Asset]:
     """One Asset per knowledge-base source; updating any of them re-runs ingestion."""
     settings = settings or get_settings()
     return [
-        Asset(name=f"knowledge_base_source_{name}", uri=f"kb-source://{name}", group="knowledge_base")
+        Asset(name=f"knowledge_base_source_{name}", uri=source_uri(name), group="knowledge_base")
         for name in settings.ingest.sources
     ]
 

@@ -1,0 +1,154 @@
+"""A small client of Airflow 3's REST API (``/api/v2``): trigger runs, post Asset events, follow runs and logs.
+
+Used by ``pipeline trigger`` (another system starting the pipeline), ``pipeline demo`` and the tests. It speaks
+plain HTTP with the standard library; the token comes from Airflow's own token flow (see :class:`AirflowAPI`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+
+class AirflowAPI:
+    """The REST calls the CLI, the demo and the tests make, with a token from Airflow 3's token flow.
+
+    With a user name, the token comes from ``POST /auth/token`` with that user's password (the simple auth
+    manager, FAB, or any auth manager that issues JWTs there); without one, from ``GET /auth/token``, which only
+    the simple auth manager's all-admins mode (the local stack) answers.
+    """
+
+    def __init__(
+        self,
+        port: int = 8080,
+        *,
+        base_url: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+    ) -> None:
+        self.base = (base_url or f"http://127.0.0.1:{port}").rstrip("/")
+        if username:
+            credentials = {"username": username, "password": password or ""}
+            self._token = self._request("POST", "/auth/token", credentials, auth=False)["access_token"]
+        else:
+            self._token = self._request("GET", "/auth/token", auth=False)["access_token"]
+
+    @classmethod
+    def from_env(cls, base_url: str | None = None) -> AirflowAPI:
+        """The API at ``base_url``, ``AIRFLOW_API_URL`` or the local stack; credentials only from the environment.
+
+        ``AIRFLOW_API_USERNAME`` and ``AIRFLOW_API_PASSWORD`` when set, else the local all-admins token.
+        """
+        return cls(
+            base_url=base_url or os.environ.get("AIRFLOW_API_URL") or "http://127.0.0.1:8080",
+            username=os.environ.get("AIRFLOW_API_USERNAME"),
+            password=os.environ.get("AIRFLOW_API_PASSWORD"),
+        )
+
+    def _request(self, method: str, path: str, body: Any = None, *, auth: bool = True) -> Any:
+        request = urllib.request.Request(
+            self.base + path,
+            method=method,
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={
+                "Content-Type": "application/json",
+                **({"Authorization": f"Bearer {self._token}"} if auth else {}),
+            },
+        )
+        # The local metadata database is SQLite: a read can meet a write lock and answer 500; GETs try again.
+        attempts = 4 if method == "GET" else 1
+        for attempt in range(attempts):
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    return json.loads(response.read() or b"null")
+            except urllib.error.HTTPError as error:
+                if error.code < 500 or attempt == attempts - 1:
+                    raise
+                time.sleep(0.5 * 2**attempt)
+        return None
+
+    def dag_loaded(self, dag_id: str) -> bool:
+        """Whether the dag-processor has parsed a DAG into the database."""
+        try:
+            self._request("GET", f"/api/v2/dags/{dag_id}")
+        except urllib.error.HTTPError as error:
+            if error.code == 404:
+                return False
+            raise
+        return True
+
+    def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
+        """Start a DAG run now; returns its run id."""
+        run = self._request("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf or {}})
+        return run["dag_run_id"]
+
+    def asset(self, uri: str) -> dict[str, Any]:
+        """The Asset with exactly this URI (LookupError when Airflow knows none: no parsed DAG uses it)."""
+        found = self._request("GET", f"/api/v2/assets?uri_pattern={urllib.parse.quote(uri, safe='')}&limit=100")
+        for asset in found["assets"]:
+            if asset["uri"] == uri:
+                return asset
+        raise LookupError(f"Airflow has no Asset {uri!r}: is a DAG that uses it parsed?")
+
+    def post_asset_event(self, uri: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Record an update of the Asset ``uri``, as another system would: the DAGs scheduled on it run."""
+        body = {"asset_id": self.asset(uri)["id"], "extra": extra or {}}
+        return self._request("POST", "/api/v2/assets/events", body)
+
+    def run(self, dag_id: str, run_id: str) -> dict[str, Any]:
+        """One DAG run."""
+        return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}")
+
+    def upstream_events(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        """The Asset events that triggered a run (each names its source DAG and run)."""
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}/upstreamAssetEvents"
+        return self._request("GET", path)["asset_events"]
+
+    def run_caused_by(self, dag_id: str, source_dag: str, source_run: str) -> str | None:
+        """The run of ``dag_id`` whose Asset events came from ``source_run``, whatever else is queued or running."""
+        for run in self.runs(dag_id):
+            if run["run_type"] != "asset_triggered":
+                continue
+            events = self.upstream_events(dag_id, run["dag_run_id"])
+            if any(e.get("source_dag_id") == source_dag and e.get("source_run_id") == source_run for e in events):
+                return run["dag_run_id"]
+        return None
+
+    def runs(self, dag_id: str) -> list[dict[str, Any]]:
+        """Runs of a DAG, newest first."""
+        return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns?order_by=-run_after&limit=20")["dag_runs"]
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int, map_index: int = -1) -> str:
+        """The text of one try's task log."""
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}?map_index={map_index}"
+        content = self._request("GET", path).get("content") or []
+        return "\n".join(_log_line(item) for item in (content if isinstance(content, list) else [content]))
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
+        """A task's XCom value, deserialized (the API may hand back JSON as a string)."""
+        path = (
+            f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}"
+            f"/taskInstances/{task_id}/xcomEntries/{key}"
+        )
+        value = self._request("GET", path)["value"]
+        return json.loads(value) if isinstance(value, str) else value
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        """Task instances of one run (mapped instances included)."""
+        return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=1000")[
+            "task_instances"
+        ]
+
+
+def _log_line(item: Any) -> str:
+    """One structured log record as text; a failure's exception (type and message) is appended to its line."""
+    if not isinstance(item, dict):
+        return str(item)
+    errors = item.get("error_detail") or []
+    causes = [f"{e.get('exc_type', '')}: {e.get('exc_value', '')}" for e in errors if isinstance(e, dict)]
+    return " | ".join([str(item.get("event", "")), *causes])

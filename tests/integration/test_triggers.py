@@ -1,0 +1,115 @@
+"""Another system starts the pipeline through Airflow 3's REST API: `pipeline trigger` and the curl script."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import free_port
+from genai_pipeline.airflow_api import AirflowAPI
+from genai_pipeline.config import Settings
+from genai_pipeline.local.airflow_env import start_airflow, stop_airflow
+from genai_pipeline.local.services import Services
+from genai_pipeline.local.weaviate_server import start_weaviate
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
+DAG = "ingest_knowledge_base"
+DONE = {"success", "failed"}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AirflowAPI, dict[str, str]]]:
+    """Weaviate and Airflow (scheduler, API server, ...) on free ports, the sample knowledge base as the source."""
+    home = tmp_path_factory.mktemp("triggers")
+    api_port = free_port()
+    env = {
+        "PIPELINE_HOME": str(home),
+        "PIPELINE_WEAVIATE__HTTP_PORT": str(free_port()),
+        "PIPELINE_WEAVIATE__GRPC_PORT": str(free_port()),
+        "PIPELINE_INGEST__SCHEDULE_CRON": "",
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    settings = Settings()
+    services = Services(settings.home)
+    try:
+        start_weaviate(settings, services)
+        start_airflow(settings, services, api_port)
+        api = AirflowAPI(api_port)
+        deadline = time.monotonic() + 180
+        while not api.dag_loaded(DAG):
+            assert time.monotonic() < deadline, "the ingestion DAG was not parsed"
+            time.sleep(2)
+        yield api, {**os.environ, "AIRFLOW_API_URL": f"http://127.0.0.1:{api_port}"}
+    finally:
+        stop_airflow(services)
+        services.stop("weaviate")
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def run_started_by(api: AirflowAPI, marker: str, timeout: float = 120) -> str:
+    """The asset-triggered ingestion run whose Asset event carries ``marker`` in its extra."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for run in api.runs(DAG):
+            if run["run_type"] != "asset_triggered":
+                continue
+            events = api.upstream_events(DAG, run["dag_run_id"])
+            if any(marker in str(e.get("extra")) for e in events):
+                return run["dag_run_id"]
+        time.sleep(2)
+    raise TimeoutError(f"no ingestion run started by the event marked {marker}")
+
+
+def finished(api: AirflowAPI, run_id: str, timeout: float = 600) -> str:
+    deadline = time.monotonic() + timeout
+    while (state := api.run(DAG, run_id)["state"]) not in DONE:
+        assert time.monotonic() < deadline, f"{run_id} still {state}"
+        time.sleep(3)
+    return state
+
+
+def test_a_source_asset_event_from_the_cli_starts_ingestion(stack: tuple[AirflowAPI, dict[str, str]]) -> None:
+    api, env = stack
+    cli = [sys.executable, "-m", "genai_pipeline.cli", "trigger", "pipeline-docs", "--extra", "ticket=CI-1"]
+    result = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "kb-source://pipeline-docs: Asset event" in result.stdout
+    run_id = run_started_by(api, "CI-1")
+    assert finished(api, run_id) == "success"
+    (event,) = api.upstream_events(DAG, run_id)
+    assert event["extra"] == {"triggered_by": "pipeline trigger", "ticket": "CI-1"}
+
+
+def test_the_curl_script_does_the_same_with_nothing_but_http(stack: tuple[AirflowAPI, dict[str, str]]) -> None:
+    api, env = stack
+    script = REPO / "scripts" / "api" / "trigger-source.sh"
+    result = subprocess.run(["bash", str(script), "pipeline-docs"], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert finished(api, run_started_by(api, "trigger-source.sh")) == "success"
+
+
+def test_a_dag_run_with_conf_and_the_mistakes_a_caller_can_make(stack: tuple[AirflowAPI, dict[str, str]]) -> None:
+    api, env = stack
+    cli = [sys.executable, "-m", "genai_pipeline.cli", "trigger"]
+    result = subprocess.run(
+        [*cli, "--dag", DAG, "--conf", '{"dry_run": true}'], env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    run_id = result.stdout.split("run ", 1)[1].split()[0]
+    assert api.run(DAG, run_id)["conf"] == {"dry_run": True}
+    unknown = subprocess.run([*cli, "no-such-source"], env=env, capture_output=True, text=True)
+    assert unknown.returncode != 0 and "Airflow has no Asset 'kb-source://no-such-source'" in unknown.stderr
+    neither = subprocess.run(cli, env=env, capture_output=True, text=True)
+    assert neither.returncode == 2 and "name either a SOURCE or --dag" in neither.stderr
