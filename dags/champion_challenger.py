@@ -12,7 +12,7 @@ from airflow.sdk import dag, task
 
 from genai_pipeline.orchestration.assets import CHALLENGER, CHAMPION
 from genai_pipeline.orchestration.fine_tune_tasks import champion_branch
-from genai_pipeline.orchestration.notify import WebhookNotifier
+from genai_pipeline.orchestration.notify import WebhookNotifier, run_deadline
 from genai_pipeline.orchestration.step_task import step_task
 
 SCORE = {"run_id": "{{ run_id }}", "options": "{{ (dag_run.conf or {}) | tojson }}"}
@@ -21,6 +21,7 @@ SCORE = {"run_id": "{{ run_id }}", "options": "{{ (dag_run.conf or {}) | tojson 
 @dag(
     schedule=CHALLENGER,
     catchup=False,
+    deadline=run_deadline(),
     max_active_runs=1,
     tags=["fine-tuning"],
     doc_md=__doc__,

@@ -19,7 +19,7 @@ from genai_pipeline.orchestration.assets import (
     FORMATTED_VALIDATION,
 )
 from genai_pipeline.orchestration.fine_tune_tasks import OVER_BUDGET, budget_branch, stop_over_budget
-from genai_pipeline.orchestration.notify import WebhookNotifier
+from genai_pipeline.orchestration.notify import WebhookNotifier, run_deadline
 from genai_pipeline.orchestration.step_task import step_task
 
 TUNE = get_settings().fine_tune
@@ -34,6 +34,7 @@ GATE = {
 @dag(
     schedule=FORMATTED_TRAIN | FORMATTED_VALIDATION,
     catchup=False,
+    deadline=run_deadline(),
     max_active_runs=1,
     tags=["fine-tuning"],
     doc_md=__doc__,

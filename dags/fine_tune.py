@@ -13,7 +13,7 @@ from airflow.sdk import Param, dag
 from genai_pipeline.config import get_settings
 from genai_pipeline.orchestration.assets import CHALLENGER, COMBINED_TRAIN, COMBINED_VALIDATION
 from genai_pipeline.orchestration.finetune_wait import WaitForFineTuneJob
-from genai_pipeline.orchestration.notify import WebhookNotifier
+from genai_pipeline.orchestration.notify import WebhookNotifier, run_deadline
 from genai_pipeline.orchestration.step_task import step_task
 
 TUNE = get_settings().fine_tune
@@ -28,6 +28,7 @@ SUBMIT = {
 @dag(
     schedule=COMBINED_TRAIN & COMBINED_VALIDATION,
     catchup=False,
+    deadline=run_deadline(),
     max_active_runs=1,
     tags=["fine-tuning"],
     doc_md=__doc__,

@@ -15,6 +15,7 @@ from genai_pipeline.orchestration.assets import (
     FORMATTED_TRAIN,
     FORMATTED_VALIDATION,
 )
+from genai_pipeline.orchestration.notify import run_deadline
 from genai_pipeline.orchestration.step_task import step_task
 
 RUN = {"run_id": "{{ run_id }}"}
@@ -23,6 +24,7 @@ RUN = {"run_id": "{{ run_id }}"}
 @dag(
     schedule=EXAMPLES_TRAIN | EXAMPLES_VALIDATION,
     catchup=False,
+    deadline=run_deadline(),
     max_active_runs=1,
     tags=["fine-tuning"],
     doc_md=__doc__,

@@ -11,7 +11,7 @@ from airflow.sdk import Param, dag
 
 from genai_pipeline.config import get_settings
 from genai_pipeline.orchestration.assets import POSTS, generation_schedule
-from genai_pipeline.orchestration.notify import WebhookNotifier
+from genai_pipeline.orchestration.notify import WebhookNotifier, run_deadline
 from genai_pipeline.orchestration.step_task import step_task
 
 GEN = get_settings().generation
@@ -26,6 +26,7 @@ TOPICS = {
 @dag(
     schedule=generation_schedule(),
     catchup=False,
+    deadline=run_deadline(),
     max_active_runs=1,
     tags=["generation"],
     doc_md=__doc__,

@@ -4,8 +4,9 @@ Runs daily or as soon as any knowledge-base source Asset is updated. The plan st
 already loaded whole and cuts the rest into batches of about equal bytes; a task group of chunk → embed →
 load is mapped over those batches, so task instances grow with batches, never with chunks. Prune runs only
 after every batch has loaded; the report runs whatever happened, stores the summary and fails the run
-when something must be looked at. A run's conf may set the options of ``RunOptions`` (``pipeline ingest``
-does: its own sources, a dry run, the prune guards).
+when something must be looked at. ``create_schema`` is the run's setup and ``cleanup`` its teardown: the
+run's temporary files in the store are removed even when the work fails. A run's conf may set the options of
+``RunOptions`` (``pipeline ingest`` does: its own sources, a dry run, the prune guards).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 from airflow.sdk import TriggerRule, dag, task_group
 
 from genai_pipeline.orchestration.assets import ingest_schedule, knowledge_base_asset
+from genai_pipeline.orchestration.notify import run_deadline
 from genai_pipeline.orchestration.step_task import step_task
 
 RUN = {"run_id": "{{ run_id }}", "options": "{{ (dag_run.conf or {}) | tojson }}"}
@@ -22,6 +24,7 @@ RUN = {"run_id": "{{ run_id }}", "options": "{{ (dag_run.conf or {}) | tojson }}
     # No start_date: the cron's first run is its next tick (the timetable says so), never a past one.
     schedule=ingest_schedule(),
     catchup=False,
+    deadline=run_deadline(),
     max_active_runs=1,
     tags=["knowledge-base", "weaviate"],
     doc_md=__doc__,
@@ -45,6 +48,11 @@ def ingest_knowledge_base():
     [batches, loaded] >> pruned
     report = step_task("report", trigger_rule=TriggerRule.ALL_DONE, outlets=[knowledge_base_asset()])(RUN)
     [loaded, pruned] >> report
+    # Setup and teardown: the collection check opens the run's work, and the removal of its temporary store
+    # files closes it, also when any of the work failed (Airflow runs a teardown whatever its upstreams did,
+    # and a teardown's own failure does not fail the run).
+    cleanup = step_task("cleanup")(RUN)
+    report >> cleanup.as_teardown(setups=schema)
 
 
 ingest_knowledge_base()

@@ -9,11 +9,12 @@ from __future__ import annotations
 from airflow.sdk import dag, task
 
 from genai_pipeline.orchestration.assets import EXAMPLES_TRAIN, EXAMPLES_VALIDATION, source_assets
+from genai_pipeline.orchestration.notify import run_deadline
 
 SOURCES = [*source_assets(), EXAMPLES_TRAIN, EXAMPLES_VALIDATION]
 
 
-@dag(schedule=None, catchup=False, tags=["knowledge-base", "fine-tuning"])
+@dag(schedule=None, catchup=False, deadline=run_deadline(), tags=["knowledge-base", "fine-tuning"])
 def start():
     @task(outlets=SOURCES)
     def update_sources() -> list[str]:

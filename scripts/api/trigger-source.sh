@@ -25,7 +25,7 @@ auth=(-H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json')
 
 URI="kb-source://$SOURCE"
 ASSET_ID=$(curl -sf "${auth[@]}" "$API/api/v2/assets?uri_pattern=$(python3 -c 'import sys,urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$URI")" \
-    | python3 -c "import json,sys; print(next(a['id'] for a in json.load(sys.stdin)['assets'] if a['uri'] == sys.argv[1]))" "$URI")
+    | python3 -c "import json,sys; print(next(a['id'] for a in json.load(sys.stdin)['assets'] if a['uri'].rstrip('/') == sys.argv[1]))" "$URI")
 curl -sf "${auth[@]}" -X POST "$API/api/v2/assets/events" \
     -d "{\"asset_id\": $ASSET_ID, \"extra\": {\"triggered_by\": \"scripts/api/trigger-source.sh\"}}" | json '["id"]' \
     | xargs -I{} echo "$URI: Asset event {} recorded; ingestion starts"

@@ -88,10 +88,14 @@ class AirflowAPI:
         return run["dag_run_id"]
 
     def asset(self, uri: str) -> dict[str, Any]:
-        """The Asset with exactly this URI (LookupError when Airflow knows none: no parsed DAG uses it)."""
+        """The Asset with this URI (LookupError when Airflow knows none: no parsed DAG uses it).
+
+        Airflow stores URIs normalised (``kb-source://docs`` becomes ``kb-source://docs/``): compared without
+        the trailing slash.
+        """
         found = self._request("GET", f"/api/v2/assets?uri_pattern={urllib.parse.quote(uri, safe='')}&limit=100")
         for asset in found["assets"]:
-            if asset["uri"] == uri:
+            if asset["uri"].rstrip("/") == uri.rstrip("/"):
                 return asset
         raise LookupError(f"Airflow has no Asset {uri!r}: is a DAG that uses it parsed?")
 

@@ -265,12 +265,15 @@ class GenerationSettings(BaseModel):
 
 
 class NotifySettings(BaseModel):
-    """Where failures and budget stops are reported: a webhook (Slack-compatible JSON with a ``text`` field)."""
+    """Where failures, late runs and budget stops are reported: a webhook (Slack-compatible JSON, ``text``)."""
 
     webhook_url: str | None = None
     # Sent as ``Authorization: Bearer``; from env or a Kubernetes Secret only.
     webhook_token: SecretStr | None = None
     timeout_seconds: float = Field(10.0, gt=0)
+    # A run still going this many minutes after it was queued is reported as late (Airflow deadline alert);
+    # none: no lateness alerts.
+    late_after_minutes: float | None = Field(None, gt=0)
 
 
 class OpenAISettings(BaseModel):

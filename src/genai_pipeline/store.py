@@ -103,6 +103,11 @@ class Store:
             return []
         return sorted(p.rsplit("/", 1)[1] for p in self.fs.ls(base, detail=False) if not p.endswith(".partial"))
 
+    def count(self, prefix: str) -> int:
+        """Files anywhere under a prefix (0 when it does not exist)."""
+        base = self.path(prefix)
+        return len(self.fs.find(base)) if self.fs.exists(base) else 0
+
     def remove(self, prefix: str) -> None:
         """Delete a key or a whole prefix."""
         path = self.path(prefix)

@@ -202,3 +202,25 @@ def test_a_topics_file_is_an_asset_of_generation(monkeypatch: pytest.MonkeyPatch
     assert asset_names(generation_schedule(Settings())) == {"generation_topics", "champion_model"}
     monkeypatch.setenv("PIPELINE_GENERATION__REGENERATE_ON_CHAMPION", "false")
     assert asset_names(generation_schedule(Settings())) == {"generation_topics"}
+
+
+def test_ingestion_opens_with_its_schema_setup_and_closes_with_a_cleanup_teardown(dagbag) -> None:
+    """The teardown runs after the report whatever the work did, and its own failure does not fail the run."""
+    dag = dagbag.dags.get("ingest_knowledge_base")
+    setup, teardown = dag.get_task("create_schema"), dag.get_task("cleanup")
+    assert setup.is_setup and teardown.is_teardown and not teardown.on_failure_fail_dagrun
+    assert teardown.trigger_rule == "all_done_setup_success"
+    assert {"report", "create_schema"} <= teardown.upstream_task_ids
+
+
+def test_every_dag_gets_the_lateness_alert_when_one_is_configured(dagbag) -> None:
+    assert all(not dag.deadline for dag in dagbag.dags.values())  # none configured: no alert
+    script = (
+        "import json; from airflow.dag_processing.dagbag import DagBag; "
+        f"bag = DagBag(dag_folder={str(DAGS)!r}); "
+        "print(json.dumps({i: [d.interval.total_seconds() for d in (bag.dags[i].deadline or [])] for i in bag.dags}))"
+    )
+    env = {**os.environ, "PIPELINE_NOTIFY__LATE_AFTER_MINUTES": "45"}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    deadlines = json.loads(out.stdout.strip().splitlines()[-1])
+    assert deadlines == {dag_id: [2700.0] for dag_id in dagbag.dag_ids}

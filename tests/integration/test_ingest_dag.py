@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import urllib.request
@@ -143,6 +144,9 @@ def test_fail_on_rejected_fails_the_run_but_loads_the_good_documents(settings_fo
     assert result.returncode != 0
     assert "1 documents rejected (fail_on_rejected is set): kb/bad.md" in result.stdout + result.stderr
     assert set(objects_by_source(settings)) == {"kb/good.md"}
+    # The failed run's teardown removed its temporary files (chunks, vectors, batch manifests) all the same.
+    assert Store(settings.store).count("ingest") == 0
+    assert re.search(r"cleanup: removed [1-9]\d* temporary files of run", result.stdout + result.stderr)
 
 
 def test_openai_provider_ingests_through_a_faulty_server_with_backoff(settings_for, tmp_path: Path) -> None:

@@ -1,17 +1,19 @@
-"""Another system starts the pipeline through Airflow 3's REST API: `pipeline trigger` and the curl script."""
+"""Operating the pipeline from outside: REST-API triggers (`pipeline trigger`, the curl script), lateness alerts."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from conftest import free_port
+from conftest import Receiver, environ, free_port, webhook_receiver
 from genai_pipeline.airflow_api import AirflowAPI
 from genai_pipeline.config import Settings
 from genai_pipeline.local.airflow_env import start_airflow, stop_airflow
@@ -22,40 +24,46 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 DAG = "ingest_knowledge_base"
 DONE = {"success", "failed"}
+TOKEN = "late-alert-token-Zq81"
+
+
+@dataclass
+class Stack:
+    api: AirflowAPI
+    env: dict[str, str]
+    webhook: Receiver
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AirflowAPI, dict[str, str]]]:
-    """Weaviate and Airflow (scheduler, API server, ...) on free ports, the sample knowledge base as the source."""
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """Weaviate and Airflow on free ports, a webhook receiver, and a lateness threshold every run passes (3 s)."""
     home = tmp_path_factory.mktemp("triggers")
     api_port = free_port()
-    env = {
-        "PIPELINE_HOME": str(home),
-        "PIPELINE_WEAVIATE__HTTP_PORT": str(free_port()),
-        "PIPELINE_WEAVIATE__GRPC_PORT": str(free_port()),
-        "PIPELINE_INGEST__SCHEDULE_CRON": "",
-    }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    settings = Settings()
-    services = Services(settings.home)
-    try:
-        start_weaviate(settings, services)
-        start_airflow(settings, services, api_port)
-        api = AirflowAPI(api_port)
-        deadline = time.monotonic() + 180
-        while not api.dag_loaded(DAG):
-            assert time.monotonic() < deadline, "the ingestion DAG was not parsed"
-            time.sleep(2)
-        yield api, {**os.environ, "AIRFLOW_API_URL": f"http://127.0.0.1:{api_port}"}
-    finally:
-        stop_airflow(services)
-        services.stop("weaviate")
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    with webhook_receiver() as webhook:
+        env = {
+            "PIPELINE_HOME": str(home),
+            "PIPELINE_WEAVIATE__HTTP_PORT": str(free_port()),
+            "PIPELINE_WEAVIATE__GRPC_PORT": str(free_port()),
+            "PIPELINE_INGEST__SCHEDULE_CRON": "",
+            "PIPELINE_NOTIFY__WEBHOOK_URL": webhook.url,
+            "PIPELINE_NOTIFY__WEBHOOK_TOKEN": TOKEN,
+            "PIPELINE_NOTIFY__LATE_AFTER_MINUTES": "0.05",
+        }
+        with environ(env):
+            settings = Settings()
+            services = Services(settings.home)
+            try:
+                start_weaviate(settings, services)
+                start_airflow(settings, services, api_port)
+                api = AirflowAPI(api_port)
+                deadline = time.monotonic() + 180
+                while not api.dag_loaded(DAG):
+                    assert time.monotonic() < deadline, "the ingestion DAG was not parsed"
+                    time.sleep(2)
+                yield Stack(api, {**os.environ, "AIRFLOW_API_URL": f"http://127.0.0.1:{api_port}"}, webhook)
+            finally:
+                stop_airflow(services)
+                services.stop("weaviate")
 
 
 def run_started_by(api: AirflowAPI, marker: str, timeout: float = 120) -> str:
@@ -80,28 +88,28 @@ def finished(api: AirflowAPI, run_id: str, timeout: float = 600) -> str:
     return state
 
 
-def test_a_source_asset_event_from_the_cli_starts_ingestion(stack: tuple[AirflowAPI, dict[str, str]]) -> None:
-    api, env = stack
+def test_a_source_asset_event_from_the_cli_starts_ingestion(stack: Stack) -> None:
+    api, env = stack.api, stack.env
     cli = [sys.executable, "-m", "genai_pipeline.cli", "trigger", "pipeline-docs", "--extra", "ticket=CI-1"]
     result = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert "kb-source://pipeline-docs: Asset event" in result.stdout
+    assert "kb-source://pipeline-docs/: Asset event" in result.stdout
     run_id = run_started_by(api, "CI-1")
     assert finished(api, run_id) == "success"
     (event,) = api.upstream_events(DAG, run_id)
     assert event["extra"] == {"triggered_by": "pipeline trigger", "ticket": "CI-1"}
 
 
-def test_the_curl_script_does_the_same_with_nothing_but_http(stack: tuple[AirflowAPI, dict[str, str]]) -> None:
-    api, env = stack
+def test_the_curl_script_does_the_same_with_nothing_but_http(stack: Stack) -> None:
+    api, env = stack.api, stack.env
     script = REPO / "scripts" / "api" / "trigger-source.sh"
     result = subprocess.run(["bash", str(script), "pipeline-docs"], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert finished(api, run_started_by(api, "trigger-source.sh")) == "success"
 
 
-def test_a_dag_run_with_conf_and_the_mistakes_a_caller_can_make(stack: tuple[AirflowAPI, dict[str, str]]) -> None:
-    api, env = stack
+def test_a_dag_run_with_conf_and_the_mistakes_a_caller_can_make(stack: Stack) -> None:
+    api, env = stack.api, stack.env
     cli = [sys.executable, "-m", "genai_pipeline.cli", "trigger"]
     result = subprocess.run(
         [*cli, "--dag", DAG, "--conf", '{"dry_run": true}'], env=env, capture_output=True, text=True
@@ -113,3 +121,17 @@ def test_a_dag_run_with_conf_and_the_mistakes_a_caller_can_make(stack: tuple[Air
     assert unknown.returncode != 0 and "Airflow has no Asset 'kb-source://no-such-source'" in unknown.stderr
     neither = subprocess.run(cli, env=env, capture_output=True, text=True)
     assert neither.returncode == 2 and "name either a SOURCE or --dag" in neither.stderr
+
+
+def test_a_run_past_its_deadline_is_reported_as_late_without_secrets(stack: Stack) -> None:
+    """Airflow's deadline alert (3 s after queueing here) posts to the webhook from the triggerer."""
+    run_id = stack.api.trigger(DAG)
+    deadline = time.monotonic() + 180
+    while not (late := [r.body for r in stack.webhook.requests if r.body.get("run_id") == run_id]):
+        assert time.monotonic() < deadline, "no lateness alert arrived"
+        time.sleep(1)
+    (event,) = late
+    assert event["kind"] == "run_late" and event["dag_id"] == DAG
+    assert "0.05 min after it was queued" in event["reason"] and run_id in event["text"]
+    assert TOKEN not in json.dumps(event)  # the token authenticates the POST and is never in a message
+    assert finished(stack.api, run_id) == "success"

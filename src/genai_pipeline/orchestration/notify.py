@@ -1,4 +1,4 @@
-"""Webhook notifications for the pipeline's DAGs: a task failed, or the cost gate stopped a fine-tuning run.
+"""Webhook notifications for the pipeline's DAGs: a task failed, a run is late, or the cost gate stopped a run.
 
 One JSON POST per event to ``PIPELINE_NOTIFY__WEBHOOK_URL``: a Slack-compatible ``text`` line for humans plus
 the event's fields (``kind``, ``dag_id``, ``run_id``, ...) for machines. A notification is best effort by
@@ -10,6 +10,8 @@ INFO, and a webhook URL often carries its secret in the path (Slack's do); this 
 
 from __future__ import annotations
 
+import asyncio
+import datetime
 import http.client
 import json
 import logging
@@ -21,6 +23,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from airflow.sdk import BaseNotifier
+from airflow.sdk.definitions.callback import AsyncCallback
+from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 
 from genai_pipeline.config import Settings, get_settings
 
@@ -136,6 +140,40 @@ def notify_budget_stop(
         "text": f"{dag_id} (run {run_id}): fine-tuning stopped before upload: {reason}",
     }
     return send_webhook(settings, event, **send_options)
+
+
+def run_deadline(settings: Settings | None = None) -> DeadlineAlert | None:
+    """Every DAG's lateness alert: ``notify.late_after_minutes`` after a run was queued, if it is still going.
+
+    Airflow's scheduler records the deadline when the run is queued, drops it when the run ends, and past it
+    runs :func:`notify_late_run` in the triggerer.
+    """
+    settings = settings or get_settings()
+    minutes = settings.notify.late_after_minutes
+    if minutes is None:
+        return None
+    return DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_QUEUED_AT,
+        interval=datetime.timedelta(minutes=minutes),
+        callback=AsyncCallback(notify_late_run, kwargs={"late_after_minutes": minutes}),
+    )
+
+
+async def notify_late_run(late_after_minutes: float, context: Mapping[str, Any] | None = None) -> None:
+    """The deadline callback: report the run that is still going (in the triggerer, off its event loop)."""
+    run = (context or {}).get("dag_run") or {}
+    dag_id, run_id = run.get("dag_id"), run.get("dag_run_id") or run.get("run_id")
+    reason = f"still {run.get('state') or 'running'} {late_after_minutes:g} min after it was queued"
+    event = {
+        "kind": "run_late",
+        "dag_id": dag_id,
+        "run_id": run_id,
+        "task_id": None,
+        "reason": reason,
+        "queued_at": run.get("queued_at"),
+        "text": f"run late: {dag_id} (run {run_id}): {reason}",
+    }
+    await asyncio.to_thread(send_webhook, get_settings(), event)
 
 
 class WebhookNotifier(BaseNotifier):

@@ -112,6 +112,13 @@ class Loaded(Embedded):
     load_seconds: float = Field(0.0, ge=0)
 
 
+class Cleaned(Descriptor):
+    """What the run's teardown removed of its temporary store files (``ingest/<run_key>/``)."""
+
+    run_key: str
+    removed_files: int = Field(ge=0)
+
+
 class Pruned(Descriptor):
     """What ``prune`` deleted, or why it deleted nothing."""
 

@@ -28,6 +28,7 @@ from genai_pipeline.steps.chunk import Chunk, chunk_text
 from genai_pipeline.steps.contracts import (
     BatchTask,
     Chunked,
+    Cleaned,
     Embedded,
     Empty,
     Loaded,
@@ -198,6 +199,16 @@ def plan(settings: Settings, request: RunRequest) -> list[BatchTask]:
         " (dry run: nothing is written)" if request.options.dry_run else "",
     )
     return batches
+
+
+def cleanup(settings: Settings, request: RunRequest) -> Cleaned:
+    """The run's teardown: remove its temporary keys, whatever happened to the work (also a failed plan)."""
+    store = Store(settings.store)
+    run_key = run_key_for(request.run_id)
+    removed = store.count(_prefix(run_key))
+    store.remove(_prefix(run_key))
+    log.info("cleanup: removed %d temporary files of run %s", removed, run_key)
+    return Cleaned(run_key=run_key, removed_files=removed)
 
 
 def _remove_abandoned_runs(store: Store, run_key: str) -> None:
@@ -397,7 +408,7 @@ class BatchesFailedError(IngestionError):
 
 
 def report(settings: Settings, request: RunRequest) -> Summary:
-    """Summarise the run (also a failed one), store the summary, and drop the run's bulk files."""
+    """Summarise the run (also a failed one) and store the summary; the ``cleanup`` teardown drops its files."""
     store = Store(settings.store)
     run_key = run_key_for(request.run_id)
     if not store.exists(_prefix(run_key, "plan.json")):
@@ -454,7 +465,6 @@ def report(settings: Settings, request: RunRequest) -> Summary:
     summary["chunks_per_s"] = round(summary["chunks"] / seconds, 2)
     store.write_json(f"reports/ingest/{run_key}.json", summary)
     store.write_json("reports/ingest/latest.json", summary)
-    store.remove(_prefix(run_key))
     if not summary["dry_run"]:  # a dry run shows what a run would refuse or fail on, and succeeds
         _raise_for(summary, settings)
     return capped_summary(summary)

@@ -54,6 +54,7 @@ STEPS: dict[str, StepSpec] = {
     "load": StepSpec("genai_pipeline.steps.ingest:load", "chunk", c.Embedded, c.Loaded),
     "prune": StepSpec("genai_pipeline.steps.ingest:prune", "chunk", c.RunRequest, c.Pruned),
     "report": StepSpec("genai_pipeline.steps.ingest:report", "chunk", c.RunRequest, c.Summary),
+    "cleanup": StepSpec("genai_pipeline.steps.ingest:cleanup", "chunk", c.RunRequest, c.Cleaned),
     # Fine-tuning data, submission and results: the finetune image (API client, tokenizer, plot; no torch).
     "list_example_groups": StepSpec(
         "genai_pipeline.steps.examples:list_groups", "finetune", c.RunRequest, list[c.GroupTask]
