@@ -97,7 +97,8 @@ def test_a_source_asset_event_from_the_cli_starts_ingestion(stack: Stack) -> Non
     run_id = run_started_by(api, "CI-1")
     assert finished(api, run_id) == "success"
     (event,) = api.upstream_events(DAG, run_id)
-    assert event["extra"] == {"triggered_by": "pipeline trigger", "ticket": "CI-1"}
+    # Airflow adds from_rest_api: True to what the caller sent.
+    assert event["extra"] == {"triggered_by": "pipeline trigger", "ticket": "CI-1", "from_rest_api": True}
 
 
 def test_the_curl_script_does_the_same_with_nothing_but_http(stack: Stack) -> None:
