@@ -142,7 +142,7 @@ def test_every_chunk_embed_and_load_ran_as_a_hardened_pod_from_its_image(first_r
             assert pod.images()["base"] == f"genai-pipeline/{image}:{TAG}"
             assert pod.images()["airflow-xcom-sidecar"] == f"genai-pipeline/xcom-sidecar:{TAG}"
             assert "Succeeded" in pod.phases, (pod.name, pod.phases)
-    for pod in pods:  # every step pod, create_schema / plan / prune / report included
+    for pod in pods:  # every step pod, create_schema / plan / prune / report / cleanup included
         spec = pod.spec
         assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] == 10001
         assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
@@ -154,7 +154,7 @@ def test_every_chunk_embed_and_load_ran_as_a_hardened_pod_from_its_image(first_r
             assert container["resources"]["requests"] and container["resources"]["limits"]
         env = {e["name"]: e.get("value", "") for c in spec["containers"] for e in c.get("env") or []}
         assert not any("KEY" in name for name in env), "secrets only through the Secret, never the pod spec"
-    assert {p.step for p in pods} >= {"create_schema", "plan", "chunk", "embed", "load", "prune", "report"}
+    assert {p.step for p in pods} >= {"create_schema", "plan", "chunk", "embed", "load", "prune", "report", "cleanup"}
 
 
 def test_pod_events_show_the_images_already_on_the_node() -> None:

@@ -29,7 +29,7 @@ def object_count(settings) -> int:
 SAMPLE = Path(__file__).resolve().parents[2] / "src" / "genai_pipeline" / "sample_kb"
 
 
-def test_prune_deletes_nothing_unless_every_batch_loaded_and_the_report_cleans_up(settings_for, tmp_path) -> None:
+def test_prune_deletes_nothing_unless_every_batch_loaded_and_the_teardown_cleans_up(settings_for, tmp_path) -> None:
     corpus = tmp_path / "kb"
     shutil.copytree(SAMPLE, corpus)
     settings, env = settings_for({"kb": corpus}, PIPELINE_INGEST__BATCH_DOCS="4")
@@ -48,9 +48,11 @@ def test_prune_deletes_nothing_unless_every_batch_loaded_and_the_report_cleans_u
             assert pruned["skipped"] == "only 1 of 2 batches loaded: nothing is pruned"
             with pytest.raises(BatchesFailedError, match="1 of 2 batches did not load"):
                 run_step("report", {"run_id": "run 1"})
+            assert store.count("ingest") > 0  # the report only summarises
+            cleaned = run_step("cleanup", {"run_id": "run 1"})  # the teardown, after the failed report
         finally:
             get_settings.cache_clear()
-    assert store.keys("ingest") == []  # the report removed the run's bulk files although it failed
+    assert store.keys("ingest") == [] and cleaned["removed_files"] > 0
     summary = store.read_json("reports/ingest/latest.json")
     assert summary["failed_batches"] == [1] and summary["chunks"] == loaded["written"]
 
