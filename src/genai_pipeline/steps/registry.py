@@ -9,6 +9,8 @@ step's pod alike; the step-task factory checks the same models on the Airflow si
 from __future__ import annotations
 
 import importlib
+import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +18,8 @@ from pydantic import BaseModel, TypeAdapter
 
 from genai_pipeline.config import get_settings
 from genai_pipeline.steps import contracts as c
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -92,8 +96,28 @@ def spec(name: str) -> StepSpec:
 
 
 def run_step(name: str, payload: Any) -> Any:
-    """Run one step with settings from the environment: input checked, output checked, JSON out."""
+    """Run one step with settings from the environment: input checked, output checked, JSON out.
+
+    Ends with one log line: the step, its seconds and the numbers its result carries (counts, seconds, bytes).
+    """
     entry = spec(name)
     module, function = entry.target.split(":")
     step = getattr(importlib.import_module(module), function)
-    return entry.check_output(step(get_settings(), entry.check_input(payload)))
+    started = time.perf_counter()
+    result = entry.check_output(step(get_settings(), entry.check_input(payload)))
+    log.info("step %s done in %.2f s: %s", name, time.perf_counter() - started, result_summary(result))
+    return result
+
+
+def result_summary(result: Any, limit: int = 10) -> str:
+    """The numbers of a step's result, ``key=value`` (a list: its length), for the step's one-line log."""
+    if isinstance(result, list):
+        return f"{len(result)} items"
+    if not isinstance(result, dict):
+        return type(result).__name__
+    numbers = [
+        f"{key}={len(value) if isinstance(value, list) else value}"
+        for key, value in result.items()
+        if isinstance(value, int | float | list) and not isinstance(value, bool)
+    ]
+    return ", ".join(numbers[:limit]) or "no counts"

@@ -63,3 +63,20 @@ def test_pipeline_ingest_names_sources_after_their_folders(tmp_path) -> None:
     }
     with pytest.raises(SystemExit, match="NAME=PATH"):
         ingest_sources([], ["just-a-path"])
+
+
+def test_every_step_ends_with_one_line_of_its_numbers(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from conftest import isolated_settings
+    from genai_pipeline.steps.registry import result_summary, run_step
+
+    isolated_settings(monkeypatch, tmp_path)
+    with caplog.at_level(logging.INFO, logger="genai_pipeline.steps.registry"):
+        run_step("cleanup", {"run_id": "r1"})
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step cleanup done in ")]
+    assert line.endswith(": removed_files=0")
+    assert result_summary({"written": 3, "late": [1, 2], "ok": True, "model": "m"}) == "written=3, late=2"
+    assert result_summary([{}, {}]) == "2 items"
