@@ -54,6 +54,11 @@ bench-generate: install  ## latency per post and completion tokens/s, through th
 bench-memory: install  ## Peak RSS of each ingestion step on 200 documents of 2 MB
 	$(UV) run python bench/memory.py --docs 200
 
+.PHONY: bench-model-server-image
+bench-model-server-image: install  ## The model-server image run hardened: size, time to healthy, chat latency, a fine-tune
+	bash images/build.sh model-server
+	$(UV) run python bench/model_server_image.py
+
 images:  ## Build every image with a local Docker engine (tag: bash images/tag.sh)
 	bash images/build.sh
 

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Build every step image (or the ones named as arguments), idempotently:
 #
-#   1. the base image (images/build-base.sh: debootstrap bookworm + python3) when it is the local one
-#      and missing; then the shared runtime image <registry>/runtime:<tag> (images/runtime/Dockerfile
-#      FROM BASE_IMAGE: user 10001, the /tmp-based ENV, WORKDIR, CMD) that every step image starts from;
+#   1. the base images (images/build-base.sh: debootstrap bookworm + python3 for the step images, trixie +
+#      python3 + Debian's CPU-only torch for the model server) when they are the local ones and missing; then
+#      the shared runtime image <registry>/runtime:<tag> (images/runtime/Dockerfile FROM BASE_IMAGE: user
+#      10001, the /tmp-based ENV, WORKDIR, CMD) that every step image starts from, and the same Dockerfile
+#      FROM MODEL_SERVER_BASE_IMAGE as <registry>/runtime:<tag>-model-server when that base differs;
 #   2. the project wheel (`uv build --wheel`);
 #   3. the ONNX export of all-MiniLM-L6-v2 (`pipeline models prepare --out ...`) when missing;
 #   4. per image, a build context under build/images/context/<image>/: requirements.txt exported from
@@ -27,18 +29,34 @@
 # Environment:
 #   TAG=$(images/tag.sh: a content hash)  REGISTRY=genai-pipeline
 #   BASE_IMAGE=genai-pipeline/base:bookworm (python:3.12-slim elsewhere)
+#   MODEL_SERVER_BASE_IMAGE=genai-pipeline/base:trixie-torch when BASE_IMAGE is a local base, else BASE_IMAGE
+#   TORCH_SOURCE=system for a local *-torch base (the base's Debian torch; torch left out of the venv's
+#                requirements), else pypi (the lock's torch wheel, PyPI's CUDA build, like any dependency)
 #   BUILD_DIR=<repo>/build/images   CA_BUNDLE=<host CA file for the download container>
 #   VERIFY=1   FORCE_BASE=1 (rebuild the base)   FORCE_MODEL=1 (re-export the ONNX model)
 #   PRUNE=1    afterwards drop dangling dependency-stage images (Docker's build cache of this script)
 #
-# Disk: the model-server build needs about 20 GB free (3.2 GB of wheels in its context, sent to the
-# daemon and copied into the build stage, the 6.1 GB venv in the build stage and again in the image).
+# Disk: the model-server build needs about 4 GB free with TORCH_SOURCE=system; with TORCH_SOURCE=pypi about
+# 20 GB (3.2 GB of wheels in its context, sent to the daemon and copied into the build stage, the 6.1 GB venv
+# in the build stage and again in the image).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TAG="${TAG:-$(bash "$REPO/images/tag.sh")}"
 REGISTRY="${REGISTRY:-genai-pipeline}"
 BASE_IMAGE="${BASE_IMAGE:-genai-pipeline/base:bookworm}"
+# The model server's own base, and where its torch comes from (images/README.md, "The model server's torch").
+if [[ "$BASE_IMAGE" == genai-pipeline/base:* ]]; then
+    MODEL_SERVER_BASE_IMAGE="${MODEL_SERVER_BASE_IMAGE:-genai-pipeline/base:trixie-torch}"
+else
+    MODEL_SERVER_BASE_IMAGE="${MODEL_SERVER_BASE_IMAGE:-$BASE_IMAGE}"
+fi
+if [[ "$MODEL_SERVER_BASE_IMAGE" == genai-pipeline/base:*-torch ]]; then
+    TORCH_SOURCE="${TORCH_SOURCE:-system}"
+else
+    TORCH_SOURCE="${TORCH_SOURCE:-pypi}"
+fi
+[[ "$TORCH_SOURCE" == system || "$TORCH_SOURCE" == pypi ]] || { echo "TORCH_SOURCE must be system or pypi" >&2; exit 2; }
 BUILD_DIR="${BUILD_DIR:-$REPO/build/images}"
 RUNTIME_IMAGE="$REGISTRY/runtime:$TAG"
 MODEL_NAME="all-MiniLM-L6-v2-onnx"
@@ -87,18 +105,34 @@ command -v uv >/dev/null || { log "uv is required"; exit 1; }
 bash "$REPO/scripts/ensure-docker.sh"
 mkdir -p "$BUILD_DIR"
 
-# 1. Base image.
-if [[ "$BASE_IMAGE" == genai-pipeline/base:* ]]; then
-    BASE_IMAGE="$BASE_IMAGE" FORCE="${FORCE_BASE:-0}" bash "$REPO/images/build-base.sh"
-elif ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
-    log "pulling $BASE_IMAGE"
-    docker pull "$BASE_IMAGE"
+# 1. Base images, and the runtime image on each (no context needed: it copies nothing). The model server
+# has a base of its own; every other image starts from BASE_IMAGE.
+declare -A IMAGE_BASE IMAGE_RUNTIME PY_TAG
+for image in "${images[@]}"; do
+    if [[ $image == model-server ]]; then IMAGE_BASE[$image]=$MODEL_SERVER_BASE_IMAGE; else IMAGE_BASE[$image]=$BASE_IMAGE; fi
+done
+for base in $(printf '%s\n' "${IMAGE_BASE[@]}" | sort -u); do
+    if [[ "$base" == genai-pipeline/base:* ]]; then
+        BASE_IMAGE="$base" FORCE="${FORCE_BASE:-0}" bash "$REPO/images/build-base.sh"
+    elif ! docker image inspect "$base" >/dev/null 2>&1; then
+        log "pulling $base"
+        docker pull "$base"
+    fi
+    PY_TAG[$base]=$(docker run --rm --entrypoint python "$base" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
+    log "base $base: Python ${PY_TAG[$base]}"
+    name=runtime runtime=$RUNTIME_IMAGE
+    [[ "$base" == "$BASE_IMAGE" ]] || name=runtime-model-server runtime="$RUNTIME_IMAGE-model-server"
+    build_image "$name" "$runtime" "$REPO/images/runtime/Dockerfile" "$REPO/images/runtime" \
+        --build-arg "BASE_IMAGE=$base"
+    for image in "${images[@]}"; do [[ "${IMAGE_BASE[$image]}" != "$base" ]] || IMAGE_RUNTIME[$image]=$runtime; done
+done
+if [[ " ${images[*]} " == *" model-server "* && $TORCH_SOURCE == system ]]; then
+    version=$(docker run --rm --entrypoint python "$MODEL_SERVER_BASE_IMAGE" -c 'import torch; print(torch.__version__)') || {
+        log "TORCH_SOURCE=system but $MODEL_SERVER_BASE_IMAGE has no torch: use a base with it, or TORCH_SOURCE=pypi"
+        exit 1
+    }
+    log "model-server: torch $version from $MODEL_SERVER_BASE_IMAGE (TORCH_SOURCE=system)"
 fi
-PY_TAG=$(docker run --rm --entrypoint python "$BASE_IMAGE" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
-log "base $BASE_IMAGE: Python $PY_TAG"
-# The shared runtime every step Dockerfile starts FROM (no context needed: it copies nothing).
-build_image runtime "$RUNTIME_IMAGE" "$REPO/images/runtime/Dockerfile" "$REPO/images/runtime" \
-    --build-arg "BASE_IMAGE=$BASE_IMAGE"
 
 # 2. Project wheel (hatchling builds it reproducibly, so an unchanged tree keeps Docker's cache).
 rm -rf "$BUILD_DIR/dist"
@@ -146,7 +180,7 @@ for image in "${images[@]}"; do
             server=$(cd "$REPO" && uv run --frozen python -c \
                 "from genai_pipeline.config import Settings; from genai_pipeline.local.weaviate_server import ensure_binary; print(ensure_binary(Settings()))")
             cp "$server" "$ctx/weaviate-server"
-            build_image "$image" "$ref" "$REPO/images/$image/Dockerfile" "$ctx" --build-arg "RUNTIME_IMAGE=$RUNTIME_IMAGE"
+            build_image "$image" "$ref" "$REPO/images/$image/Dockerfile" "$ctx" --build-arg "RUNTIME_IMAGE=${IMAGE_RUNTIME[$image]}"
             built+=("$image")
             continue
             ;;
@@ -162,15 +196,20 @@ for image in "${images[@]}"; do
             ;;
     esac
     mkdir -p "$ctx/wheels"
+    base=${IMAGE_BASE[$image]}
+    py_tag=${PY_TAG[$base]}
 
-    # 4a. Locked requirements of this image's extras (all platforms' hashes; pip picks the base's).
+    # 4a. Locked requirements of this image's extras (all platforms' hashes; pip picks the base's). With
+    # TORCH_SOURCE=system the model server's torch is the base's: torch and what only torch needs (the
+    # nvidia-* CUDA libraries, triton, sympy, networkx) are pruned from its requirements.
     extra_args=()
     for extra in ${EXTRAS[$image]}; do extra_args+=(--extra "$extra"); done
+    [[ $image == model-server && $TORCH_SOURCE == system ]] && extra_args+=(--prune torch)
     (cd "$REPO" && uv export --frozen --no-dev --no-emit-project --format requirements-txt -q \
         "${extra_args[@]}" -o "$ctx/requirements.new")
     # A complete set for another lock or another Python is dropped, not carried along (a partial
     # download has no stamp yet: its files are kept and checked against the hashes).
-    stamp="$PY_TAG $(sha256sum "$ctx/requirements.new" | cut -d' ' -f1)"
+    stamp="$py_tag $(sha256sum "$ctx/requirements.new" | cut -d' ' -f1)"
     old_stamp=$(cat "$ctx/.wheels-stamp" 2>/dev/null || true)
     if [[ -n "$old_stamp" && "$old_stamp" != "$stamp" ]]; then
         rm -rf "$ctx/wheels" "$ctx/.wheels-stamp" && mkdir -p "$ctx/wheels"
@@ -180,10 +219,10 @@ for image in "${images[@]}"; do
     # 4b. Wheels, by the base image's pip (already-downloaded files are checked and kept). The stamp
     # is written only after a complete download, so a matching one means nothing is missing.
     if [[ "$old_stamp" == "$stamp" ]]; then
-        log "$image: wheels for $PY_TAG present"
+        log "$image: wheels for $py_tag present"
     else
-        log "$image: downloading wheels for $PY_TAG (${EXTRAS[$image]:-core only})"
-        docker run "${download_opts[@]}" -v "$ctx:/ctx" --entrypoint bash "$BASE_IMAGE" -c \
+        log "$image: downloading wheels for $py_tag (${EXTRAS[$image]:-core only})"
+        docker run "${download_opts[@]}" -v "$ctx:/ctx" --entrypoint bash "$base" -c \
             'python -m venv /tmp/venv && /tmp/venv/bin/pip download -q --no-deps --only-binary=:all: \
                  --require-hashes -r /ctx/requirements.txt -d /ctx/wheels'
         echo "$stamp" >"$ctx/.wheels-stamp"
@@ -212,8 +251,10 @@ for image in "${images[@]}"; do
     fi
 
     # 5. The image.
+    build_args=(--build-arg "RUNTIME_IMAGE=${IMAGE_RUNTIME[$image]}")
+    [[ $image == model-server ]] && build_args+=(--build-arg "TORCH_SOURCE=$TORCH_SOURCE")
     log "$image: docker build -> $ref ($(du -sh "$ctx" | cut -f1) context)"
-    build_image "$image" "$ref" "$REPO/images/$image/Dockerfile" "$ctx" --build-arg "RUNTIME_IMAGE=$RUNTIME_IMAGE"
+    build_image "$image" "$ref" "$REPO/images/$image/Dockerfile" "$ctx" "${build_args[@]}"
     built+=("$image")
 done
 

