@@ -14,7 +14,8 @@
 #                a real embedding: shape (1, 384), unit norm (generate embeds the topic with the same model)
 #   model-server import torch / transformers / onnxruntime and a real embedding
 #
-#   airflow      `airflow version` is 3.x; the baked-in DAGs parse in kubernetes mode
+#   airflow      `airflow version` is 3.x, also as `bash -c "exec airflow version"` (the official chart's
+#                form); the baked-in DAGs parse in kubernetes mode
 #   weaviate     the server binary runs as 10001
 #   xcom-sidecar the provider's loop, `cat` over exec and its (fallback) kill: the container exits 0
 #
@@ -71,6 +72,12 @@ for image in "${images[@]}"; do
                 ok "$image" "airflow $(tail -n 1 <<<"$out")"
             else
                 bad "$image" "airflow version: $(tail -n 3 <<<"$out")"
+            fi
+            # The official Airflow chart's command form: a full command line, not an airflow subcommand.
+            if out=$(run "$image" bash -c "exec airflow version" 2>&1) && [[ $(tail -n 1 <<<"$out") == 3.* ]]; then
+                ok "$image" "runs the official chart's \`bash -c \"exec airflow ...\"\` commands"
+            else
+                bad "$image" "bash -c exec airflow version: $(tail -n 3 <<<"$out")"
             fi
             # Parsed as the dag-processor parses them, in kubernetes mode: no import errors, every step a pod.
             if out=$(docker run "${hardened[@]}" --tmpfs /opt/airflow:rw,uid=10001,gid=10001 \
@@ -162,30 +169,38 @@ print(v.shape, round(float(np.linalg.norm(v[0])), 4))"); then
             fi
             ;;
         chunk)
-            # The real chunk step on one batch of the packaged sample knowledge base, store on a volume.
+            # The real chunk step on one batch of the packaged sample knowledge base, store on a volume: the
+            # batch manifest as the plan step cuts it, then the step with its descriptor (pipefail: a failing
+            # step is a failed check, whatever `tail` prints). Its result is the embed check's input.
             if out=$(docker run "${hardened[@]}" -v "$store:/data" -e PIPELINE_STORE_URI=/data "$REGISTRY/$image:$TAG" bash -c '
-set -e
-python - <<"PY"
+set -eo pipefail
+task=$(python - <<"PY"
 import json
 from pathlib import Path
 import genai_pipeline
 from genai_pipeline.steps.documents import scan_source
+from genai_pipeline.steps.planning import cut_batches
 from genai_pipeline.store import Store
 kb = Path(genai_pipeline.__file__).parent / "sample_kb"
 docs = scan_source("pipeline-docs", str(kb), max_bytes=2_000_000).documents
-Store("/data").write_json("ingest/verify/batches/00000.json", [{**d.to_dict(), "uri": d.uri, "fingerprint": "verify"} for d in docs])
+(batch,) = cut_batches([(d, "verify") for d in docs], max_bytes=10**9, max_docs=10**6)
+store = Store("/data")
+store.write_json("ingest/verify/plan.json", {"sources": {"pipeline-docs": str(kb)}})
+store.write_json("ingest/verify/batches/00000.json", [e.to_dict() for e in batch])
+print(json.dumps({"run_key": "verify", "batch": 0, "docs": len(batch), "bytes": sum(e.size for e in batch), "label": "verify"}))
 PY
-python -m genai_pipeline.runner chunk "{\"run_key\": \"verify\", \"batch\": 0}" | tail -n 1'); then
+)
+python -m genai_pipeline.runner chunk "$task" | tail -n 1 | tee /data/chunked.json'); then
                 ok "$image" "chunk step: $(tail -n 1 <<<"$out")"
             else
                 bad "$image" "chunk step: $(tail -n 5 <<<"$out")"
             fi
             ;;
     esac
-    if [[ $image == embed && -f $store/ingest/verify/chunks/00000.jsonl ]]; then
-        # The embed step, for real, on the chunks the chunk image just wrote.
+    if [[ $image == embed && -s $store/chunked.json ]]; then
+        # The embed step, for real, on the chunks the chunk image just wrote (its result is the descriptor).
         if out=$(docker run "${hardened[@]}" -v "$store:/data" -e PIPELINE_STORE_URI=/data "$REGISTRY/$image:$TAG" \
-            python -m genai_pipeline.runner embed '{"run_key": "verify", "batch": 0}'); then
+            python -m genai_pipeline.runner embed "$(cat "$store/chunked.json")"); then
             ok "$image" "embed step: $(tail -n 1 <<<"$out")"
         else
             bad "$image" "embed step: $(tail -n 5 <<<"$out")"
