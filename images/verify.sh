@@ -12,7 +12,9 @@
 #   chunk        the chunk step, for real, on a batch in a mounted store (counts with the MiniLM tokenizer)
 #   embed, generate
 #                a real embedding: shape (1, 384), unit norm (generate embeds the topic with the same model)
-#   model-server import torch / transformers / onnxruntime and a real embedding
+#   model-server import torch / transformers / onnxruntime, a real embedding, and the chat model as the
+#                server gets it at its first start: the packaged GGUF de-quantised into the cache, then a
+#                short greedy answer from it
 #
 #   airflow      `airflow version` is 3.x, also as `bash -c "exec airflow version"` (the official chart's
 #                form); the baked-in DAGs parse in kubernetes mode
@@ -166,6 +168,18 @@ print(v.shape, round(float(np.linalg.norm(v[0])), 4))"); then
                 ok "$image" "$out"
             else
                 bad "$image" "torch/transformers: $(tail -n 3 <<<"$out")"
+            fi
+            # A 1 GB /tmp: the fp32 checkpoint is 540 MB.
+            if out=$(docker run "${hardened[@]/size=512m/size=1g}" "$REGISTRY/$image:$TAG" python -c '
+from genai_pipeline.config import get_settings
+from genai_pipeline.models.chat import ChatModel, base_checkpoint
+settings = get_settings()
+folder = base_checkpoint(settings.cache_dir, settings.model_server.chat_model_dir)
+reply = ChatModel(folder).complete([{"role": "user", "content": "What is the capital of France?"}], max_tokens=8)
+print(folder, repr(reply.text))' 2>&1) && grep -q "Paris" <<<"$(tail -n 1 <<<"$out")"; then
+                ok "$image" "chat model converted at start: $(tail -n 1 <<<"$out")"
+            else
+                bad "$image" "chat model: $(tail -n 5 <<<"$out")"
             fi
             ;;
         chunk)

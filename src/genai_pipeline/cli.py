@@ -487,8 +487,10 @@ def cmd_serve_models(args: argparse.Namespace) -> int:
     from genai_pipeline.model_server.app import create_app
 
     settings = get_settings()
+    app = create_app(settings)
+    app.state.registry.prepare_in_background()
     uvicorn.run(
-        create_app(settings),
+        app,
         host=args.host or settings.model_server.host,
         port=args.port or settings.model_server.port,
         log_level="warning",

@@ -101,6 +101,12 @@ def test_model_server_deployment_is_hardened_and_wired(offline: Path) -> None:
     assert container["readinessProbe"]["httpGet"]["path"] == "/health"
     assert {"name": "genai-pipeline-secrets", "optional": True} in [e.get("secretRef") for e in container["envFrom"]]
     assert not any("KEY" in e["name"] for e in container["env"])  # keys only from the Secret
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    # State and the chat model's one-time conversion live on the volume, so a new pod reuses both.
+    assert mounts["/data"] == "state"
+    assert env["PIPELINE_MODEL_SERVER__STATE_DIR"].startswith("/data/")
+    assert env["PIPELINE_CACHE_DIR"].startswith("/data/")
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["state"]["persistentVolumeClaim"]["claimName"] == "models"
     service = docs[("Service", "kb-genai-pipeline-model-server")]["spec"]

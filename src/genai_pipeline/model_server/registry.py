@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -12,6 +13,8 @@ from genai_pipeline.model_server.errors import not_found
 from genai_pipeline.models.chat import BASE_CHAT_MODEL, ChatModel, base_checkpoint
 from genai_pipeline.models.embeddings import LocalEmbedder, load_local_embedder
 from genai_pipeline.models.packaged import EMBEDDING_MODEL, embedding_model_dir
+
+log = logging.getLogger(__name__)
 
 LOADED_CHAT_MODELS = 2
 
@@ -28,6 +31,22 @@ class ModelRegistry:
     def base_checkpoint(self) -> Path:
         """The base chat model's checkpoint (what fine-tunes start from)."""
         return base_checkpoint(self._settings.cache_dir, self._settings.model_server.chat_model_dir)
+
+    def prepare_in_background(self) -> threading.Thread:
+        """Convert the base chat model now (once per cache), so the first chat or fine-tune does not wait for it.
+
+        A failure is only logged here: the request that needs the model reports it.
+        """
+
+        def prepare() -> None:
+            try:
+                self.base_checkpoint()
+            except Exception as error:
+                log.warning("the base chat model is not ready: %s", error)
+
+        thread = threading.Thread(target=prepare, name="prepare-base-chat-model", daemon=True)
+        thread.start()
+        return thread
 
     def available(self) -> dict[str, str]:
         """Model id -> owner, as ``/v1/models`` lists them."""

