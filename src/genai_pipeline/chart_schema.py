@@ -13,12 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from genai_pipeline.config import Settings
+from genai_pipeline.local.offline_chart import CHART
 
-SCHEMA_FILE = Path(__file__).resolve().parents[2] / "charts" / "genai-pipeline" / "values.schema.json"
+SCHEMA_FILE = CHART / "values.schema.json"
 # Rendered by the chart from images.* and global.existingSecret: setting them twice would let the two disagree.
 CHART_RENDERED = {
     "runtime": {"image_registry", "image_tag", "image_tags", "image_pull_policy", "xcom_sidecar_image", "secret_name"},

@@ -343,3 +343,8 @@ def test_the_chart_readme_and_the_values_schema_are_generated_from_current_sourc
 
     assert (CHART / "README.md").read_text() == readme(), "stale chart README: make chart-docs"
     assert check_schema(["--check"]) == 0, "stale values schema: make chart-docs"
+
+
+def test_the_schema_is_that_of_the_kubernetes_the_cluster_scripts_build() -> None:
+    script = (REPO / "scripts" / "cluster" / "build-k8s.sh").read_text()
+    assert f'K8S_VERSION="${{K8S_VERSION:-{KUBERNETES_VERSION}}}"' in script

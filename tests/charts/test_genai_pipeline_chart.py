@@ -7,8 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tests.charts.rendering import CHART, Docs, chart
-from tests.charts.rendering import render as render_chart
+from tests.charts.rendering import CHART, chart, render
 
 from genai_pipeline.config import RunMode, Settings
 
@@ -16,10 +15,6 @@ from genai_pipeline.config import RunMode, Settings
 @pytest.fixture(scope="module")
 def offline(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return chart(tmp_path_factory.mktemp("chart"))
-
-
-def render(chart_dir: Path, *sets: str) -> Docs:
-    return render_chart(chart_dir, *sets)
 
 
 def test_settings_configmap_is_read_by_the_settings_model(offline: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -21,14 +21,14 @@ PROBE_STEP = "chunk"
 
 
 def check_weaviate(settings: Settings) -> str:
-    """Ready, and the collection there (created from the schema in code when missing)."""
-    from genai_pipeline.clients.weaviate import weaviate_client
+    """Ready, and the collection there (created from the schema in code when missing).
+
+    ``create_schema`` connects through the client factory, which retries and then raises ``WeaviateUnavailable``
+    naming the host: a connection of its own here would only wait twice for an unready server.
+    """
     from genai_pipeline.steps.contracts import Empty
     from genai_pipeline.steps.ingest import create_schema
 
-    with weaviate_client(settings.weaviate) as client:
-        if not client.is_ready():
-            raise RuntimeError(f"Weaviate at {settings.weaviate.host}:{settings.weaviate.http_port} is not ready")
     result = create_schema(settings, Empty())
     where = f"{settings.weaviate.host}:{settings.weaviate.http_port}"
     return f"Weaviate {where} ready; collection {result.collection} {'created' if result.created else 'exists'}"
