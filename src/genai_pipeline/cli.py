@@ -265,20 +265,40 @@ def print_post(result: dict[str, Any]) -> None:
 
 
 def cmd_lineage(args: argparse.Namespace) -> int:
-    """What made a fine-tuned model: its example files, datasets, base model, hyperparameters, job and runs."""
+    """Which documents and examples produced a model or a post: its manifest and the OpenLineage events."""
     import json
 
+    from genai_pipeline.lineage_events import LineageGraph, LineageNotFound, describe
     from genai_pipeline.steps.finetune import read_lineage
     from genai_pipeline.store import Store
 
+    settings = get_settings()
+    problems = []
     try:
-        manifest = read_lineage(Store(get_settings().store), args.model)
+        manifest = read_lineage(Store(settings.store), args.target)
     except KeyError as error:
-        print(f"pipeline lineage: {error.args[0]}", file=sys.stderr)
+        manifest, problems = None, [error.args[0]]
+    try:
+        graph = LineageGraph.from_folder(settings.lineage_dir)
+        traced = graph.trace(graph.resolve(manifest["model"] if manifest else args.target))
+    except LineageNotFound as error:
+        traced = None
+        problems.append(f"events in {settings.lineage_dir}: {error.args[0]}")
+    if manifest is None and traced is None:
+        print("pipeline lineage: " + "; ".join(problems), file=sys.stderr)
         return 1
     if args.json:
-        print(json.dumps(manifest, indent=2))
+        print(json.dumps({"manifest": manifest, "events": traced.as_dict() if traced else None}, indent=2))
         return 0
+    if manifest:
+        print(model_manifest_text(manifest))
+    if traced:
+        print(("From OpenLineage events:\n" if manifest else "") + describe(traced))
+    return 0
+
+
+def model_manifest_text(manifest: dict) -> str:
+    """A model's lineage manifest: job, base model, hyperparameters, dataset, runs and example files."""
     data = manifest["dataset"]
     lines = [
         f"{manifest['model']}",
@@ -291,8 +311,7 @@ def cmd_lineage(args: argparse.Namespace) -> int:
         f"  example files    {len(manifest['examples'])} (the documents that trained it and validated it):",
         *(f"    {e['split']:<10} {e['file']}  sha256 {e['sha256']}" for e in manifest["examples"]),
     ]
-    print("\n".join(lines))
-    return 0
+    return "\n".join(lines)
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -602,9 +621,13 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--threshold", type=float, help="largest cosine distance of a source")
     generate.add_argument("--model", help="a model id instead of the champion")
     generate.set_defaults(handler=cmd_generate)
-    lineage = sub.add_parser("lineage", help="what trained a fine-tuned model: example files, data, job, runs")
-    lineage.add_argument("model", metavar="MODEL_ID", help="a fine-tuned model id or its job id")
-    lineage.add_argument("--json", action="store_true", help="print the whole manifest as JSON")
+    lineage = sub.add_parser(
+        "lineage", help="which documents and examples produced a model or a post (manifest and OpenLineage events)"
+    )
+    lineage.add_argument(
+        "target", metavar="MODEL_OR_POST", help="a fine-tuned model id, its job id, a post's path or label, a dataset"
+    )
+    lineage.add_argument("--json", action="store_true", help="print the manifest and the traced events as JSON")
     lineage.set_defaults(handler=cmd_lineage)
 
     models = sub.add_parser("models", help="packaged models").add_subparsers(dest="action", required=True)

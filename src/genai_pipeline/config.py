@@ -12,6 +12,7 @@ import os
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -276,6 +277,20 @@ class NotifySettings(BaseModel):
     late_after_minutes: float | None = Field(None, gt=0)
 
 
+class LineageSettings(BaseModel):
+    """OpenLineage events of every step task, through Airflow's OpenLineage provider.
+
+    ``transport`` is the provider's transport config as JSON (``{"type": "http", "url": ...}`` for Marquez or any
+    backend); none: one JSON file per event under ``events_dir``, which ``pipeline lineage`` reads.
+    """
+
+    enabled: bool = True
+    namespace: str = Field("genai-pipeline", min_length=1)
+    transport: dict[str, Any] | None = None
+    # Where file-transport events go and `pipeline lineage` reads them; default: <home>/lineage.
+    events_dir: Path | None = None
+
+
 class OpenAISettings(BaseModel):
     """Any OpenAI-compatible endpoint; with no base_url the project's local model server is used."""
 
@@ -334,6 +349,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     fine_tune: FineTuneSettings = Field(default_factory=FineTuneSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    lineage: LineageSettings = Field(default_factory=LineageSettings)
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
     openai: OpenAISettings = Field(default_factory=OpenAISettings)
     model_server: ModelServerSettings = Field(default_factory=ModelServerSettings)
@@ -353,6 +369,11 @@ class Settings(BaseSettings):
     def store(self) -> str:
         """Root of the shared store."""
         return self.store_uri or str(self.home / "store")
+
+    @property
+    def lineage_dir(self) -> Path:
+        """Where the file transport writes OpenLineage events and ``pipeline lineage`` reads them."""
+        return self.lineage.events_dir or self.home / "lineage"
 
     @property
     def model_server_dir(self) -> Path:
@@ -388,6 +409,8 @@ _MACHINE_LOCAL = {
     "cache_dir": True,
     "embedding": {"local_model_dir"},
     "model_server": {"state_dir", "chat_model_dir"},
+    # Only Airflow reads the transport, and an HTTP backend's config may hold its API key.
+    "lineage": {"events_dir", "transport"},
 }
 
 

@@ -28,6 +28,10 @@ class Store:
         """Absolute store path of a relative key."""
         return "/".join([self.root, *parts])
 
+    def url(self, key: str) -> str:
+        """The key's full URL, protocol included (``file:///…``, ``s3://bucket/…``)."""
+        return self.fs.unstrip_protocol(self.path(key))
+
     @contextmanager
     def writer(self, key: str) -> Iterator[IO[bytes]]:
         """A binary handle whose bytes appear under ``key`` only when the block ends without an error.

@@ -14,6 +14,8 @@ import psutil
 import pytest
 
 from conftest import free_port
+from genai_pipeline.lineage_events import LineageGraph
+from genai_pipeline.steps import finetune_store as layout
 from genai_pipeline.store import Store
 
 pytestmark = pytest.mark.integration
@@ -90,6 +92,32 @@ def test_demo_runs_ingestion_and_fine_tuning_from_the_start_dag_asset_events(tmp
     assert f"-- {champion['model']} (champion)" in post.stdout and "[1] " in post.stdout
     empty = subprocess.run([*generate, "   "], env=env, capture_output=True, text=True)
     assert empty.returncode == 1 and "the topic is empty" in empty.stderr
+
+    # OpenLineage: every step task's event, captured by the file transport, holds the whole dataset graph.
+    graph = LineageGraph.from_folder(home / "lineage")
+    jobs = {run.step for run in graph.runs}
+    assert {"chunk", "embed", "load", "format_examples", "submit_fine_tune", "fine_tune_results"} <= jobs
+    assert {"promote_challenger", "generate_post", "evaluate_examples", "combine_examples"} <= jobs
+    shipped = {str(p) for p in (SAMPLE.parent / "examples").rglob("*") if p.is_file()}
+    kb = graph.trace(graph.resolve("KnowledgeBase")).sources["documents"]  # documents → collection
+    assert len(kb) == 8 and all(d.startswith("package://genai_pipeline/sample_kb/") for d in kb)
+    trained = graph.trace(graph.resolve(champion["model"]))  # examples → JSONL → job → model
+    assert set(trained.sources["examples"]) <= shipped and len(trained.sources["examples"]) >= 4
+    assert set(trained.sources["examples"]) == {
+        str(SAMPLE.parent / "examples" / e["file"])
+        for e in store.read_json(layout.lineage(champion["model"]))["examples"]
+    }
+    promoted = graph.trace(graph.resolve(store.path(layout.CHAMPION)))  # model → champion
+    assert promoted.steps[0].step == "promote_challenger" and promoted.sources == trained.sources
+    posts = [k for k in graph.writers if k[1].endswith(".md") and "/posts/" in k[1]]
+    assert posts, "no generated post in the events"
+    post = graph.trace(posts[0])  # documents → collection → post, and the examples behind its model
+    assert post.knowledge_bases and set(post.sources["documents"]) <= set(kb)
+    assert post.sources["examples"] == trained.sources["examples"]
+    answer = subprocess.run(
+        [sys.executable, "-m", "genai_pipeline.cli", "lineage", posts[0][1]], env=env, capture_output=True, text=True
+    )
+    assert answer.returncode == 0 and post.sources["documents"][0] in answer.stdout, answer.stderr[-2000:]
     assert not list((home / "run").glob("*.pid")) and not leftovers(home)  # everything it started is stopped
 
 

@@ -6,6 +6,7 @@ DAGs need the scheduler, so the demo runs these components rather than ``airflow
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -16,6 +17,8 @@ from genai_pipeline.config import Settings
 from genai_pipeline.local.services import Services, answers
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+# The step tasks' OpenLineage extractor (named, not imported: this module must not import Airflow).
+LINEAGE_EXTRACTOR = "genai_pipeline.orchestration.lineage.StepLineageExtractor"
 
 
 def dags_folder() -> Path:
@@ -52,6 +55,25 @@ def airflow_env(settings: Settings, api_port: int = 8080) -> dict[str, str]:
         "HF_HUB_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
         "NO_PROXY": "127.0.0.1,localhost",
+        **openlineage_env(settings),
+    }
+
+
+def openlineage_env(settings: Settings) -> dict[str, str]:
+    """Airflow's ``[openlineage]`` settings from the pipeline's: every step task's event, with its datasets.
+
+    Without a configured transport each event is one JSON file under ``<home>/lineage`` (``pipeline lineage``
+    reads them). Emission runs in a thread of the task process, where the extractor can read the step's XCom.
+    """
+    lineage = settings.lineage
+    if not lineage.enabled:
+        return {"AIRFLOW__OPENLINEAGE__DISABLED": "True"}
+    transport = lineage.transport or {"type": "file", "log_file_path": str(settings.lineage_dir / "event")}
+    return {
+        "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(transport),
+        "AIRFLOW__OPENLINEAGE__NAMESPACE": lineage.namespace,
+        "AIRFLOW__OPENLINEAGE__EXTRACTORS": LINEAGE_EXTRACTOR,
+        "AIRFLOW__OPENLINEAGE__EXECUTE_IN_THREAD": "True",
     }
 
 
@@ -64,6 +86,7 @@ def airflow_bin() -> str:
 def migrate(settings: Settings) -> None:
     """Create or upgrade the metadata database (SQLite under the home)."""
     (settings.home / "airflow").mkdir(parents=True, exist_ok=True)
+    settings.lineage_dir.mkdir(parents=True, exist_ok=True)
     subprocess.run([airflow_bin(), "db", "migrate"], env=airflow_env(settings), check=True, capture_output=True)
 
 

@@ -26,6 +26,7 @@ import fsspec
 from genai_pipeline.clients.openai_compat import make_openai_client
 from genai_pipeline.config import Settings
 from genai_pipeline.steps import finetune_store as layout
+from genai_pipeline.steps import lineage
 from genai_pipeline.steps.contracts import Challenger, Decision, ModelScores, Scored, ScoreRequest
 from genai_pipeline.steps.documents import resolve_root
 from genai_pipeline.steps.examples import chat_messages
@@ -186,7 +187,7 @@ def promote(settings: Settings, scored: Scored) -> Decision:
     if scored.decision not in PROMOTING:
         raise ValueError(f"{scored.decision}: the challenger is not promoted; the branch should have kept the champion")
     store = Store(settings.store)
-    lineage = store.read_json(scored.challenger.lineage_key)
+    manifest = store.read_json(scored.challenger.lineage_key)
     record = {
         "model": scored.challenger.model,
         "job_id": scored.challenger.job_id,
@@ -195,7 +196,7 @@ def promote(settings: Settings, scored: Scored) -> Decision:
         "decision": scored.decision,
         "reason": scored.reason,
         "heldout_sha256": scored.heldout_sha256,
-        "dataset": lineage["dataset"],
+        "dataset": manifest["dataset"],
         "lineage": scored.challenger.lineage_key,
         "run_id": scored.run_id,
         "promoted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -205,7 +206,14 @@ def promote(settings: Settings, scored: Scored) -> Decision:
     entry = f"{layout.CHAMPION_HISTORY}/{number:06d}-{safe_name(record['model'])}.json"
     store.write_json(entry, record)
     store.write_json(layout.CHAMPION, record)
-    return Decision(decision=scored.decision, champion=record["model"], record_key=layout.CHAMPION)
+    return Decision(
+        decision=scored.decision,
+        champion=record["model"],
+        record_key=layout.CHAMPION,
+        lineage=lineage.lineage(
+            [lineage.model(settings, record["model"])], [lineage.store_file(settings, layout.CHAMPION)]
+        ),
+    )
 
 
 def keep_champion(settings: Settings, scored: Scored) -> Decision:

@@ -41,6 +41,20 @@ class Descriptor(BaseModel):
         return self
 
 
+class DatasetRef(Descriptor):
+    """One OpenLineage dataset a step read or wrote, named by the OpenLineage naming spec."""
+
+    namespace: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+
+
+class Lineage(Descriptor):
+    """What a step read and wrote; the DAG-side extractor turns it into the task's OpenLineage event."""
+
+    inputs: list[DatasetRef] = Field(default_factory=list)
+    outputs: list[DatasetRef] = Field(default_factory=list)
+
+
 class Empty(Descriptor):
     """A step that needs nothing but the settings."""
 
@@ -95,6 +109,7 @@ class Chunked(BatchTask):
     chunks: int = Field(ge=0)
     late_rejected: int = Field(0, ge=0)
     chunk_seconds: float = Field(0.0, ge=0)
+    lineage: Lineage = Lineage()
 
 
 class Embedded(Chunked):
@@ -187,6 +202,7 @@ class Formatted(GroupTask):
 
     examples: int = Field(ge=0)
     rejected: int = Field(ge=0)
+    lineage: Lineage = Lineage()
 
 
 class FormatSummary(Descriptor):
@@ -222,6 +238,7 @@ class Evaluation(Descriptor):
     estimated_usd: float = Field(ge=0)
     budget_usd: float = Field(ge=0)
     within_budget: bool
+    lineage: Lineage = Lineage()
 
 
 class Dataset(Descriptor):
@@ -232,6 +249,7 @@ class Dataset(Descriptor):
     validation_sha256: str
     train_examples: int = Field(ge=1)
     validation_examples: int = Field(ge=1)
+    lineage: Lineage = Lineage()
 
 
 class SubmitRequest(Descriptor):
@@ -256,6 +274,7 @@ class Submitted(Descriptor):
     base_model: str
     hyperparameters: dict[str, float | int]
     reused: bool
+    lineage: Lineage = Lineage()
 
 
 class Challenger(Descriptor):
@@ -269,6 +288,7 @@ class Challenger(Descriptor):
     lineage_key: str
     final_train_loss: float | None
     final_valid_loss: float | None
+    lineage: Lineage = Lineage()
 
 
 class ScoreRequest(Descriptor):
@@ -308,6 +328,7 @@ class Decision(Descriptor):
     decision: str
     champion: str
     record_key: str
+    lineage: Lineage = Lineage()
 
 
 # -- generation ----------------------------------------------------------------------------------------------
@@ -349,3 +370,4 @@ class GeneratedPost(Descriptor):
     sources: list[dict[str, Any]]
     usage: dict[str, int]
     seconds: float = Field(ge=0)
+    lineage: Lineage = Lineage()

@@ -16,6 +16,7 @@ import fsspec
 
 from genai_pipeline.config import Settings
 from genai_pipeline.steps import finetune_store as layout
+from genai_pipeline.steps import lineage
 from genai_pipeline.steps.contracts import FormatSummary, Formatted, GroupTask, RunRequest
 from genai_pipeline.steps.documents import resolve_root
 from genai_pipeline.steps.finetune_store import safe_name, sha256
@@ -125,12 +126,22 @@ def format_group(settings: Settings, task: GroupTask) -> Formatted:
             continue
         files.append({"file": name, "sha256": sha256(data), "examples": len(rows) - before})
     store = Store(settings.store)
-    store.write_jsonl(layout.formatted(task.split, task.group), rows)
+    formatted = layout.formatted(task.split, task.group)
+    store.write_jsonl(formatted, rows)
     manifest = {"run_id": task.run_key, "split": task.split, "group": task.group, "files": files, "rejected": rejected}
     store.write_json(layout.formatted(task.split, task.group, ".manifest.json"), manifest)
     for item in rejected:
         log.warning("example %s left out: %s", item["file"], item["reason"])
-    return Formatted(**task.model_dump(), examples=len(rows), rejected=len(rejected))
+    read = (lineage.location(fs.unstrip_protocol(f"{folder}/{f['file'][len(task.label) + 1 :]}")) for f in files)
+    return Formatted(
+        **task.model_dump(),
+        examples=len(rows),
+        rejected=len(rejected),
+        lineage=lineage.lineage(
+            lineage.bounded(read, folders=[lineage.location(fs.unstrip_protocol(folder))]),
+            [lineage.store_file(settings, formatted)],
+        ),
+    )
 
 
 def _jsonl_rows(name: str, data: bytes, *, max_bytes: int) -> list[dict[str, Any]]:

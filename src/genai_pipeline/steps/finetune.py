@@ -16,8 +16,9 @@ from typing import Any
 from genai_pipeline.clients.openai_compat import make_openai_client
 from genai_pipeline.config import Settings
 from genai_pipeline.steps import finetune_store as layout
+from genai_pipeline.steps import lineage
 from genai_pipeline.steps.contracts import Challenger, SubmitRequest, Submitted
-from genai_pipeline.steps.finetune_store import sha256
+from genai_pipeline.steps.finetune_store import SPLITS, sha256
 from genai_pipeline.store import Store
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ def submit(settings: Settings, request: SubmitRequest) -> Submitted:
             split: _upload(
                 client, f"{key[:16]}-{split}.jsonl", store.read_bytes(layout.dataset(dataset, f"{split}.jsonl"))
             )
-            for split in ("train", "validation")
+            for split in SPLITS
         }
         job = client.with_options(max_retries=0).fine_tuning.jobs.create(
             model=request.base_model,
@@ -82,6 +83,13 @@ def submit(settings: Settings, request: SubmitRequest) -> Submitted:
         base_model=request.base_model,
         hyperparameters=hyper,
         reused=reused,
+        lineage=lineage.lineage(
+            [
+                *(lineage.store_file(settings, layout.dataset(dataset, f"{split}.jsonl")) for split in SPLITS),
+                lineage.model(settings, request.base_model),
+            ],
+            [lineage.fine_tune_job(settings, job_id)],
+        ),
     )
 
 
@@ -137,6 +145,10 @@ def results(settings: Settings, submitted: Submitted) -> Challenger:
         lineage_key=lineage_key,
         final_train_loss=summary["final_train_loss"],
         final_valid_loss=summary["final_valid_loss"],
+        lineage=lineage.lineage(
+            [lineage.fine_tune_job(settings, job.id)],
+            [lineage.model(settings, job.fine_tuned_model), lineage.store_file(settings, metrics_key)],
+        ),
     )
     store.write_json(layout.model_file(job.id, "challenger.json"), challenger.model_dump())
     store.write_json(layout.LATEST_CHALLENGER, challenger.model_dump())

@@ -10,6 +10,7 @@ import hashlib
 import re
 
 ROOT = "finetune"
+SPLITS = ("train", "validation")
 
 
 def safe_name(value: str) -> str:

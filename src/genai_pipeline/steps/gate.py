@@ -14,13 +14,13 @@ from typing import Any
 
 from genai_pipeline.config import Settings
 from genai_pipeline.steps import finetune_store as layout
+from genai_pipeline.steps import lineage
 from genai_pipeline.steps.chat_jsonl import InvalidTrainingLine, parse_example
 from genai_pipeline.steps.contracts import Dataset, Evaluation, GateRequest
-from genai_pipeline.steps.finetune_store import safe_name, sha256
+from genai_pipeline.steps.finetune_store import SPLITS, safe_name, sha256
 from genai_pipeline.store import Store
 
 log = logging.getLogger(__name__)
-SPLITS = ("train", "validation")
 # Invalid lines carried in the step's descriptor; the stored report has all of them.
 INVALID_IN_DESCRIPTOR = 20
 # OpenAI's chat accounting: each message costs its content and role plus a few framing tokens.
@@ -121,6 +121,10 @@ def evaluate(settings: Settings, request: GateRequest) -> Evaluation:
         estimated_usd=round(cost, 6),
         budget_usd=request.budget_usd,
         within_budget=cost <= request.budget_usd,
+        lineage=lineage.lineage(
+            (lineage.store_file(settings, layout.formatted(*label.split("/", 1))) for label in index["groups"]),
+            (lineage.store_file(settings, layout.gate_run(run_key, f"{split}.jsonl")) for split in SPLITS),
+        ),
     )
     store.write_json(
         layout.gate_run(run_key, "report.json"),
@@ -194,4 +198,8 @@ def combine(settings: Settings, evaluation: Evaluation) -> Dataset:
         validation_sha256=hashes["validation"],
         train_examples=evaluation.train_examples,
         validation_examples=evaluation.validation_examples,
+        lineage=lineage.lineage(
+            (lineage.store_file(settings, layout.gate_run(evaluation.run_key, f"{split}.jsonl")) for split in SPLITS),
+            (lineage.store_file(settings, layout.dataset(key, f"{split}.jsonl")) for split in SPLITS),
+        ),
     )

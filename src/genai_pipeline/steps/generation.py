@@ -21,6 +21,7 @@ import fsspec
 
 from genai_pipeline.config import Settings
 from genai_pipeline.steps import finetune_store as layout
+from genai_pipeline.steps import lineage
 from genai_pipeline.steps.champion import champion_model
 from genai_pipeline.steps.contracts import GeneratedPost, TopicsRequest, TopicTask
 from genai_pipeline.steps.examples import chat_messages
@@ -296,6 +297,14 @@ def generate_post(settings: Settings, task: TopicTask) -> GeneratedPost:
         sources=result["sources"],
         usage=result["usage"],
         seconds=result["seconds"],
+        lineage=lineage.lineage(
+            [
+                *(lineage.document(settings.ingest.sources, source["uri"]) for source in result["sources"]),
+                lineage.collection(settings),
+                lineage.model(settings, result["model"]),
+            ],
+            [lineage.location(store.url(name))],
+        ),
     )
 
 

@@ -23,7 +23,7 @@ from typing import Any
 from genai_pipeline.config import Settings
 from genai_pipeline.models.embeddings import make_embedder, make_token_counter
 from genai_pipeline.models.tokens import TokenSpans
-from genai_pipeline.steps import planning
+from genai_pipeline.steps import lineage, planning
 from genai_pipeline.steps.chunk import Chunk, chunk_text
 from genai_pipeline.steps.contracts import (
     BatchTask,
@@ -245,13 +245,19 @@ def chunk(settings: Settings, task: BatchTask) -> Chunked:
             for piece in chunks[entry.part :: entry.parts]:
                 yield {**piece.to_dict(), "fingerprint": entry.fingerprint, "encoding": document.encoding}
 
-    written = store.write_jsonl(_batch_key(task.run_key, "chunks", task.batch, ".jsonl"), rows())
+    chunks_key = _batch_key(task.run_key, "chunks", task.batch, ".jsonl")
+    written = store.write_jsonl(chunks_key, rows())
     store.write_json(_batch_key(task.run_key, "late", task.batch, ".json"), rejected)
+    documents = lineage.bounded(
+        (lineage.document(roots, e.document.uri) for e in entries),
+        folders=(lineage.location(roots[e.document.source]) for e in entries),
+    )
     return Chunked(
         **task.model_dump(),
         chunks=written,
         late_rejected=len(rejected),
         chunk_seconds=round(time.perf_counter() - started, 3),
+        lineage=lineage.lineage(documents, [lineage.store_file(settings, chunks_key)]),
     )
 
 
@@ -295,7 +301,9 @@ def _sub_batches(rows: Iterable[dict[str, Any]], size: int) -> Iterator[list[dic
 def embed(settings: Settings, task: Chunked) -> Embedded:
     """Embed a batch's chunks a sub-batch at a time; the call count proves unchanged documents cost nothing."""
     store = Store(settings.store)
-    rows = store.iter_jsonl(_batch_key(task.run_key, "chunks", task.batch, ".jsonl"))
+    chunks_key = _batch_key(task.run_key, "chunks", task.batch, ".jsonl")
+    rows = store.iter_jsonl(chunks_key)
+    vectors_key = _prefix(task.run_key, "vectors", f"{task.batch:05d}")
     embedder = make_embedder(settings)
     calls_before = embedder.calls
     seconds = 0.0
@@ -303,8 +311,15 @@ def embed(settings: Settings, task: Chunked) -> Embedded:
         started = time.perf_counter()
         vectors = embedder.embed([_embedding_text(row) for row in group])
         seconds += time.perf_counter() - started
-        store.write_array(_prefix(task.run_key, "vectors", f"{task.batch:05d}", f"{part:05d}.npy"), vectors)
-    return Embedded(**task.model_dump(), embed_calls=embedder.calls - calls_before, embed_seconds=round(seconds, 3))
+        store.write_array(f"{vectors_key}/{part:05d}.npy", vectors)
+    return Embedded(
+        **task.model_dump(exclude={"lineage"}),
+        embed_calls=embedder.calls - calls_before,
+        embed_seconds=round(seconds, 3),
+        lineage=lineage.lineage(
+            [lineage.store_file(settings, chunks_key)], [lineage.store_file(settings, vectors_key)]
+        ),
+    )
 
 
 def _embedding_text(row: dict[str, Any]) -> str:
@@ -318,7 +333,8 @@ def load(settings: Settings, task: Embedded) -> Loaded:
 
     started = time.perf_counter()
     store = Store(settings.store)
-    rows = store.iter_jsonl(_batch_key(task.run_key, "chunks", task.batch, ".jsonl"))
+    chunks_key = _batch_key(task.run_key, "chunks", task.batch, ".jsonl")
+    rows = store.iter_jsonl(chunks_key)
     vector_parts = _prefix(task.run_key, "vectors", f"{task.batch:05d}")
     latest: dict[str, str] = {}
     written = 0
@@ -338,10 +354,14 @@ def load(settings: Settings, task: Embedded) -> Loaded:
             raise RuntimeError(f"batch {task.batch}: {written} chunks loaded, {task.chunks} were chunked")
         stale = sum(loader.delete_stale(collection, uri, fp) for uri, fp in latest.items())
     result = Loaded(
-        **task.model_dump(),
+        **task.model_dump(exclude={"lineage"}),
         written=written,
         stale_deleted=stale,
         load_seconds=round(time.perf_counter() - started, 3),
+        lineage=lineage.lineage(
+            [lineage.store_file(settings, chunks_key), lineage.store_file(settings, vector_parts)],
+            [lineage.collection(settings)],
+        ),
     )
     store.write_json(_batch_key(task.run_key, "results", task.batch, ".json"), result.model_dump())
     return result
