@@ -12,7 +12,7 @@ from airflow.sdk import dag, task
 
 from genai_pipeline.orchestration.assets import CHALLENGER, CHAMPION
 from genai_pipeline.orchestration.fine_tune_tasks import champion_branch
-from genai_pipeline.orchestration.notify import WebhookNotifier, run_deadline
+from genai_pipeline.orchestration.notify import PipelineNotifier, run_deadline
 from genai_pipeline.orchestration.step_task import step_task
 
 SCORE = {"run_id": "{{ run_id }}", "options": "{{ (dag_run.conf or {}) | tojson }}"}
@@ -25,7 +25,7 @@ SCORE = {"run_id": "{{ run_id }}", "options": "{{ (dag_run.conf or {}) | tojson 
     max_active_runs=1,
     tags=["fine-tuning"],
     doc_md=__doc__,
-    default_args={"on_failure_callback": [WebhookNotifier()]},
+    default_args={"on_failure_callback": [PipelineNotifier()]},
 )
 def champion_challenger():
     scored = step_task("score_models")(SCORE)

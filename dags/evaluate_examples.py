@@ -19,7 +19,7 @@ from genai_pipeline.orchestration.assets import (
     FORMATTED_VALIDATION,
 )
 from genai_pipeline.orchestration.fine_tune_tasks import OVER_BUDGET, budget_branch, stop_over_budget
-from genai_pipeline.orchestration.notify import WebhookNotifier, run_deadline
+from genai_pipeline.orchestration.notify import PipelineNotifier, run_deadline
 from genai_pipeline.orchestration.step_task import step_task
 
 TUNE = get_settings().fine_tune
@@ -38,7 +38,7 @@ GATE = {
     max_active_runs=1,
     tags=["fine-tuning"],
     doc_md=__doc__,
-    default_args={"on_failure_callback": [WebhookNotifier()]},
+    default_args={"on_failure_callback": [PipelineNotifier()]},
     params={
         "price_per_million_tokens": Param(TUNE.price_per_million_tokens, type="number", minimum=0),
         "n_epochs": Param(TUNE.n_epochs, type="integer", minimum=1, maximum=50),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.policy
 import json
 import os
 import socket
@@ -11,6 +12,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -161,6 +164,48 @@ def webhook_receiver(path: str = "/hooks/pipeline", **answers: Any) -> Iterator[
     finally:
         server.shutdown()
         server.server_close()
+
+
+@dataclass
+class Mailbox:
+    """What a local SMTP server received: each message parsed, and the logins it saw."""
+
+    host: str
+    port: int
+    messages: list[EmailMessage] = field(default_factory=list)
+    logins: list[tuple[str, str]] = field(default_factory=list)
+
+
+@contextmanager
+def smtp_receiver(**server_options: Any) -> Iterator[Mailbox]:
+    """A real SMTP server (aiosmtpd) on a free port for the block; it keeps every message it accepts."""
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult
+
+    mailbox = Mailbox("127.0.0.1", free_port())
+
+    class Handler:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            mailbox.messages.append(BytesParser(policy=email.policy.default).parsebytes(envelope.content))
+            return "250 OK"
+
+    def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
+        mailbox.logins.append((auth_data.login.decode(), auth_data.password.decode()))
+        return AuthResult(success=True)
+
+    controller = Controller(
+        Handler(),
+        hostname=mailbox.host,
+        port=mailbox.port,
+        authenticator=authenticate,
+        auth_require_tls=False,
+        **server_options,
+    )
+    controller.start()
+    try:
+        yield mailbox
+    finally:
+        controller.stop()
 
 
 def isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **env: str) -> Settings:

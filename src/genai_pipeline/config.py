@@ -12,7 +12,7 @@ import os
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -266,11 +266,25 @@ class GenerationSettings(BaseModel):
 
 
 class NotifySettings(BaseModel):
-    """Where failures, late runs and budget stops are reported: a webhook (Slack-compatible JSON, ``text``)."""
+    """Where failures, late runs and budget stops are reported: a webhook, email through SMTP, or both.
+
+    The webhook gets Slack-compatible JSON (``text`` plus the event's fields); an email has the same line as
+    its subject and every field in its body.
+    """
 
     webhook_url: str | None = None
     # Sent as ``Authorization: Bearer``; from env or a Kubernetes Secret only.
     webhook_token: SecretStr | None = None
+    # Email: sent when a host and at least one recipient are set (PIPELINE_NOTIFY__EMAIL_TO='["ops@example.com"]').
+    smtp_host: str | None = None
+    smtp_port: int = Field(25, ge=1, le=65535)
+    # ``starttls`` upgrades a plain connection (port 587); ``ssl`` is SMTP over TLS from the start (port 465).
+    smtp_security: Literal["none", "starttls", "ssl"] = "none"
+    smtp_user: str | None = None
+    # From env or a Kubernetes Secret only.
+    smtp_password: SecretStr | None = None
+    email_from: str = "genai-pipeline@localhost"
+    email_to: list[str] = Field(default_factory=list)
     timeout_seconds: float = Field(10.0, gt=0)
     # A run still going this many minutes after it was queued is reported as late (Airflow deadline alert);
     # none: no lateness alerts.

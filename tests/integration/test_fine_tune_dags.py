@@ -20,7 +20,7 @@ import openai
 import pytest
 from PIL import Image
 
-from conftest import Receiver, environ, free_port, webhook_receiver
+from conftest import Mailbox, Receiver, environ, free_port, smtp_receiver, webhook_receiver
 from genai_pipeline.airflow_api import AirflowAPI
 from genai_pipeline.config import Settings
 from genai_pipeline.local.airflow_env import start_airflow, stop_airflow
@@ -33,6 +33,7 @@ from genai_pipeline.store import Store
 pytestmark = pytest.mark.integration
 EXAMPLES = Path(__file__).resolve().parents[2] / "src" / "genai_pipeline" / "examples"
 TOKEN = "webhook-secret-token"
+SMTP_PASSWORD = "smtp-secret-password"
 DONE = {"success", "failed"}
 # The first model is weak on purpose (one epoch at a tiny learning rate), so a stronger one can beat it.
 WEAK = {"n_epochs": 1, "learning_rate_multiplier": 0.05}
@@ -46,6 +47,7 @@ class Stack:
     store: Store
     examples: Path
     webhook: Receiver
+    mailbox: Mailbox
     models: dict[str, str] = field(default_factory=dict)
 
     def wait(self, dag_id: str, run_id: str, timeout: float = 900) -> tuple[dict[str, Any], set[tuple[str, str]]]:
@@ -97,7 +99,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     examples = root / "examples"
     shutil.copytree(EXAMPLES, examples)
     api_port, server_port = free_port(), free_port()
-    with webhook_receiver() as webhook:
+    with webhook_receiver() as webhook, smtp_receiver() as mailbox:
         env = {
             "PIPELINE_HOME": str(root / "home"),
             "PIPELINE_MODEL_SERVER__PORT": str(server_port),
@@ -114,6 +116,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "PIPELINE_INGEST__SCHEDULE_CRON": "",
             "PIPELINE_NOTIFY__WEBHOOK_URL": webhook.url,
             "PIPELINE_NOTIFY__WEBHOOK_TOKEN": TOKEN,
+            "PIPELINE_NOTIFY__SMTP_HOST": mailbox.host,
+            "PIPELINE_NOTIFY__SMTP_PORT": str(mailbox.port),
+            "PIPELINE_NOTIFY__SMTP_USER": "alerts",
+            "PIPELINE_NOTIFY__SMTP_PASSWORD": SMTP_PASSWORD,
+            "PIPELINE_NOTIFY__EMAIL_TO": '["ml-team@example.com"]',
         }
         with environ(env):
             settings = Settings()
@@ -127,7 +134,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                     assert time.monotonic() < deadline, "DAGs not parsed"
                     time.sleep(2)
                 client = openai.OpenAI(base_url=settings.model_server.base_url, api_key="unused", max_retries=2)
-                yield Stack(api, client, Store(settings.store), examples, webhook)
+                yield Stack(api, client, Store(settings.store), examples, webhook, mailbox)
             finally:
                 stop_airflow(services)
                 services.stop("model-server")
@@ -276,7 +283,7 @@ def test_no_valid_examples_fails_the_gate_and_notifies(stack: Stack, tmp_path: P
     shutil.move(train, moved)
     for group in ("short", "long"):
         (train / group).mkdir(parents=True)
-    received = len(stack.webhook.requests)
+    received, mailed = len(stack.webhook.requests), len(stack.mailbox.messages)
     try:
         format_run = stack.api.trigger("format_examples")
         assert stack.wait("format_examples", format_run)[0]["state"] == "success"
@@ -285,6 +292,13 @@ def test_no_valid_examples_fails_the_gate_and_notifies(stack: Stack, tmp_path: P
         assert "no valid train example left" in stack.log("evaluate_examples", gate_run, "evaluate_examples")
         failed = [r.body for r in stack.webhook.requests[received:] if r.body["kind"] == "task_failed"]
         assert failed and failed[0]["task_id"] == "evaluate_examples" and "no valid train" in failed[0]["reason"]
+        # The same alert by email, through the real SMTP server: DAG, task, run and reason; no secret.
+        mails = [m for m in stack.mailbox.messages[mailed:] if "task failed" in m["Subject"]]
+        assert mails, f"no failure email among {[m['Subject'] for m in stack.mailbox.messages]}"
+        mail = mails[0]
+        assert "evaluate_examples.evaluate_examples" in mail["Subject"] and f"run_id: {gate_run}" in mail.get_content()
+        assert "no valid train example left" in mail.get_content()
+        assert SMTP_PASSWORD not in mail.as_string() and TOKEN not in mail.as_string()
     finally:
         shutil.rmtree(train)
         shutil.move(moved, train)

@@ -1,11 +1,14 @@
-"""Webhook notifications for the pipeline's DAGs: a task failed, a run is late, or the cost gate stopped a run.
+"""Alerts for the pipeline's DAGs: a task failed, a run is late, or the cost gate stopped a run.
 
-One JSON POST per event to ``PIPELINE_NOTIFY__WEBHOOK_URL``: a Slack-compatible ``text`` line for humans plus
-the event's fields (``kind``, ``dag_id``, ``run_id``, ...) for machines. A notification is best effort by
-design: it is retried briefly, then dropped with a warning, and it never fails the task it reports on.
+One notifier for every DAG delivers each event to every configured channel: a JSON POST to
+``PIPELINE_NOTIFY__WEBHOOK_URL`` (a Slack-compatible ``text`` line for humans plus the event's fields, ``kind``,
+``dag_id``, ``run_id``, ..., for machines) and an email through ``PIPELINE_NOTIFY__SMTP_HOST`` to
+``PIPELINE_NOTIFY__EMAIL_TO``. A notification is best effort by design: it is retried briefly, then dropped
+with a warning, and it never fails the task it reports on.
 
-The standard library's ``urllib`` sends it rather than httpx, because httpx logs every request's full URL at
-INFO, and a webhook URL often carries its secret in the path (Slack's do); this module logs only the host.
+The standard library's ``urllib`` sends the webhook rather than httpx, because httpx logs every request's full
+URL at INFO, and a webhook URL often carries its secret in the path (Slack's do); this module logs only hosts.
+Neither the webhook token nor the SMTP password is ever part of a message or a log line.
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ import datetime
 import http.client
 import json
 import logging
+import smtplib
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from email.message import EmailMessage
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -81,14 +86,29 @@ def send_webhook(
         log.warning("webhook notification to %s not built (%s); %s not sent", host, type(exc).__name__, kind)
         return False
 
+    def post() -> None:
+        with _opener.open(request, timeout=settings.notify.timeout_seconds) as response:
+            response.read(65536)
+
+    return _with_retries(post, f"webhook {host}", kind, attempts=attempts, backoff_seconds=backoff_seconds)
+
+
+def _with_retries(
+    attempt: Callable[[], None], where: str, kind: str, *, attempts: int | None, backoff_seconds: float | None
+) -> bool:
+    """Run one delivery ``attempt`` until it succeeds, with exponential backoff; never raises.
+
+    The transport's errors are classified here: connection errors, timeouts, HTTP 5xx/429 and SMTP 4xx are
+    retried, anything else is final. Only a status or an error type is logged, never a URL path, a token or
+    a password.
+    """
     attempts = max(DEFAULT_ATTEMPTS if attempts is None else attempts, 1)
     backoff_seconds = DEFAULT_BACKOFF_SECONDS if backoff_seconds is None else backoff_seconds
     problem = "no attempt made"
-    for attempt in range(1, attempts + 1):
-        delay = backoff_seconds * 2 ** (attempt - 1)
+    for number in range(1, attempts + 1):
+        delay = backoff_seconds * 2 ** (number - 1)
         try:
-            with _opener.open(request, timeout=settings.notify.timeout_seconds) as response:
-                response.read(65536)
+            attempt()
             return True
         except urllib.error.HTTPError as exc:
             problem = f"HTTP {exc.code}"
@@ -97,17 +117,84 @@ def send_webhook(
             if exc.code not in _RETRYABLE_STATUS:
                 break
             delay = max(delay, _retry_after_seconds(retry_after))
-        except (OSError, http.client.HTTPException) as exc:  # refused, reset, timed out, bad status line
+        except smtplib.SMTPResponseException as exc:  # 4xx is "try again later" in SMTP, 5xx is final
+            problem = f"SMTP {exc.smtp_code}"
+            if not 400 <= exc.smtp_code < 500:
+                break
+        except (OSError, http.client.HTTPException, smtplib.SMTPException) as exc:  # refused, reset, timed out
             reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
             problem = type(reason).__name__ if isinstance(reason, BaseException) else str(reason)
         except Exception as exc:  # nothing about a notification may escape into the task
             problem = type(exc).__name__
             break
-        if attempt < attempts:
-            log.info("webhook %s: %s on attempt %d/%d; retrying in %.1fs", host, problem, attempt, attempts, delay)
+        if number < attempts:
+            log.info("%s: %s on attempt %d/%d; retrying in %.1fs", where, problem, number, attempts, delay)
             time.sleep(delay)
-    log.warning("webhook notification to %s not delivered (%s); %s dropped", host, problem, kind)
+    log.warning("%s notification via %s not delivered (%s); dropped", kind, where, problem)
     return False
+
+
+def send_email(
+    settings: Settings,
+    event: Mapping[str, Any],
+    *,
+    attempts: int | None = None,
+    backoff_seconds: float | None = None,
+) -> bool:
+    """Mail one event to ``notify.email_to`` through the configured SMTP server; True once the server took it.
+
+    The subject is the event's text line; the body repeats it with every field. Temporary failures (refused
+    connections, timeouts, SMTP 4xx) are retried like the webhook's; never raises, and logs the server's
+    host and port only.
+    """
+    notify = settings.notify
+    kind = str(event.get("kind", "event"))
+    if not notify.smtp_host or not notify.email_to:
+        log.warning("no SMTP host or recipients configured; %s email not sent", kind)
+        return False
+    message = email_message(settings, event)
+    password = notify.smtp_password.get_secret_value() if notify.smtp_password else ""
+
+    def send() -> None:
+        connect = smtplib.SMTP_SSL if notify.smtp_security == "ssl" else smtplib.SMTP
+        with connect(notify.smtp_host, notify.smtp_port, timeout=notify.timeout_seconds) as smtp:
+            if notify.smtp_security == "starttls":
+                smtp.starttls()
+            if notify.smtp_user:
+                smtp.login(notify.smtp_user, password)
+            smtp.send_message(message)
+
+    where = f"SMTP {notify.smtp_host}:{notify.smtp_port}"
+    return _with_retries(send, where, kind, attempts=attempts, backoff_seconds=backoff_seconds)
+
+
+def email_message(settings: Settings, event: Mapping[str, Any]) -> EmailMessage:
+    """The event as an email: its text line as the subject, the line and each field in the body."""
+    text = " ".join(str(event.get("text") or _default_text(event)).split())
+    message = EmailMessage()
+    message["Subject"] = _clip(f"[genai-pipeline] {text}", 200)
+    message["From"] = settings.notify.email_from
+    message["To"] = ", ".join(settings.notify.email_to)
+    fields = [f"{key}: {value}" for key, value in event.items() if key != "text" and value is not None]
+    message.set_content("\n".join([text, "", *fields]) + "\n")
+    return message
+
+
+def deliver(settings: Settings, event: Mapping[str, Any], **retry_options: Any) -> bool:
+    """Send an event to every configured channel (webhook, email); True when at least one took it."""
+    notify = settings.notify
+    sent = []
+    if notify.webhook_url:
+        sent.append(send_webhook(settings, event, **retry_options))
+    if notify.smtp_host and notify.email_to:
+        sent.append(send_email(settings, event, **retry_options))
+    if not sent:
+        log.warning(
+            "no alert channel configured (PIPELINE_NOTIFY__WEBHOOK_URL, or PIPELINE_NOTIFY__SMTP_HOST with "
+            "PIPELINE_NOTIFY__EMAIL_TO); %s notification not sent",
+            event.get("kind", "event"),
+        )
+    return any(sent)
 
 
 def notify_budget_stop(
@@ -123,7 +210,7 @@ def notify_budget_stop(
 
     ``estimate`` is the gate's estimate (``billing_tokens``, ``n_epochs``, ``price_per_million_tokens``,
     ``estimated_usd``, ``budget_usd``); its fields go into the event as they are, so a receiver can act on
-    numbers rather than parse the text. ``send_options`` are passed on to :func:`send_webhook`.
+    numbers rather than parse the text. ``send_options`` (attempts, backoff) are passed on to :func:`deliver`.
     """
     tokens, epochs = estimate.get("billing_tokens"), estimate.get("n_epochs")
     reason = (
@@ -139,7 +226,7 @@ def notify_budget_stop(
         "reason": reason,
         "text": f"{dag_id} (run {run_id}): fine-tuning stopped before upload: {reason}",
     }
-    return send_webhook(settings, event, **send_options)
+    return deliver(settings, event, **send_options)
 
 
 def run_deadline(settings: Settings | None = None) -> DeadlineAlert | None:
@@ -173,13 +260,13 @@ async def notify_late_run(late_after_minutes: float, context: Mapping[str, Any] 
         "queued_at": run.get("queued_at"),
         "text": f"run late: {dag_id} (run {run_id}): {reason}",
     }
-    await asyncio.to_thread(send_webhook, get_settings(), event)
+    await asyncio.to_thread(deliver, get_settings(), event)
 
 
-class WebhookNotifier(BaseNotifier):
-    """An Airflow callback that posts the failed (or otherwise reported) task to the webhook.
+class PipelineNotifier(BaseNotifier):
+    """An Airflow callback that reports the failed (or otherwise reported) task to every alert channel.
 
-    Use ``on_failure_callback=WebhookNotifier()`` on a task or in a DAG's ``default_args``. Settings are read
+    Use ``on_failure_callback=PipelineNotifier()`` on a task or in a DAG's ``default_args``. Settings are read
     when it fires, not when the DAG file is parsed, so the token never lives on the DAG object. ``message``
     (Jinja-templated against the task's context) replaces the generated text line.
     """
@@ -194,7 +281,7 @@ class WebhookNotifier(BaseNotifier):
     def notify(self, context: Mapping[str, Any]) -> None:
         """Build the event from the context and send it; logs instead of raising, whatever goes wrong."""
         try:
-            send_webhook(get_settings(), task_event(context, kind=self.kind, message=self.message))
+            deliver(get_settings(), task_event(context, kind=self.kind, message=self.message))
         except Exception as exc:
             log.warning("%s notification not sent: %s", self.kind, type(exc).__name__)
 

@@ -15,7 +15,7 @@ from typing import Any
 from airflow.sdk import task
 
 from genai_pipeline.config import RunMode, Settings, get_settings
-from genai_pipeline.orchestration.notify import WebhookNotifier
+from genai_pipeline.orchestration.notify import PipelineNotifier
 from genai_pipeline.steps.registry import spec
 
 # Rendered after each mapped instance runs: the batch label instead of a bare index in the UI.
@@ -75,7 +75,7 @@ def step_task(step: str, *, settings: Settings | None = None, **task_kwargs: Any
         "pre_execute": partial(check_input, step),
         "post_execute": partial(check_output, step),
         # A step that fails for good is reported to the webhook (if one is configured).
-        "on_failure_callback": [WebhookNotifier()],
+        "on_failure_callback": [PipelineNotifier()],
         **task_kwargs,
     }
     if runtime.mode is RunMode.KUBERNETES:

@@ -1,4 +1,4 @@
-"""The webhook notifier against a real HTTP receiver on a free local port."""
+"""The alert notifier against a real HTTP receiver and a real SMTP server (aiosmtpd) on free local ports."""
 
 from __future__ import annotations
 
@@ -13,12 +13,13 @@ from urllib.parse import urlsplit
 import pytest
 from airflow.sdk import DAG
 
-from conftest import Receiver, free_port, webhook_receiver
+from conftest import Receiver, free_port, smtp_receiver, webhook_receiver
 from genai_pipeline.config import Settings
 from genai_pipeline.orchestration import notify
-from genai_pipeline.orchestration.notify import WebhookNotifier, notify_budget_stop, send_webhook
+from genai_pipeline.orchestration.notify import PipelineNotifier, notify_budget_stop, send_email, send_webhook
 
 TOKEN = "whk-token-must-not-leak"
+PASSWORD = "smtp-password-must-not-leak"
 ESTIMATE = {
     "billing_tokens": 1_234_567,
     "n_epochs": 3,
@@ -98,7 +99,7 @@ def test_notifier_delivers_task_failure_from_airflow_context(receiver, monkeypat
     monkeypatch.setattr(notify, "get_settings", lambda: settings)
     context = failure_context()
 
-    WebhookNotifier()(context)  # how Airflow calls an on_failure_callback
+    PipelineNotifier()(context)  # how Airflow calls an on_failure_callback
 
     [got] = rx.requests
     assert got.headers["authorization"] == f"Bearer {TOKEN}"
@@ -120,7 +121,7 @@ def test_notifier_message_is_templated_from_the_context(receiver, monkeypatch) -
     settings = settings_for(monkeypatch, rx.url)
     monkeypatch.setattr(notify, "get_settings", lambda: settings)
 
-    WebhookNotifier(kind="task_retry", message="{{ ti.task_id }} of {{ ti.dag_id }} is retrying")(failure_context())
+    PipelineNotifier(kind="task_retry", message="{{ ti.task_id }} of {{ ti.dag_id }} is retrying")(failure_context())
 
     [got] = rx.requests
     assert got.body["kind"] == "task_retry"
@@ -135,7 +136,7 @@ def test_dag_level_context_without_ti_still_reports(receiver, monkeypatch) -> No
     with DAG(dag_id="ingest", schedule=None) as dag:
         pass
 
-    WebhookNotifier(kind="dag_failed")({"dag": dag, "run_id": "r1", "reason": "boom"})  # a DAG-level callback
+    PipelineNotifier(kind="dag_failed")({"dag": dag, "run_id": "r1", "reason": "boom"})  # a DAG-level callback
 
     [got] = rx.requests
     assert (got.body["dag_id"], got.body["run_id"], got.body["task_id"]) == ("ingest", "r1", None)
@@ -190,7 +191,7 @@ def test_notifier_never_raises_into_the_task(receiver, monkeypatch) -> None:
     monkeypatch.setattr(notify, "get_settings", lambda: settings)
     monkeypatch.setattr(notify, "DEFAULT_BACKOFF_SECONDS", 0.01)
 
-    WebhookNotifier()(failure_context())
+    PipelineNotifier()(failure_context())
 
     assert len(rx.requests) == notify.DEFAULT_ATTEMPTS
 
@@ -214,7 +215,7 @@ def test_the_token_and_the_url_path_never_reach_the_logs(receiver, monkeypatch, 
     settings = settings_for(monkeypatch, failing.url)
     monkeypatch.setattr(notify, "get_settings", lambda: settings)
 
-    WebhookNotifier()(failure_context())
+    PipelineNotifier()(failure_context())
     assert notify_budget_stop(settings, dag_id="f", run_id="r", estimate=ESTIMATE, attempts=2) is False
     unreachable = settings_for(monkeypatch, f"http://127.0.0.1:{free_port()}/services/path-secret")
     assert send_webhook(unreachable, {"kind": "test"}, attempts=1) is False
@@ -226,3 +227,51 @@ def test_the_token_and_the_url_path_never_reach_the_logs(receiver, monkeypatch, 
     assert any("retrying" in record.getMessage() for record in caplog.records)  # retries were logged too
     assert TOKEN not in caplog.text
     assert "path-secret" not in caplog.text
+
+
+def test_a_failed_task_is_mailed_with_dag_task_run_and_reason_and_no_secret(monkeypatch) -> None:
+    with smtp_receiver() as mailbox:
+        settings = settings_for(
+            monkeypatch,
+            None,
+            SMTP_HOST=mailbox.host,
+            SMTP_PORT=str(mailbox.port),
+            SMTP_USER="alerts",
+            SMTP_PASSWORD=PASSWORD,
+            EMAIL_TO='["ops@example.com", "ml@example.com"]',
+        )
+        monkeypatch.setattr(notify, "get_settings", lambda: settings)
+        PipelineNotifier()(failure_context())
+
+    [mail] = mailbox.messages
+    assert mailbox.logins == [("alerts", PASSWORD)]  # the password goes to the server's AUTH, nowhere else
+    assert mail["To"] == "ops@example.com, ml@example.com" and mail["From"] == "genai-pipeline@localhost"
+    subject, body = mail["Subject"], mail.get_content()
+    assert subject.startswith("[genai-pipeline] task failed: ingest.embed[pipeline-docs#3]")
+    run_id = "manual__2025-01-02T03:04:05+00:00"
+    for expected in ("dag_id: ingest", "task_id: embed", f"run_id: {run_id}", "embedding endpoint refused the batch"):
+        assert expected in body
+    assert PASSWORD not in mail.as_string() and TOKEN not in mail.as_string()
+
+
+def test_webhook_and_email_both_get_the_budget_stop(receiver, monkeypatch) -> None:
+    rx = receiver()
+    with smtp_receiver() as mailbox:
+        settings = settings_for(
+            monkeypatch, rx.url, SMTP_HOST=mailbox.host, SMTP_PORT=str(mailbox.port), EMAIL_TO='["ops@example.com"]'
+        )
+        assert notify_budget_stop(settings, dag_id="evaluate_examples", run_id="r1", estimate=ESTIMATE)
+    [got], [mail] = rx.requests, mailbox.messages
+    assert got.body["kind"] == "budget_exceeded" and "estimated $11.11 > budget $5.00" in mail["Subject"]
+    assert "budget_usd: 5.0" in mail.get_content()
+
+
+def test_an_unreachable_mail_server_is_retried_then_dropped_with_its_host_only(monkeypatch, caplog) -> None:
+    port = free_port()
+    settings = settings_for(
+        monkeypatch, None, SMTP_HOST="127.0.0.1", SMTP_PORT=str(port), SMTP_PASSWORD=PASSWORD, EMAIL_TO='["o@x.io"]'
+    )
+    with caplog.at_level(logging.INFO, logger=notify.__name__):
+        assert send_email(settings, {"kind": "test"}, attempts=2, backoff_seconds=0.01) is False
+    assert f"SMTP 127.0.0.1:{port}" in caplog.text and "retrying" in caplog.text and "dropped" in caplog.text
+    assert PASSWORD not in caplog.text
