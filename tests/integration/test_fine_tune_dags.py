@@ -235,6 +235,20 @@ def test_a_rerun_over_unchanged_examples_submits_no_new_job(stack: Stack) -> Non
     # The model's lineage still names the runs that made it, not the re-run that found its job.
     assert stack.store.read_json(layout.lineage(stack.models["weak"])) == lineage
 
+    # The same fine-tune run cleared and run again (a Clear in the UI, a re-run through the API): no new job.
+    scored = len(stack.api.runs("champion_challenger"))
+    stack.api.clear_run("fine_tune", tune_run)
+    assert stack.wait("fine_tune", tune_run)[0]["state"] == "success"
+    assert stack.tis("fine_tune", tune_run)["submit_fine_tune"]["try_number"] == 2
+    assert "not submitting again" in stack.log("fine_tune", tune_run, "submit_fine_tune")
+    assert {j.id for j in stack.jobs()} == before
+    # Its results updated the challenger Asset again: that scoring run ends before the next test starts.
+    deadline = time.monotonic() + 600
+    while len(runs := stack.api.runs("champion_challenger")) == scored or runs[0]["state"] not in ("success", "failed"):
+        assert time.monotonic() < deadline, "the champion/challenger run of the re-run did not end"
+        time.sleep(2)
+    assert runs[0]["state"] == "success"
+
 
 def test_over_budget_stops_before_any_upload_and_notifies(stack: Stack) -> None:
     files_before = len(stack.client.files.list().data)

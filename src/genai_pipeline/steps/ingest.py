@@ -50,11 +50,19 @@ def run_key_for(run_id: str) -> str:
 
 
 def _prefix(run_key: str, *parts: str) -> str:
+    """The run's bulk files (chunks, vectors): temporary, removed by the ``cleanup`` teardown."""
     return "/".join(["ingest", run_key, *parts])
 
 
+def _record(run_key: str, *parts: str) -> str:
+    """The run's record (plan, batch manifests, per-batch results): small, kept, so a cleared task can re-run."""
+    return "/".join(["runs", "ingest", run_key, *parts])
+
+
 def _batch_key(run_key: str, folder: str, index: int, suffix: str) -> str:
-    return _prefix(run_key, folder, f"{index:05d}{suffix}")
+    """A batch's file: a record (``batches``, ``late``, ``results``) or bulk (``chunks``)."""
+    where = _prefix if folder == "chunks" else _record
+    return where(run_key, folder, f"{index:05d}{suffix}")
 
 
 def create_schema(settings: Settings, _: Empty) -> SchemaResult:
@@ -91,6 +99,7 @@ def plan(settings: Settings, request: RunRequest) -> list[BatchTask]:
     run_key = run_key_for(request.run_id)
     store = Store(settings.store)
     _remove_abandoned_runs(store, run_key)
+    store.remove(_record(run_key))  # a re-run of the plan starts the run's record over
     sources = request.options.sources or settings.ingest.sources
     model = embedding_model_id(settings)
     documents: list[Document] = []
@@ -160,7 +169,7 @@ def plan(settings: Settings, request: RunRequest) -> list[BatchTask]:
             )
         )
     store.write_json(
-        _prefix(run_key, "plan.json"),
+        _record(run_key, "plan.json"),
         {
             "started_at": started,
             "plan_seconds": round(time.time() - started, 3),
@@ -223,7 +232,7 @@ def chunk(settings: Settings, task: BatchTask) -> Chunked:
     """Chunk every document of a batch with the embedding model's tokenizer, streaming chunks to the store."""
     started = time.perf_counter()
     store = Store(settings.store)
-    roots: dict[str, str] = store.read_json(_prefix(task.run_key, "plan.json"))["sources"]
+    roots: dict[str, str] = store.read_json(_record(task.run_key, "plan.json"))["sources"]
     entries = [
         planning.BatchEntry(**entry)
         for entry in store.read_json(_batch_key(task.run_key, "batches", task.batch, ".json"))
@@ -301,7 +310,7 @@ def _sub_batches(rows: Iterable[dict[str, Any]], size: int) -> Iterator[list[dic
 def embed(settings: Settings, task: Chunked) -> Embedded:
     """Embed a batch's chunks a sub-batch at a time; the call count proves unchanged documents cost nothing."""
     store = Store(settings.store)
-    chunks_key = _batch_key(task.run_key, "chunks", task.batch, ".jsonl")
+    chunks_key = _chunks_present(settings, store, task)
     rows = store.iter_jsonl(chunks_key)
     vectors_key = _prefix(task.run_key, "vectors", f"{task.batch:05d}")
     embedder = make_embedder(settings)
@@ -322,6 +331,21 @@ def embed(settings: Settings, task: Chunked) -> Embedded:
     )
 
 
+def _chunks_present(settings: Settings, store: Store, task: BatchTask) -> str:
+    """The batch's chunk file, chunked again from its manifest if the run's teardown removed it.
+
+    A cleared embed or load of a finished run runs after ``cleanup`` took the bulk files; the run's record
+    still names the batch's documents, and chunking is deterministic, so the same chunks come back.
+    """
+    key = _batch_key(task.run_key, "chunks", task.batch, ".jsonl")
+    if not store.exists(key):
+        log.info(
+            "batch %d: its chunks are gone (the run's teardown ran before this re-run): chunking again", task.batch
+        )
+        chunk(settings, BatchTask(**task.model_dump(include=set(BatchTask.model_fields))))
+    return key
+
+
 def _embedding_text(row: dict[str, Any]) -> str:
     return f"{row['section']}\n{row['text']}" if row["section"] else str(row["text"])
 
@@ -333,9 +357,14 @@ def load(settings: Settings, task: Embedded) -> Loaded:
 
     started = time.perf_counter()
     store = Store(settings.store)
-    chunks_key = _batch_key(task.run_key, "chunks", task.batch, ".jsonl")
-    rows = store.iter_jsonl(chunks_key)
+    chunks_key = _chunks_present(settings, store, task)
     vector_parts = _prefix(task.run_key, "vectors", f"{task.batch:05d}")
+    if not store.count(vector_parts):
+        log.info(
+            "batch %d: its vectors are gone (the run's teardown ran before this re-run): embedding again", task.batch
+        )
+        embed(settings, Chunked(**task.model_dump(include=set(Chunked.model_fields))))
+    rows = store.iter_jsonl(chunks_key)
     latest: dict[str, str] = {}
     written = 0
     with weaviate_client(settings.weaviate) as client:
@@ -375,8 +404,8 @@ def prune(settings: Settings, request: RunRequest) -> Pruned:
     started = time.perf_counter()
     store = Store(settings.store)
     run_key = run_key_for(request.run_id)
-    plan_info = store.read_json(_prefix(run_key, "plan.json"))
-    loaded = len(store.keys(_prefix(run_key, "results")))
+    plan_info = store.read_json(_record(run_key, "plan.json"))
+    loaded = len(store.keys(_record(run_key, "results")))
     removed: list[str] = plan_info["removed"]
     if plan_info["dry_run"]:
         result = Pruned(skipped=f"dry run: {len(removed)} documents would be removed")
@@ -389,7 +418,7 @@ def prune(settings: Settings, request: RunRequest) -> Pruned:
             deleted = loader.delete_documents(client.collections.get(settings.weaviate.collection), removed)
         result = Pruned(removed_documents=len(removed), removed_chunks=deleted)
     result = result.model_copy(update={"prune_seconds": round(time.perf_counter() - started, 3)})
-    store.write_json(_prefix(run_key, "pruned.json"), result.model_dump())
+    store.write_json(_record(run_key, "pruned.json"), result.model_dump())
     return result
 
 
@@ -431,13 +460,13 @@ def report(settings: Settings, request: RunRequest) -> Summary:
     """Summarise the run (also a failed one) and store the summary; the ``cleanup`` teardown drops its files."""
     store = Store(settings.store)
     run_key = run_key_for(request.run_id)
-    if not store.exists(_prefix(run_key, "plan.json")):
+    if not store.exists(_record(run_key, "plan.json")):
         raise IngestionError("the plan step did not finish: nothing was ingested or pruned (see its log)")
-    plan_info = store.read_json(_prefix(run_key, "plan.json"))
-    results = [store.read_json(_prefix(run_key, "results", key)) for key in store.keys(_prefix(run_key, "results"))]
-    late = [r for key in store.keys(_prefix(run_key, "late")) for r in store.read_json(_prefix(run_key, "late", key))]
+    plan_info = store.read_json(_record(run_key, "plan.json"))
+    results = [store.read_json(_record(run_key, "results", key)) for key in store.keys(_record(run_key, "results"))]
+    late = [r for key in store.keys(_record(run_key, "late")) for r in store.read_json(_record(run_key, "late", key))]
     loaded_batches = {r["batch"] for r in results}
-    pruned_key = _prefix(run_key, "pruned.json")
+    pruned_key = _record(run_key, "pruned.json")
     pruned = (
         store.read_json(pruned_key) if store.exists(pruned_key) else Pruned(skipped="prune did not run").model_dump()
     )
