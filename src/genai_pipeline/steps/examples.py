@@ -17,7 +17,7 @@ import fsspec
 from genai_pipeline.config import Settings
 from genai_pipeline.steps import finetune_store as layout
 from genai_pipeline.steps import lineage
-from genai_pipeline.steps.contracts import FormatSummary, Formatted, GroupTask, RunRequest
+from genai_pipeline.steps.contracts import DatasetRef, FormatSummary, Formatted, GroupTask, RunRequest
 from genai_pipeline.steps.documents import resolve_root
 from genai_pipeline.steps.finetune_store import safe_name, sha256
 from genai_pipeline.steps.text_formats import DocumentRejected, decode_text, too_large
@@ -108,6 +108,7 @@ def format_group(settings: Settings, task: GroupTask) -> Formatted:
     rows: list[dict[str, Any]] = []
     files: list[dict[str, Any]] = []
     rejected: list[dict[str, str]] = []
+    used: list[DatasetRef] = []  # the files the examples came from, for the lineage
     for path in sorted(p for p in fs.find(folder) if not _hidden(p[len(folder) + 1 :])):
         name = f"{task.label}/{path[len(folder) + 1 :]}"
         data = fs.cat_file(path)
@@ -125,6 +126,7 @@ def format_group(settings: Settings, task: GroupTask) -> Formatted:
             rejected.append({"file": name, "reason": str(error)})
             continue
         files.append({"file": name, "sha256": sha256(data), "examples": len(rows) - before})
+        used.append(lineage.location(fs.unstrip_protocol(path)))
     store = Store(settings.store)
     formatted = layout.formatted(task.split, task.group)
     store.write_jsonl(formatted, rows)
@@ -132,13 +134,12 @@ def format_group(settings: Settings, task: GroupTask) -> Formatted:
     store.write_json(layout.formatted(task.split, task.group, ".manifest.json"), manifest)
     for item in rejected:
         log.warning("example %s left out: %s", item["file"], item["reason"])
-    read = (lineage.location(fs.unstrip_protocol(f"{folder}/{f['file'][len(task.label) + 1 :]}")) for f in files)
     return Formatted(
         **task.model_dump(),
         examples=len(rows),
         rejected=len(rejected),
         lineage=lineage.lineage(
-            lineage.bounded(read, folders=[lineage.location(fs.unstrip_protocol(folder))]),
+            lineage.bounded(used, folders=[lineage.location(fs.unstrip_protocol(folder))]),
             [lineage.store_file(settings, formatted)],
         ),
     )
