@@ -30,6 +30,8 @@ from tests.e2e.cluster import (
     write_corpus,
 )
 
+from genai_pipeline.lineage_events import LineageGraph, step_runs
+
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
 DOCS = 200
@@ -280,3 +282,19 @@ def test_the_fine_tuning_path_runs_its_steps_as_pods_against_the_model_server() 
         assert pods[step].images()["base"] == f"genai-pipeline/{image}:{TAG}", step
         assert pods[step].spec["securityContext"]["runAsNonRoot"] is True
     assert api.xcom("fine_tune", runs["fine_tune"]["dag_run_id"], "submit_fine_tune")["reused"] is True
+
+    # OpenLineage from the pods' results: the scheduler's task processes wrote one event file per event.
+    cat = "cat /opt/airflow/lineage-event-*"
+    events = [
+        json.loads(line)
+        for line in kubectl(
+            "-n", NAMESPACE, "exec", "deploy/airflow", "-c", "scheduler", "--", "sh", "-c", cat
+        ).splitlines()
+        if line.startswith("{")
+    ]
+    graph = LineageGraph(step_runs(events))
+    traced = graph.trace(graph.resolve(post.stem))  # documents → collection → post, examples → … → model
+    assert traced.knowledge_bases and traced.sources["documents"] and traced.sources["examples"]
+    assert {run.step for run in traced.steps} >= {"generate_post", "fine_tune_results", "submit_fine_tune"}
+    kb = graph.trace(next(k for k in graph.writers if k[0].startswith("weaviate://"))).sources["documents"]
+    assert set(traced.sources["documents"]) <= set(kb)
