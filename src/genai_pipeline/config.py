@@ -185,6 +185,9 @@ class IngestSettings(BaseModel):
     delete_rejected: bool = False
     # A run refuses to prune more than this share of a source's documents unless its conf allows it.
     max_prune_share: float = Field(0.5, ge=0, le=1)
+    # Runs whose record (plan, batch manifests, results under runs/ingest/) is kept, so their batches can be
+    # cleared and re-run; older records are removed by the next plan.
+    run_records_kept: int = Field(30, ge=1)
     # Cron of the scheduled run besides the source Assets; empty: Asset-triggered only. The first scheduled
     # run is the next tick after Airflow first sees the DAG, never a past one.
     schedule_cron: str | None = "0 3 * * *"

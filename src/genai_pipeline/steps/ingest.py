@@ -54,9 +54,12 @@ def _prefix(run_key: str, *parts: str) -> str:
     return "/".join(["ingest", run_key, *parts])
 
 
+# Each run's record (plan, batch manifests, per-batch results): small, kept, so a cleared task can re-run.
+RUN_RECORDS = "runs/ingest"
+
+
 def _record(run_key: str, *parts: str) -> str:
-    """The run's record (plan, batch manifests, per-batch results): small, kept, so a cleared task can re-run."""
-    return "/".join(["runs", "ingest", run_key, *parts])
+    return "/".join([RUN_RECORDS, run_key, *parts])
 
 
 def _batch_key(run_key: str, folder: str, index: int, suffix: str) -> str:
@@ -100,6 +103,7 @@ def plan(settings: Settings, request: RunRequest) -> list[BatchTask]:
     store = Store(settings.store)
     _remove_abandoned_runs(store, run_key)
     store.remove(_record(run_key))  # a re-run of the plan starts the run's record over
+    remove_old_records(store, keep=settings.ingest.run_records_kept - 1)
     sources = request.options.sources or settings.ingest.sources
     model = embedding_model_id(settings)
     documents: list[Document] = []
@@ -226,6 +230,16 @@ def _remove_abandoned_runs(store: Store, run_key: str) -> None:
         if key != run_key:
             log.info("removing the bulk files of the unfinished run %s", key)
             store.remove(_prefix(key))
+
+
+def remove_old_records(store: Store, keep: int) -> None:
+    """Keep the records of the ``keep`` most recent runs (by their plan's start); drop the rest."""
+    started = {}
+    for key in store.keys(RUN_RECORDS):
+        plan_key = _record(key, "plan.json")
+        started[key] = store.read_json(plan_key)["started_at"] if store.exists(plan_key) else 0.0
+    for key in sorted(started, key=started.__getitem__, reverse=True)[keep:]:
+        store.remove(_record(key))
 
 
 def chunk(settings: Settings, task: BatchTask) -> Chunked:

@@ -1,0 +1,22 @@
+"""Ingestion run records: kept for the newest runs (so their batches can be cleared), dropped after."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from genai_pipeline.steps.ingest import RUN_RECORDS, remove_old_records
+from genai_pipeline.store import Store
+
+
+def test_only_the_newest_records_are_kept_by_their_plan_start(tmp_path: Path) -> None:
+    store = Store(str(tmp_path / "store"))
+    # Run keys sort the other way round from their start times, as manual and scheduled run ids can.
+    for n, key in enumerate(["z_first", "m_second", "a_third", "b_fourth"]):
+        store.write_json(f"{RUN_RECORDS}/{key}/plan.json", {"started_at": 1000.0 + n})
+        store.write_json(f"{RUN_RECORDS}/{key}/results/00000.json", {"batch": 0})
+    store.write_json(f"{RUN_RECORDS}/died_before_planning/batches/00000.json", [])  # no plan: oldest
+
+    remove_old_records(store, keep=2)
+
+    assert store.keys(RUN_RECORDS) == ["a_third", "b_fourth"]
+    assert store.exists(f"{RUN_RECORDS}/b_fourth/results/00000.json")
