@@ -8,24 +8,20 @@ A run's conf may name another challenger: ``{"challenger": "<model id>"}``.
 
 from __future__ import annotations
 
-from airflow.sdk import dag, task
+from airflow.sdk import task
 
 from genai_pipeline.orchestration.assets import CHALLENGER, CHAMPION
 from genai_pipeline.orchestration.fine_tune_tasks import champion_branch
-from genai_pipeline.orchestration.notify import PipelineNotifier, run_deadline
+from genai_pipeline.orchestration.pipeline_dag import pipeline_dag
 from genai_pipeline.orchestration.step_task import step_task
 
 SCORE = {"run_id": "{{ run_id }}", "options": "{{ (dag_run.conf or {}) | tojson }}"}
 
 
-@dag(
+@pipeline_dag(
     schedule=CHALLENGER,
-    catchup=False,
-    deadline=run_deadline(),
-    max_active_runs=1,
     tags=["fine-tuning"],
     doc_md=__doc__,
-    default_args={"on_failure_callback": [PipelineNotifier()]},
 )
 def champion_challenger():
     scored = step_task("score_models")(SCORE)

@@ -9,7 +9,7 @@ re-price.
 
 from __future__ import annotations
 
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import Param, get_current_context, task
 
 from genai_pipeline.config import get_settings
 from genai_pipeline.orchestration.assets import (
@@ -19,7 +19,7 @@ from genai_pipeline.orchestration.assets import (
     FORMATTED_VALIDATION,
 )
 from genai_pipeline.orchestration.fine_tune_tasks import OVER_BUDGET, budget_branch, stop_over_budget
-from genai_pipeline.orchestration.notify import PipelineNotifier, run_deadline
+from genai_pipeline.orchestration.pipeline_dag import pipeline_dag
 from genai_pipeline.orchestration.step_task import step_task
 
 TUNE = get_settings().fine_tune
@@ -31,14 +31,10 @@ GATE = {
 }
 
 
-@dag(
+@pipeline_dag(
     schedule=FORMATTED_TRAIN | FORMATTED_VALIDATION,
-    catchup=False,
-    deadline=run_deadline(),
-    max_active_runs=1,
     tags=["fine-tuning"],
     doc_md=__doc__,
-    default_args={"on_failure_callback": [PipelineNotifier()]},
     params={
         "price_per_million_tokens": Param(TUNE.price_per_million_tokens, type="number", minimum=0),
         "n_epochs": Param(TUNE.n_epochs, type="integer", minimum=1, maximum=50),

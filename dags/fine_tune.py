@@ -8,12 +8,12 @@ metrics JSON, the loss plot and the lineage manifest, and updates the challenger
 
 from __future__ import annotations
 
-from airflow.sdk import Param, dag
+from airflow.sdk import Param
 
 from genai_pipeline.config import get_settings
 from genai_pipeline.orchestration.assets import CHALLENGER, COMBINED_TRAIN, COMBINED_VALIDATION
 from genai_pipeline.orchestration.finetune_wait import WaitForFineTuneJob
-from genai_pipeline.orchestration.notify import PipelineNotifier, run_deadline
+from genai_pipeline.orchestration.pipeline_dag import pipeline_dag
 from genai_pipeline.orchestration.step_task import step_task
 
 TUNE = get_settings().fine_tune
@@ -25,14 +25,10 @@ SUBMIT = {
 }
 
 
-@dag(
+@pipeline_dag(
     schedule=COMBINED_TRAIN & COMBINED_VALIDATION,
-    catchup=False,
-    deadline=run_deadline(),
-    max_active_runs=1,
     tags=["fine-tuning"],
     doc_md=__doc__,
-    default_args={"on_failure_callback": [PipelineNotifier()]},
     params={
         "base_model": Param(TUNE.base_model, type="string", minLength=1),
         "suffix": Param(TUNE.suffix, type="string", maxLength=64),

@@ -1,13 +1,11 @@
 """Example posts → chat-format JSONL, one mapped task per group folder (``train/short``, ``validation/long``).
 
-Runs when the train OR validation example folders are updated. Each post becomes a system / user /
-assistant example; a file that cannot be a post is reported and left out. The report publishes this run's
-groups as the formatted set and updates both formatted Assets, which trigger the cost gate.
+Runs when the train OR validation example folders are updated (their Airflow Assets). Each post becomes a
+system / user / assistant example; a file that cannot be a post is reported and left out. The report
+publishes this run's groups as the formatted set and updates both formatted Assets, which trigger the gate.
 """
 
 from __future__ import annotations
-
-from airflow.sdk import dag
 
 from genai_pipeline.orchestration.assets import (
     EXAMPLES_TRAIN,
@@ -15,17 +13,14 @@ from genai_pipeline.orchestration.assets import (
     FORMATTED_TRAIN,
     FORMATTED_VALIDATION,
 )
-from genai_pipeline.orchestration.notify import run_deadline
+from genai_pipeline.orchestration.pipeline_dag import pipeline_dag
 from genai_pipeline.orchestration.step_task import step_task
 
 RUN = {"run_id": "{{ run_id }}"}
 
 
-@dag(
+@pipeline_dag(
     schedule=EXAMPLES_TRAIN | EXAMPLES_VALIDATION,
-    catchup=False,
-    deadline=run_deadline(),
-    max_active_runs=1,
     tags=["fine-tuning"],
     doc_md=__doc__,
 )

@@ -7,11 +7,11 @@ Each post's front matter holds the model, the template version, the sources, the
 
 from __future__ import annotations
 
-from airflow.sdk import Param, dag
+from airflow.sdk import Param
 
 from genai_pipeline.config import get_settings
 from genai_pipeline.orchestration.assets import POSTS, generation_schedule
-from genai_pipeline.orchestration.notify import PipelineNotifier, run_deadline
+from genai_pipeline.orchestration.pipeline_dag import pipeline_dag
 from genai_pipeline.orchestration.step_task import step_task
 
 GEN = get_settings().generation
@@ -23,14 +23,10 @@ TOPICS = {
 }
 
 
-@dag(
+@pipeline_dag(
     schedule=generation_schedule(),
-    catchup=False,
-    deadline=run_deadline(),
-    max_active_runs=1,
     tags=["generation"],
     doc_md=__doc__,
-    default_args={"on_failure_callback": [PipelineNotifier()]},
     params={
         # Empty: the topics file, else PIPELINE_GENERATION__TOPICS. Each topic is a title, never a document.
         "topics": Param([], type="array", items={"type": "string", "minLength": 1, "maxLength": GEN.max_topic_chars}),

@@ -11,21 +11,18 @@ run's temporary files in the store are removed even when the work fails. A run's
 
 from __future__ import annotations
 
-from airflow.sdk import TriggerRule, dag, task_group
+from airflow.sdk import TriggerRule, task_group
 
 from genai_pipeline.orchestration.assets import ingest_schedule, knowledge_base_asset
-from genai_pipeline.orchestration.notify import run_deadline
+from genai_pipeline.orchestration.pipeline_dag import pipeline_dag
 from genai_pipeline.orchestration.step_task import step_task
 
 RUN = {"run_id": "{{ run_id }}", "options": "{{ (dag_run.conf or {}) | tojson }}"}
 
 
-@dag(
+@pipeline_dag(
     # No start_date: the cron's first run is its next tick (the timetable says so), never a past one.
     schedule=ingest_schedule(),
-    catchup=False,
-    deadline=run_deadline(),
-    max_active_runs=1,
     tags=["knowledge-base", "weaviate"],
     doc_md=__doc__,
 )

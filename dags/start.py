@@ -6,15 +6,15 @@ each DAG started by the Asset events of the one before.
 
 from __future__ import annotations
 
-from airflow.sdk import dag, task
+from airflow.sdk import task
 
 from genai_pipeline.orchestration.assets import EXAMPLES_TRAIN, EXAMPLES_VALIDATION, source_assets
-from genai_pipeline.orchestration.notify import run_deadline
+from genai_pipeline.orchestration.pipeline_dag import pipeline_dag
 
 SOURCES = [*source_assets(), EXAMPLES_TRAIN, EXAMPLES_VALIDATION]
 
 
-@dag(schedule=None, catchup=False, deadline=run_deadline(), tags=["knowledge-base", "fine-tuning"])
+@pipeline_dag(schedule=None, tags=["knowledge-base", "fine-tuning"])
 def start():
     @task(outlets=SOURCES)
     def update_sources() -> list[str]:
