@@ -224,3 +224,14 @@ def test_every_dag_gets_the_lateness_alert_when_one_is_configured(dagbag) -> Non
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
     deadlines = json.loads(out.stdout.strip().splitlines()[-1])
     assert deadlines == {dag_id: [2700.0] for dag_id in dagbag.dag_ids}
+
+
+def test_every_task_of_every_dag_alerts_on_failure_and_runs_one_at_a_time(dagbag) -> None:
+    from genai_pipeline.orchestration.notify import PipelineNotifier
+
+    for dag in dagbag.dags.values():
+        assert dag.max_active_runs == 1 and dag.catchup is False, dag.dag_id
+        for task in dag.tasks:
+            callbacks = task.on_failure_callback or []
+            callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+            assert any(isinstance(c, PipelineNotifier) for c in callbacks), (dag.dag_id, task.task_id)
