@@ -142,3 +142,23 @@ def test_the_web_page_is_optional_hardened_and_reads_the_shared_store(offline: P
     assert container["securityContext"]["readOnlyRootFilesystem"] is True and container["resources"]["limits"]
     assert {"name": "shared", "mountPath": "/data", "readOnly": True} in container["volumeMounts"]
     assert docs[("Service", "kb-genai-pipeline-web-page")]["spec"]["ports"][0]["port"] == 8090
+
+
+def test_every_airflow_deployment_registers_the_same_lineage_extractor() -> None:
+    """The chart's Airflow config, the CI cluster's and the local stack's name one extractor, which imports."""
+    import yaml
+
+    from genai_pipeline.local.airflow_env import LINEAGE_EXTRACTOR, openlineage_env
+    from genai_pipeline.orchestration.lineage import StepLineageExtractor
+
+    values = yaml.safe_load((CHART / "values.yaml").read_text())["airflow"]["config"]["openlineage"]
+    e2e = next(
+        d
+        for d in yaml.safe_load_all((CHART.parents[1] / "k8s/e2e/airflow.yaml").read_text())
+        if d["kind"] == "ConfigMap"
+    )
+    assert values["extractors"] == e2e["data"]["AIRFLOW__OPENLINEAGE__EXTRACTORS"] == LINEAGE_EXTRACTOR
+    assert openlineage_env(Settings())["AIRFLOW__OPENLINEAGE__EXTRACTORS"] == LINEAGE_EXTRACTOR
+    module, _, name = LINEAGE_EXTRACTOR.rpartition(".")
+    assert getattr(__import__(module, fromlist=[name]), name) is StepLineageExtractor
+    assert json.loads(values["transport"]) == {"type": "console"}  # no backend address or key in values
