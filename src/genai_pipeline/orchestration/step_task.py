@@ -74,7 +74,7 @@ def step_task(step: str, *, settings: Settings | None = None, **task_kwargs: Any
         "map_index_template": MAP_INDEX_TEMPLATE,
         "pre_execute": partial(check_input, step),
         "post_execute": partial(check_output, step),
-        # A step that fails for good is reported to the webhook (if one is configured).
+        # A step that fails for good is reported to the alert channels (webhook, email) that are configured.
         "on_failure_callback": [PipelineNotifier()],
         **task_kwargs,
     }

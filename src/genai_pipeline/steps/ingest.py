@@ -62,9 +62,13 @@ def _record(run_key: str, *parts: str) -> str:
     return "/".join([RUN_RECORDS, run_key, *parts])
 
 
-def _batch_key(run_key: str, folder: str, index: int, suffix: str) -> str:
-    """A batch's file: a record (``batches``, ``late``, ``results``) or bulk (``chunks``)."""
-    where = _prefix if folder == "chunks" else _record
+# A batch's bulk folders; its other files (``batches``, ``late``, ``results``) belong to the run's record.
+BULK = frozenset({"chunks", "vectors"})
+
+
+def _batch_key(run_key: str, folder: str, index: int, suffix: str = "") -> str:
+    """A batch's file (or, without a suffix, its folder) in the run's bulk files or its record."""
+    where = _prefix if folder in BULK else _record
     return where(run_key, folder, f"{index:05d}{suffix}")
 
 
@@ -326,7 +330,7 @@ def embed(settings: Settings, task: Chunked) -> Embedded:
     store = Store(settings.store)
     chunks_key = _chunks_present(settings, store, task)
     rows = store.iter_jsonl(chunks_key)
-    vectors_key = _prefix(task.run_key, "vectors", f"{task.batch:05d}")
+    vectors_key = _batch_key(task.run_key, "vectors", task.batch)
     embedder = make_embedder(settings)
     calls_before = embedder.calls
     seconds = 0.0
@@ -372,7 +376,7 @@ def load(settings: Settings, task: Embedded) -> Loaded:
     started = time.perf_counter()
     store = Store(settings.store)
     chunks_key = _chunks_present(settings, store, task)
-    vector_parts = _prefix(task.run_key, "vectors", f"{task.batch:05d}")
+    vector_parts = _batch_key(task.run_key, "vectors", task.batch)
     if not store.count(vector_parts):
         log.info(
             "batch %d: its vectors are gone (the run's teardown ran before this re-run): embedding again", task.batch

@@ -37,11 +37,6 @@ def location(url: str) -> DatasetRef:
     return DatasetRef(namespace=f"{parts.scheme}://{parts.netloc}", name=parts.path or "/")
 
 
-def join(root: str, relpath: str) -> str:
-    """A path inside a source root (folder or URL)."""
-    return f"{root.rstrip('/')}/{relpath.lstrip('/')}"
-
-
 def store_file(settings: Settings, key: str) -> DatasetRef:
     """A file (or folder) of the shared store."""
     return location(Store(settings.store).url(key))
@@ -50,12 +45,13 @@ def store_file(settings: Settings, key: str) -> DatasetRef:
 def document(roots: Mapping[str, str], uri: str) -> DatasetRef:
     """A knowledge-base document by its ``<source>/<relpath>`` URI, at its source's configured location.
 
-    A source that is not among ``roots`` keeps a logical name (``kb-source://<source>``), so a post whose
-    document came from a run's own sources still names it.
+    The root is the configured string, not resolved (``package://`` stays), so pods and workers name a
+    document alike. A source that is not among ``roots`` keeps a logical name (``kb-source://<source>``), so a
+    post whose document came from a run's own sources still names it.
     """
     source, _, relpath = uri.partition("/")
     if source in roots:
-        return location(join(roots[source], relpath))
+        return location(f"{roots[source].rstrip('/')}/{relpath}")
     return DatasetRef(namespace=f"kb-source://{source}", name=relpath)
 
 
