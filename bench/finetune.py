@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import socket
 import tempfile
 import time
@@ -115,6 +116,7 @@ def main() -> int:
         tuned = answers(job.fine_tuned_model)
     finally:
         services.stop("model-server")
+        shutil.rmtree(home, ignore_errors=True)  # a tuned model is 0.5 GB
 
     steps = len(metrics)
     valid_losses = [m["valid_loss"] for m in metrics if "valid_loss" in m]

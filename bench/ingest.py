@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -178,6 +179,7 @@ def main() -> int:
         if not args.dags_test:
             stop_airflow(services)
         services.stop("weaviate")
+        shutil.rmtree(work, ignore_errors=True)
 
     ratio = first["chunks_per_s"] / raw["chunks_per_s"]
     lines = [

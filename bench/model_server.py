@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -100,6 +101,7 @@ def main() -> int:
         job_seconds = job.finished_at - job.created_at
     finally:
         services.stop("model-server")
+        shutil.rmtree(home, ignore_errors=True)
 
     print(f"{'':28}{'in-process':>12}{'server':>10}{'ratio':>8}")
     for key, label in (

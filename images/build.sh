@@ -35,7 +35,9 @@
 #                requirements), else pypi (the lock's torch wheel, PyPI's CUDA build, like any dependency)
 #   BUILD_DIR=<repo>/build/images   CA_BUNDLE=<host CA file for the download container>
 #   VERIFY=1   FORCE_BASE=1 (rebuild the base)   FORCE_MODEL=1 (re-export the ONNX model)
-#   PRUNE=1    afterwards drop dangling dependency-stage images (Docker's build cache of this script)
+#   PRUNE=1    (default) afterwards remove what this build superseded: the other tags of each image built and
+#              of the runtime image, and dependency-stage images of other tags (a tag change always
+#              invalidates them: the runtime image carries its tag as a label). PRUNE=0 keeps them.
 #
 # Disk: the model-server build needs about 4 GB free with TORCH_SOURCE=system; with TORCH_SOURCE=pypi about
 # 20 GB (3.2 GB of wheels in its context, sent to the daemon and copied into the build stage, the 6.1 GB venv
@@ -249,11 +251,19 @@ for image in "${images[@]}"; do
     built+=("$image")
 done
 
-# Superseded dependency-stage cache (a changed lock leaves the old one behind: GBs for model-server).
-# Off by default: it also drops the current cache, so the next build reinstalls the dependencies.
-if [[ "${PRUNE:-0}" == 1 ]]; then
-    log "pruning dangling dependency-stage images"
-    docker image prune --force --filter label=genai-pipeline.build-stage=deps >&2
+# Superseded images. Every build makes new tags, and nothing else removes the old ones: left alone, a few
+# dozen e2e runs fill a disk (about 3 GB per tag of the step images, plus each dependency stage).
+if [[ "${PRUNE:-1}" == 1 ]]; then
+    for image in "${built[@]}" runtime; do
+        docker image ls "$REGISTRY/$image" --format '{{.Tag}}' | while read -r tag; do
+            [[ "$tag" == "$TAG" || "$tag" == "$TAG-model-server" || "$tag" == "<none>" ]] && continue
+            log "removing superseded $REGISTRY/$image:$tag"
+            # An image still used by a container or a child image only loses its tag.
+            docker image rm "$REGISTRY/$image:$tag" >/dev/null 2>&1 || true
+        done
+    done
+    docker image prune --force --filter label=genai-pipeline.build-stage=deps \
+        --filter "label!=org.opencontainers.image.version=$TAG" >/dev/null
 fi
 
 # 6. Check what was built.

@@ -4,7 +4,8 @@
 #   scripts/cluster/cluster.sh up       build (once) and start every component, wait for a Ready node
 #   scripts/cluster/cluster.sh down     stop everything this script started and remove the node's state
 #   scripts/cluster/cluster.sh status   what runs, and where its log is
-#   scripts/cluster/cluster.sh import IMAGE...   docker save | ctr import, skipped when containerd has it
+#   scripts/cluster/cluster.sh import IMAGE...   docker save | ctr import, skipped when containerd has it; the
+#                                                repository's other tags are removed from the node
 #
 # What runs, all as host processes (the way Kubernetes' own hack/local-up-cluster.sh does it):
 #   containerd (Debian's, a second instance with its CRI plugin on, beside dockerd's), etcd,
@@ -223,6 +224,10 @@ import_images() {
         docker save "$image" | ctr -a "$CONTAINERD_SOCK" -n k8s.io images import --no-unpack=false - >/dev/null
         mkdir -p "$RUN/images"
         echo "$id" >"$stamp"
+        # The other tags of this repository: the node keeps its images across restarts, so without this every
+        # build's tag stays on its disk. (A running container keeps its snapshot until it ends.)
+        ctr -a "$CONTAINERD_SOCK" -n k8s.io images ls -q | grep "^docker.io/${image%:*}:" | grep -vxF "docker.io/$image" \
+            | xargs -r ctr -a "$CONTAINERD_SOCK" -n k8s.io images rm --sync >/dev/null || true
     done
 }
 
