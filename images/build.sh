@@ -9,12 +9,13 @@
 #   2. the project wheel (`uv build --wheel`);
 #   3. the ONNX export of all-MiniLM-L6-v2 (`pipeline models prepare --out ...`, the `train` and `prepare`
 #      extras) when missing;
-#   4. per image, a build context under build/images/context/<image>/: requirements.txt exported from
-#      uv.lock with hashes for the image's extras, wheels/ holding every wheel it names, downloaded
-#      by the base image's own pip (so the wheels match its Python) in a throwaway container,
-#      project/ with the project wheel, models/ where the image carries a model, and the shared
-#      install scripts images/runtime/install-{deps,project}.sh;
-#   5. `docker build` of images/<image>/Dockerfile with RUNTIME_IMAGE, tagged <registry>/<image>:<tag>
+#   4. per image, two build contexts: build/images/deps/<image>/ with requirements.txt exported from
+#      uv.lock with hashes for the image's extras, wheels/ holding every wheel it names (downloaded by
+#      the base image's own pip, so the wheels match its Python, in a throwaway container) and
+#      images/runtime/install-deps.sh; build/images/context/<image>/ with project/ (the project wheel and
+#      images/runtime/install-project.sh) and models/ where the image carries a model;
+#   5. `docker build` of images/runtime/deps.Dockerfile (the image's /opt/venv) as <registry>/<image>:<tag>-deps,
+#      then of images/<image>/Dockerfile with RUNTIME_IMAGE and DEPS_IMAGE, tagged <registry>/<image>:<tag>
 #      (dependencies and the project are separate layers: a code change rebuilds only the small one);
 #   6. images/verify.sh on what was built (VERIFY=0 skips it).
 #
@@ -35,9 +36,8 @@
 #                requirements), else pypi (the lock's torch wheel, PyPI's CUDA build, like any dependency)
 #   BUILD_DIR=<repo>/build/images   CA_BUNDLE=<host CA file for the download container>
 #   VERIFY=1   FORCE_BASE=1 (rebuild the base)   FORCE_MODEL=1 (re-export the ONNX model)
-#   PRUNE=1    (default) afterwards remove what this build superseded: the other tags of each image built and
-#              of the runtime image, and dependency-stage images of other tags (a tag change always
-#              invalidates them: the runtime image carries its tag as a label). PRUNE=0 keeps them.
+#   PRUNE=1    (default) afterwards remove what this build superseded: the other tags of each image built
+#              (and of its deps image) and of the runtime image. PRUNE=0 keeps them.
 #
 # Disk: the model-server build needs about 4 GB free with TORCH_SOURCE=system; with TORCH_SOURCE=pypi about
 # 20 GB (3.2 GB of wheels in its context, sent to the daemon and copied into the build stage, the 6.1 GB venv
@@ -191,7 +191,8 @@ for image in "${images[@]}"; do
             continue
             ;;
     esac
-    mkdir -p "$ctx/wheels"
+    deps="$BUILD_DIR/deps/$image"
+    mkdir -p "$deps/wheels"
     base=${IMAGE_BASE[$image]}
     py_tag=${PY_TAG[$base]}
 
@@ -202,15 +203,15 @@ for image in "${images[@]}"; do
     for extra in ${EXTRAS[$image]}; do extra_args+=(--extra "$extra"); done
     [[ $image == model-server && $TORCH_SOURCE == system ]] && extra_args+=(--prune torch)
     (cd "$REPO" && uv export --frozen --no-dev --no-emit-project --format requirements-txt -q \
-        "${extra_args[@]}" -o "$ctx/requirements.new")
+        "${extra_args[@]}" -o "$deps/requirements.new")
     # A complete set for another lock or another Python is dropped, not carried along (a partial
     # download has no stamp yet: its files are kept and checked against the hashes).
-    stamp="$py_tag $(sha256sum "$ctx/requirements.new" | cut -d' ' -f1)"
-    old_stamp=$(cat "$ctx/.wheels-stamp" 2>/dev/null || true)
+    stamp="$py_tag $(sha256sum "$deps/requirements.new" | cut -d' ' -f1)"
+    old_stamp=$(cat "$deps/.wheels-stamp" 2>/dev/null || true)
     if [[ -n "$old_stamp" && "$old_stamp" != "$stamp" ]]; then
-        rm -rf "$ctx/wheels" "$ctx/.wheels-stamp" && mkdir -p "$ctx/wheels"
+        rm -rf "$deps/wheels" "$deps/.wheels-stamp" && mkdir -p "$deps/wheels"
     fi
-    mv "$ctx/requirements.new" "$ctx/requirements.txt"
+    mv "$deps/requirements.new" "$deps/requirements.txt"
 
     # 4b. Wheels, by the base image's pip (already-downloaded files are checked and kept). The stamp
     # is written only after a complete download, so a matching one means nothing is missing.
@@ -218,15 +219,15 @@ for image in "${images[@]}"; do
         log "$image: wheels for $py_tag present"
     else
         log "$image: downloading wheels for $py_tag (${EXTRAS[$image]:-core only})"
-        docker run "${download_opts[@]}" -v "$ctx:/ctx" --entrypoint bash "$base" -c \
+        docker run "${download_opts[@]}" -v "$deps:/ctx" --entrypoint bash "$base" -c \
             'python -m venv /tmp/venv && /tmp/venv/bin/pip download -q --no-deps --only-binary=:all: \
                  --require-hashes -r /ctx/requirements.txt -d /ctx/wheels'
-        echo "$stamp" >"$ctx/.wheels-stamp"
+        echo "$stamp" >"$deps/.wheels-stamp"
     fi
+    cp "$REPO/images/runtime/install-deps.sh" "$deps/"
+    # The project wheel and the install step every step Dockerfile runs; it does not stay in the image.
     rm -rf "$ctx/project" && mkdir -p "$ctx/project"
-    # The install steps every step Dockerfile runs (images/runtime/); neither stays in an image.
     cp "$PROJECT_WHEEL" "$REPO/images/runtime/install-project.sh" "$ctx/project/"
-    cp "$REPO/images/runtime/install-deps.sh" "$ctx/"
 
     # 4c. The model folder (hard links when on the same filesystem).
     rm -rf "$ctx/models"
@@ -243,27 +244,29 @@ for image in "${images[@]}"; do
         cp "$REPO/images/airflow/entrypoint.sh" "$ctx/"
     fi
 
-    # 5. The image.
-    build_args=(--build-arg "RUNTIME_IMAGE=${IMAGE_RUNTIME[$image]}")
+    # 5. Its dependencies (images/runtime/deps.Dockerfile, cached until the lock or the runtime changes), then
+    # the image, which copies /opt/venv out of them.
+    deps_args=(--build-arg "RUNTIME_IMAGE=${IMAGE_RUNTIME[$image]}")
+    [[ $image == model-server && $TORCH_SOURCE == system ]] && deps_args+=(--build-arg VENV_OPTIONS=--system-site-packages)
+    log "$image: docker build -> $ref ($(du -sh "$deps" | cut -f1) deps context, $(du -sh "$ctx" | cut -f1) context)"
+    build_image "$image-deps" "$ref-deps" "$REPO/images/runtime/deps.Dockerfile" "$deps" "${deps_args[@]}"
+    build_args=(--build-arg "RUNTIME_IMAGE=${IMAGE_RUNTIME[$image]}" --build-arg "DEPS_IMAGE=$ref-deps")
     [[ $image == model-server ]] && build_args+=(--build-arg "TORCH_SOURCE=$TORCH_SOURCE")
-    log "$image: docker build -> $ref ($(du -sh "$ctx" | cut -f1) context)"
     build_image "$image" "$ref" "$REPO/images/$image/Dockerfile" "$ctx" "${build_args[@]}"
     built+=("$image")
 done
 
 # Superseded images. Every build makes new tags, and nothing else removes the old ones: left alone, a few
-# dozen e2e runs fill a disk (about 3 GB per tag of the step images, plus each dependency stage).
+# dozen e2e runs fill a disk (about 3 GB per tag of the step images, and as much again for their deps).
 if [[ "${PRUNE:-1}" == 1 ]]; then
     for image in "${built[@]}" runtime; do
         docker image ls "$REGISTRY/$image" --format '{{.Tag}}' | while read -r tag; do
-            [[ "$tag" == "$TAG" || "$tag" == "$TAG-model-server" || "$tag" == "<none>" ]] && continue
+            [[ "$tag" == "$TAG" || "$tag" == "$TAG-deps" || "$tag" == "$TAG-model-server" ]] && continue
             log "removing superseded $REGISTRY/$image:$tag"
             # An image still used by a container or a child image only loses its tag.
             docker image rm "$REGISTRY/$image:$tag" >/dev/null 2>&1 || true
         done
     done
-    docker image prune --force --filter label=genai-pipeline.build-stage=deps \
-        --filter "label!=org.opencontainers.image.version=$TAG" >/dev/null
 fi
 
 # 6. Check what was built.

@@ -1,7 +1,7 @@
 #!/bin/sh
-# The dependency stage of every step image (images/<step>/Dockerfile, `FROM ${RUNTIME_IMAGE} AS deps`):
+# The deps image of every step image (images/runtime/deps.Dockerfile, <registry>/<image>:<tag>-deps):
 # makes /opt/venv from the image's locked wheel set, with no network. images/build.sh copies this file
-# into each build context's root; it never ends up in an image (only /opt/venv leaves the stage).
+# into each deps context; it never ends up in a step image (only /opt/venv is copied out).
 #
 #   /build/requirements.txt   `uv export --frozen --no-dev --no-emit-project` of uv.lock, with hashes
 #   /build/wheels/            every wheel requirements.txt names (downloaded by the base image's own pip)
