@@ -50,6 +50,14 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
+def offline(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The umbrella chart without its dependency list, for helm: the official charts cannot be fetched here."""
+    from genai_pipeline.local.offline_chart import offline_chart
+
+    return offline_chart(tmp_path_factory.mktemp("chart"))
+
+
+@pytest.fixture(scope="session")
 def weaviate_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """A real weaviate-server for the session; yields the PIPELINE_* variables that reach it.
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.charts.rendering import CHART, REPO, chart, chart_values, helm, render, render_list
+from tests.charts.rendering import CHART, REPO, chart_values, helm, render, render_list
 
 from genai_pipeline.local.k8s_schema import KUBERNETES_VERSION, kubernetes_schema
 
@@ -42,11 +42,6 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
 POD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job"}
 # Names of values that are secrets (PIPELINE_OPENAI__API_KEY, PIPELINE_NOTIFY__WEBHOOK_TOKEN, ...).
 SECRETISH = re.compile(r"(API_KEY|TOKEN|PASSWORD|SECRET_KEY)$", re.IGNORECASE)
-
-
-@pytest.fixture(scope="module")
-def offline(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return chart(tmp_path_factory.mktemp("chart"))
 
 
 def rendered(offline: Path, name: str) -> list[dict[str, Any]]:

@@ -7,14 +7,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tests.charts.rendering import CHART, chart, render
+from tests.charts.rendering import CHART, render
 
 from genai_pipeline.config import RunMode, Settings
-
-
-@pytest.fixture(scope="module")
-def offline(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return chart(tmp_path_factory.mktemp("chart"))
 
 
 def test_settings_configmap_is_read_by_the_settings_model(offline: Path, monkeypatch: pytest.MonkeyPatch) -> None:
