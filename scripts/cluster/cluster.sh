@@ -229,6 +229,12 @@ import_images() {
         ctr -a "$CONTAINERD_SOCK" -n k8s.io images ls -q | grep "^docker.io/${image%:*}:" | grep -vxF "docker.io/$image" \
             | xargs -r ctr -a "$CONTAINERD_SOCK" -n k8s.io images rm --sync >/dev/null || true
     done
+    # The CRI plugin also names every image it has seen by its id (sha256:<config digest>), and that name alone
+    # keeps the image's content: remove the id names whose image has no other name left.
+    ctr -a "$CONTAINERD_SOCK" -n k8s.io images ls | awk 'NR > 1 {
+            ref[NR] = $1; target[NR] = $3; if ($1 !~ /^sha256:/) named[$3] = 1 }
+        END { for (i in ref) if (ref[i] ~ /^sha256:/ && !(target[i] in named)) print ref[i] }' \
+        | xargs -r ctr -a "$CONTAINERD_SOCK" -n k8s.io images rm --sync >/dev/null || true
 }
 
 pause_image() {
