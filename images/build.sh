@@ -40,8 +40,8 @@
 #              (and of its deps image) and of the runtime image. PRUNE=0 keeps them.
 #
 # Disk: the model-server build needs about 4 GB free with TORCH_SOURCE=system; with TORCH_SOURCE=pypi about
-# 20 GB (3.2 GB of wheels in its context, sent to the daemon and copied into the build stage, the 6.1 GB venv
-# in the build stage and again in the image).
+# 20 GB (3.2 GB of wheels in its context, sent to the daemon and copied into the deps image, the 6.1 GB venv
+# in the deps image and again in the image).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
