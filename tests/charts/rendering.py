@@ -16,7 +16,7 @@ import yaml
 
 from genai_pipeline.config import Settings
 from genai_pipeline.local.go_tools import ensure_helm
-from genai_pipeline.local.offline_chart import CHART, offline_chart
+from genai_pipeline.local.offline_chart import CHART
 
 REPO = CHART.parents[1]
 DEPS_OFF = ("airflow.enabled=false", "weaviate.enabled=false")
@@ -29,10 +29,6 @@ def helm() -> Path:
 
 
 @cache
-def chart(dest: Path) -> Path:
-    return offline_chart(dest)
-
-
 def render_list(
     chart_dir: Path, *sets: str, values: tuple[Path, ...] = (), release: str = "kb", namespace: str = "genai-pipeline"
 ) -> list[dict[str, Any]]:

@@ -38,13 +38,12 @@ DOCS = 200
 
 
 @pytest.fixture(scope="module")
-def rendered(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+def rendered(tmp_path_factory: pytest.TempPathFactory, offline: Path) -> list[Path]:
     """Every manifest the project renders: the chart under each deploy path's values, and k8s/."""
     import yaml
-    from tests.charts.rendering import chart, render_list
+    from tests.charts.rendering import render_list
 
     out = tmp_path_factory.mktemp("rendered")
-    offline = chart(out)  # the official charts cannot be fetched here: both dependencies off
     gitops = REPO / "k8s/gitops"
     variants: dict[str, tuple[tuple[Path, ...], tuple[str, ...]]] = {
         "chart-defaults": ((), ()),
