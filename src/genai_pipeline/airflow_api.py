@@ -60,14 +60,17 @@ class AirflowAPI:
                 **({"Authorization": f"Bearer {self._token}"} if auth else {}),
             },
         )
-        # The local metadata database is SQLite: a read can meet a write lock and answer 500; GETs try again.
-        attempts = 4 if method == "GET" else 1
+        # The local metadata database is SQLite. A read can meet a write lock and answer 500: GETs try again.
+        # A 503 means the server did nothing (Airflow answers a locked backfill with it, after its rollback):
+        # any method tries again. Other 5xx on a write may have half-happened, so they are raised.
+        attempts = 4
         for attempt in range(attempts):
             try:
                 with urllib.request.urlopen(request, timeout=30) as response:
                     return json.loads(response.read() or b"null")
             except urllib.error.HTTPError as error:
-                if error.code < 500 or attempt == attempts - 1:
+                retryable = error.code == 503 or (error.code >= 500 and method == "GET")
+                if not retryable or attempt == attempts - 1:
                     raise
                 time.sleep(0.5 * 2**attempt)
         return None
