@@ -20,7 +20,8 @@ COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 # The step tasks' OpenLineage extractor (named, not imported: this module must not import Airflow).
 LINEAGE_EXTRACTOR = "genai_pipeline.orchestration.lineage.StepLineageExtractor"
 # SQLite waits this long for another component's write lock before "database is locked" (Python's default is
-# 5 s; on a busy two-core machine the scheduler can hold it longer). Airflow imports it by path.
+# 5 s; on a busy two-core machine the scheduler can hold it longer). Airflow imports it by path, for its
+# sync engine (scheduler, writes) and the API server's async one (reads).
 SQLITE_CONNECT_ARGS = {"timeout": 30}
 
 
@@ -42,6 +43,7 @@ def airflow_env(settings: Settings, api_port: int = 8080) -> dict[str, str]:
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder()),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": f"{__name__}.SQLITE_CONNECT_ARGS",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC": f"{__name__}.SQLITE_CONNECT_ARGS",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
