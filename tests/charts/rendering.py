@@ -28,7 +28,6 @@ def helm() -> Path:
     return ensure_helm(Settings().cache_dir)
 
 
-@cache
 def render_list(
     chart_dir: Path, *sets: str, values: tuple[Path, ...] = (), release: str = "kb", namespace: str = "genai-pipeline"
 ) -> list[dict[str, Any]]:
