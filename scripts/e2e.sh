@@ -2,13 +2,15 @@
 # `make e2e`: the pipeline in kubernetes mode on a real single-node cluster, end to end.
 #
 #   1. cluster   scripts/cluster/cluster.sh up (Kubernetes 1.34 from the Go module proxy, cached)
-#   2. images    images/build.sh for chunk embed airflow weaviate xcom-sidecar, tagged with the content
+#   2. images    images/build.sh for chunk embed finetune generate airflow weaviate postgres xcom-sidecar, tagged with the content
 #                hash images/tag.sh prints, then imported into the node's containerd
 #   3. deploy    the restricted namespace, hostPath-backed volumes, the project chart with helm
 #                (k8s/e2e/values.yaml + images.tag; the official Airflow and Weaviate charts cannot be fetched
 #                here, so both dependencies are off and the chart is installed from a copy without its
-#                dependency list: genai_pipeline.local.offline_chart), then Weaviate and Airflow (k8s/e2e,
-#                kustomize with the tag), then `helm test` (Weaviate, the collection, a step pod dry run)
+#                dependency list: genai_pipeline.local.offline_chart), then Weaviate, PostgreSQL and Airflow
+#                shaped like the official chart's (k8s/e2e, kustomize with the tag: the migration Job, then the
+#                pod whose init container waits for it), then `helm test` (Weaviate, the collection, a step pod
+#                dry run)
 #   4. test      pytest tests/e2e: REST-triggered, Asset-chained ingestion whose every step is a pod;
 #                counts against embedded mode; a re-run with 0 embedding calls; a deleted embed pod retried;
 #                the fine-tuning chain (format, gate, submission as a finetune pod, deferred wait, results,
@@ -29,7 +31,7 @@ E2E_DIR="$PIPELINE_HOME/e2e"
 LOGS="$E2E_DIR/logs"
 NAMESPACE=genai-pipeline
 VOLUMES=/var/lib/genai-pipeline-node/volumes
-IMAGES=(xcom-sidecar chunk embed finetune generate airflow weaviate)
+IMAGES=(xcom-sidecar chunk embed finetune generate airflow weaviate postgres)
 # The local model server runs on the host for the fine-tuning path; pods and the triggerer reach it at the
 # bridge address (k8s/e2e/values.yaml: openai.base_url). A small step cap keeps the CPU job short.
 MODEL_SERVER_HOME="$E2E_DIR/model-server"
@@ -97,6 +99,8 @@ deploy() {
     overlay "$E2E_DIR/overlay"
     kctl apply -k "$E2E_DIR/overlay" >/dev/null
     kctl rollout status -n "$NAMESPACE" statefulset/weaviate --timeout=300s
+    kctl rollout status -n "$NAMESPACE" statefulset/genai-airflow-postgresql --timeout=300s
+    kctl wait -n "$NAMESPACE" --for=condition=complete job/genai-airflow-run-airflow-migrations --timeout=300s
     kctl rollout status -n "$NAMESPACE" deployment/airflow --timeout=300s
     # What a user runs after `helm install`: the release's own checks, as the launcher ServiceAccount.
     "$helm" test genai-pipeline --namespace "$NAMESPACE" --kubeconfig "$KUBECONFIG" --logs --timeout 5m \
@@ -128,6 +132,7 @@ resources: [$(realpath --relative-to="$dir" "$REPO/k8s/e2e")]
 images:
   - {name: genai-pipeline/airflow, newTag: "$TAG"}
   - {name: genai-pipeline/weaviate, newTag: "$TAG"}
+  - {name: genai-pipeline/postgres, newTag: "$TAG"}
 EOF
 }
 

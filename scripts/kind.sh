@@ -7,6 +7,7 @@
 #                            the Secret (kept if it exists), `helm dependency build`, `helm upgrade --install`
 #                            with k8s/kind/values-kind.yaml, then `helm test`
 #   scripts/kind.sh down     delete the cluster
+#   scripts/kind.sh helm-args TAG   print deploy's `helm upgrade --install` arguments, one per line
 #
 # Needs Docker, kind, kubectl, helm and network access to Docker Hub and the two chart repositories. The dev
 # loop with rebuilds on change is `skaffold dev -p kind` instead of `deploy`.
@@ -52,6 +53,14 @@ secret() {
     log "Secret $SECRET created"
 }
 
+# helm_args TAG: the `helm upgrade --install` arguments, one per line (`scripts/kind.sh helm-args TAG` prints them
+# for the chart tests: with --wait, no Helm hook may hold back what the pods wait for).
+helm_args() {
+    printf '%s\n' upgrade --install "$NAME" charts/genai-pipeline --kube-context "$CONTEXT" --namespace "$NAMESPACE" \
+        -f k8s/kind/values-kind.yaml --set "images.tag=$1" --set "airflow.images.airflow.tag=$1" \
+        --set "airflow.defaultAirflowTag=$1" --wait --timeout 15m
+}
+
 deploy() {
     need kind https://kind.sigs.k8s.io
     need "$HELM" https://helm.sh
@@ -62,9 +71,9 @@ deploy() {
     kind load docker-image --name "$NAME" "${refs[@]}"
     secret
     "$HELM" dependency build charts/genai-pipeline
-    "$HELM" upgrade --install "$NAME" charts/genai-pipeline --kube-context "$CONTEXT" --namespace "$NAMESPACE" \
-        -f k8s/kind/values-kind.yaml --set "images.tag=$tag" --set "airflow.images.airflow.tag=$tag" \
-        --set "airflow.defaultAirflowTag=$tag" --wait --timeout 15m
+    local args
+    mapfile -t args < <(helm_args "$tag")
+    "$HELM" "${args[@]}"
     "$HELM" test "$NAME" --kube-context "$CONTEXT" --namespace "$NAMESPACE" --logs
     log "Airflow: http://localhost:8080 (user admin; password: see the release notes, helm get notes $NAME -n $NAMESPACE)"
     log "web page: http://localhost:8090"
@@ -73,6 +82,7 @@ deploy() {
 case "${1:-}" in
     up) up ;;
     deploy) deploy ;;
+    helm-args) helm_args "${2:?usage: $0 helm-args TAG}" ;;
     down) need kind https://kind.sigs.k8s.io; kind delete cluster --name "$NAME" ;;
-    *) echo "usage: $0 up|deploy|down" >&2; exit 2 ;;
+    *) echo "usage: $0 up|deploy|down|helm-args TAG" >&2; exit 2 ;;
 esac

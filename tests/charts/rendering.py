@@ -50,3 +50,25 @@ def render(chart_dir: Path, *sets: str, values: tuple[Path, ...] = (), release: 
 
 def chart_values() -> dict[str, Any]:
     return yaml.safe_load((CHART / "values.yaml").read_text())
+
+
+def merged_values(values: tuple[Path, ...] = (), sets: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The values helm hands the chart and its dependencies: values.yaml, then each -f file, then each --set."""
+
+    def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+        out = dict(base)
+        for key, value in over.items():
+            out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        return out
+
+    result = chart_values()
+    for path in values:
+        result = merge(result, yaml.safe_load(path.read_text()) or {})
+    for item in sets:
+        dotted, raw = item.split("=", 1)
+        *parents, leaf = dotted.split(".")
+        node = result
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(raw)
+    return result

@@ -158,7 +158,7 @@ def test_the_dependencies_values_wire_airflow_and_weaviate_to_the_pipeline(offli
     # The Role is bound to the ServiceAccounts the Airflow chart makes for release "genai-pipeline".
     binding = render(offline, release="genai-pipeline")[("RoleBinding", "genai-pipeline-pod-launcher")]
     assert {s["name"] for s in binding["subjects"]} == {
-        f"genai-pipeline-airflow-{c}" for c in ("scheduler", "worker", "triggerer")
+        f"genai-pipeline-airflow-{c}" for c in ("scheduler", "worker", "worker-kubernetes", "triggerer")
     }
 
 
@@ -288,7 +288,7 @@ def test_flux_releases_depend_on_each_other_in_order_and_name_real_files() -> No
     flux_values = yaml.safe_load((GITOPS / "flux/values-flux.yaml").read_text())
     # Airflow is release genai-airflow here: the Role must bind the ServiceAccounts that release makes.
     assert {s["name"] for s in flux_values["rbac"]["subjects"]} == {
-        f"genai-airflow-{c}" for c in ("scheduler", "worker", "triggerer")
+        f"genai-airflow-{c}" for c in ("scheduler", "worker", "worker-kubernetes", "triggerer")
     }
 
 

@@ -49,6 +49,7 @@ def test_rbac_is_namespaced_and_minimal(offline: Path) -> None:
     assert {(s["name"], s["namespace"]) for s in subjects} == {
         ("kb-airflow-scheduler", "genai-pipeline"),
         ("kb-airflow-worker", "genai-pipeline"),
+        ("kb-airflow-worker-kubernetes", "genai-pipeline"),
         ("kb-airflow-triggerer", "genai-pipeline"),
     }
     custom = render(offline, "rbac.subjects[0].name=genai-airflow", "rbac.subjects[0].namespace=ops")
@@ -141,6 +142,8 @@ def test_the_web_page_is_optional_hardened_and_reads_the_shared_store(offline: P
 
 def test_every_airflow_deployment_registers_the_same_lineage_extractor() -> None:
     """The chart's Airflow config, the CI cluster's and the local stack's name one extractor, which imports."""
+    import configparser
+
     import yaml
 
     from genai_pipeline.local.airflow_env import LINEAGE_EXTRACTOR, openlineage_env
@@ -152,7 +155,9 @@ def test_every_airflow_deployment_registers_the_same_lineage_extractor() -> None
         for d in yaml.safe_load_all((CHART.parents[1] / "k8s/e2e/airflow.yaml").read_text())
         if d["kind"] == "ConfigMap"
     )
-    assert values["extractors"] == e2e["data"]["AIRFLOW__OPENLINEAGE__EXTRACTORS"] == LINEAGE_EXTRACTOR
+    e2e_config = configparser.ConfigParser(interpolation=None)
+    e2e_config.read_string(e2e["data"]["airflow.cfg"])
+    assert values["extractors"] == e2e_config["openlineage"]["extractors"] == LINEAGE_EXTRACTOR
     assert openlineage_env(Settings())["AIRFLOW__OPENLINEAGE__EXTRACTORS"] == LINEAGE_EXTRACTOR
     module, _, name = LINEAGE_EXTRACTOR.rpartition(".")
     assert getattr(__import__(module, fromlist=[name]), name) is StepLineageExtractor

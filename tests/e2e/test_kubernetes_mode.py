@@ -70,7 +70,7 @@ def test_every_rendered_manifest_passes_server_side_dry_run(rendered: list[Path]
     kubectl_run("create", "namespace", scratch)  # already there from an earlier run is fine
     kubectl("label", "namespace", scratch, "--overwrite", "pod-security.kubernetes.io/enforce=restricted")
     # The helm test pod runs as the launcher's ServiceAccount, which the Airflow deployment makes, not the chart.
-    for account in ("genai-pipeline-airflow-scheduler", "genai-airflow"):
+    for account in ("genai-pipeline-airflow-scheduler", "genai-airflow-scheduler"):
         kubectl_run("create", "serviceaccount", account, "-n", scratch)
     for path in rendered:
         namespace = scratch if path.name.startswith("chart-") else NAMESPACE
@@ -283,7 +283,7 @@ def test_the_fine_tuning_path_runs_its_steps_as_pods_against_the_model_server() 
     assert api.xcom("fine_tune", runs["fine_tune"]["dag_run_id"], "submit_fine_tune")["reused"] is True
 
     # OpenLineage from the pods' results: the scheduler's task processes wrote one event file per event.
-    cat = "cat /opt/airflow/lineage-event-*"
+    cat = "cat /opt/airflow/logs/lineage-event-*"
     events = [
         json.loads(line)
         for line in kubectl(

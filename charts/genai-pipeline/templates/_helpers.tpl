@@ -110,3 +110,25 @@ annotations:
   {{- toYaml . | nindent 2 }}
   {{- end }}
 {{- end -}}
+
+{{/*
+Names the official Airflow chart gives its objects in this release (facts from its source, kept with the tests:
+tests/charts/official_airflow_chart.yaml). Its Deployments and Services: the release name, or with
+airflow.useStandardNaming "<release>-airflow" unless the release name contains "airflow". Its ServiceAccounts,
+whatever useStandardNaming says: the release name when it contains "airflow", else "<release>-airflow".
+*/}}
+{{- define "genai-pipeline.airflowFullname" -}}
+{{- if and .Values.airflow.useStandardNaming (not (contains "airflow" .Release.Name)) -}}
+{{- printf "%s-airflow" .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "genai-pipeline.airflowServiceAccountPrefix" -}}
+{{- if contains "airflow" .Release.Name -}}
+{{- .Release.Name -}}
+{{- else -}}
+{{- printf "%s-airflow" .Release.Name -}}
+{{- end -}}
+{{- end -}}
