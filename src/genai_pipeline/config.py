@@ -357,7 +357,8 @@ class Settings(BaseSettings):
 
     home: Path = Field(default_factory=_default_home)
     cache_dir: Path = Field(default_factory=_default_cache)
-    # Shared store for bulk data between steps: a folder, or an fsspec URL (s3://...) on a cluster.
+    # Shared store for bulk data between steps: a folder (on a cluster, on the shared ReadWriteMany claim). The
+    # store goes through fsspec, but no image or lock carries an object-store backend (s3fs) yet.
     store_uri: str | None = None
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
     weaviate: WeaviateSettings = Field(default_factory=WeaviateSettings)
@@ -376,7 +377,7 @@ class Settings(BaseSettings):
         if self.runtime.mode is RunMode.KUBERNETES and not self.store_uri:
             raise ValueError(
                 "PIPELINE_STORE_URI must name a store every pod can reach in kubernetes mode: a path on the "
-                "shared volume (PIPELINE_RUNTIME__SHARED_VOLUME_CLAIM, mounted at /data) or an s3:// URL"
+                "shared volume (PIPELINE_RUNTIME__SHARED_VOLUME_CLAIM, mounted at /data)"
             )
         if self.runtime.mode is RunMode.KUBERNETES and not self.runtime.image_tag:
             raise ValueError(_IMAGE_TAG_REQUIRED)
