@@ -19,7 +19,8 @@ if [[ ! -s "$PGDATA/PG_VERSION" ]]; then
     rm -f "$pwfile"
     echo "host all all all scram-sha-256" >>"$PGDATA/pg_hba.conf"
     if [[ "$database" != postgres ]]; then
-        echo "CREATE DATABASE \"$database\";" | postgres --single -D "$PGDATA" -c unix_socket_directories=/tmp postgres >/dev/null
+        echo "CREATE DATABASE \"$database\";" | postgres --single -D "$PGDATA" -c jit=off postgres >/dev/null
     fi
 fi
-exec postgres -D "$PGDATA" -c listen_addresses='*' -c unix_socket_directories=/tmp "$@"
+# jit=off: the image leaves out LLVM (images/postgres/Dockerfile).
+exec postgres -D "$PGDATA" -c listen_addresses='*' -c unix_socket_directories=/tmp -c jit=off "$@"

@@ -137,7 +137,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         stack.containers.append(database)
         yield stack
     finally:
-        for name in stack.containers:
+        for name in reversed(stack.containers):  # the components before their database
             if os.environ.get("E2E_LOGS"):
                 logs = docker("logs", name)
                 (Path(os.environ["E2E_LOGS"]) / f"contract-{name}.log").write_text(logs.stdout + logs.stderr)
