@@ -2,7 +2,8 @@
 
 Triggered by hand (the ``topics`` Param), by an update of the topics-file Asset, and, unless
 ``PIPELINE_GENERATION__REGENERATE_ON_CHAMPION`` is off, by a new champion: the posts are rewritten with it.
-Each post's front matter holds the model, the template version, the sources, the time and the token usage.
+Each post's front matter holds the model, the template version, the sources, the time, the token usage and the
+quality gate's verdict (``published`` or ``needs_review``) with its figures; ``report_posts`` counts them.
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ TOPICS = {
 )
 def generate_content():
     topics = step_task("plan_topics")(TOPICS)
-    step_task("generate_post", outlets=[POSTS]).expand(topics)
+    posts = step_task("generate_post", outlets=[POSTS]).expand(topics)
+    # How many posts the quality gate published; the run fails, saying why, when it published none.
+    posts >> step_task("report_posts")(TOPICS)
 
 
 generate_content()

@@ -139,17 +139,20 @@ def _follow_generation(api, settings: Settings, champion_run: str, timeout: floa
     else:
         run_id = api.trigger(GENERATE_DAG)
     run = _follow(api, GENERATE_DAG, run_id, timeout)
-    if run["state"] != "success":
+    if run["state"] != "success" and _task_state(api, GENERATE_DAG, run_id, "report_posts") != "failed":
         _say(f"{GENERATE_DAG} ended {run['state']}: see the Airflow UI or {settings.home / 'logs'}")
         return 1
-    print_posts(settings)
-    return 0
+    passed = print_posts(settings)
+    return 0 if passed else 1
 
 
-def print_posts(settings: Settings) -> None:
-    """Every post of the configured topics, as written to the output folder (front matter and sources)."""
+def print_posts(settings: Settings) -> bool:
+    """Every post of the configured topics as written (front matter and sources), then the quality gate's count.
+
+    True when the gate published at least one post.
+    """
     from genai_pipeline.steps.contracts import TopicsRequest
-    from genai_pipeline.steps.generation import output_store, slug, topics_of
+    from genai_pipeline.steps.generation import GenerationError, output_store, report_posts, slug, topics_of
 
     store = output_store(settings)
     request = TopicsRequest(run_id="demo", topics=[], k=1, threshold=1)
@@ -157,6 +160,16 @@ def print_posts(settings: Settings) -> None:
         name = f"{slug(topic)}.md"
         print(f"\n==> {store.path(name)}\n")
         print(store.read_bytes(name).decode())
+    try:
+        summary = report_posts(settings, request)
+    except GenerationError as error:
+        _say(str(error))
+        return False
+    _say(summary.line())
+    for post in summary.posts:
+        if post["status"] == "needs_review":
+            _say(f"  needs review: {post['path']} ({'; '.join(post['reasons'])})")
+    return True
 
 
 def _task_state(api, dag_id: str, run_id: str, task_id: str) -> str | None:
@@ -249,9 +262,19 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def print_post(result: dict[str, Any]) -> None:
     """A generated post, then the model, its sources and the usage."""
     usage = result["usage"]
+    quality = result["quality"] or {}
+    verdict = result["status"] + (f": {'; '.join(quality['reasons'])}" if quality.get("reasons") else "")
     lines = [
         result["post"],
         "",
+        f"-- quality gate: {verdict}"
+        + (
+            f" ({quality['supported_share']:.0%} of {quality['sentences']} sentences supported, "
+            f"{quality['repetitions_removed']} repetitions and {quality['uncited_removed']} uncited sentences "
+            f"removed, {quality['citations_repaired']} citations repaired)"
+            if quality
+            else ""
+        ),
         f"-- {result['model']} ({result['model_role']}), template {result['template']}, "
         f"{usage['prompt_tokens']} prompt + {usage['completion_tokens']} completion tokens, {result['seconds']} s",
         "Sources:",

@@ -243,6 +243,24 @@ class FineTuneSettings(BaseModel):
     score_max_tokens: int = Field(96, ge=8, le=2048)
 
 
+class PostQualitySettings(BaseModel):
+    """The quality gate every post passes (steps/post_quality.py); a post that fails is written as needs_review."""
+
+    # Off: posts are written as the model wrote them, all marked needs_review (for measuring the gate).
+    enabled: bool = True
+    # Cosine similarity of a sentence to the closest sentence of the chunk it cites, with the collection's
+    # embedder, at or above which it counts as supported. Calibrated on hand-written pairs with MiniLM
+    # (tests/unit/steps/test_post_quality.py): paraphrases of a chunk scored 0.45-0.99, unrelated sentences
+    # about the same project 0.10-0.37.
+    support_threshold: float = Field(0.4, ge=0, le=1)
+    # Share of a post's kept sentences that must be supported for it to be published.
+    min_supported_share: float = Field(0.9, ge=0, le=1)
+    min_sentences: int = Field(2, ge=1)
+    max_words: int = Field(400, ge=10)
+    # A sentence in which one word n-gram of this length occurs three times is a loop, and is cut.
+    loop_ngram: int = Field(4, ge=2, le=10)
+
+
 class GenerationSettings(BaseModel):
     """Retrieval and the post: how many sources, how near, which model when no champion exists yet."""
 
@@ -266,6 +284,7 @@ class GenerationSettings(BaseModel):
     output_uri: str | None = None
     # Regenerate the posts when a new champion is promoted.
     regenerate_on_champion: bool = True
+    quality: PostQualitySettings = Field(default_factory=PostQualitySettings)
 
 
 class NotifySettings(BaseModel):

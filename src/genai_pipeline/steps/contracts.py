@@ -8,7 +8,7 @@ checked on every validation, at both ends.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -367,7 +367,25 @@ class GeneratedPost(Descriptor):
     model: str
     model_role: str
     template: str
+    # The quality gate's verdict (published, needs_review, or unchecked when it is off) and its figures.
+    status: Literal["published", "needs_review", "unchecked"]
+    quality: dict[str, Any] | None = None
     sources: list[dict[str, Any]]
     usage: dict[str, int]
     seconds: float = Field(ge=0)
     lineage: Lineage = Lineage()
+
+
+class PostsSummary(Descriptor):
+    """What the quality gate made of a run's posts: counts by status, and each post's reasons."""
+
+    published: int = Field(ge=0)
+    needs_review: int = Field(ge=0)
+    unchecked: int = Field(ge=0)
+    posts: list[dict[str, Any]]
+
+    def line(self) -> str:
+        """One line for logs and the CLI."""
+        total = self.published + self.needs_review + self.unchecked
+        line = f"{self.published} of {total} posts passed the quality gate, {self.needs_review} need review"
+        return line + (f", {self.unchecked} unchecked (gate off)" if self.unchecked else "")

@@ -5,7 +5,9 @@ which, and a mismatch is refused: vectors of two models are not comparable). Ret
 chunks (optionally hybrid with BM25), drops those beyond the distance threshold and keeps the best chunk per
 source. The prompt comes from a versioned template that fences every chunk as data: a chunk cannot close
 its fence, and the instructions say that text inside one is never to be obeyed. The champion model writes
-the post; with no champion yet the configured fallback model does, and the log says so.
+the post; with no champion yet the configured fallback model does, and the log says so. Then the quality gate
+(steps/post_quality.py) reads it: what it publishes is cited, supported and loop-free, and a post that fails is
+written as ``needs_review`` with its flags.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from genai_pipeline.config import Settings
 from genai_pipeline.steps import finetune_store as layout
 from genai_pipeline.steps import lineage
 from genai_pipeline.steps.champion import champion_model
-from genai_pipeline.steps.contracts import GeneratedPost, TopicsRequest, TopicTask
+from genai_pipeline.steps.contracts import GeneratedPost, PostsSummary, TopicsRequest, TopicTask
 from genai_pipeline.steps.examples import chat_messages
 from genai_pipeline.steps.finetune_store import sha256
 from genai_pipeline.store import Store
@@ -190,9 +192,12 @@ def write_post(
         model=chosen, messages=messages, temperature=gen.temperature, max_tokens=gen.max_tokens
     )
     usage = reply.usage
+    text, status, quality = gate(settings, (reply.choices[0].message.content or "").strip(), sources)
     return {
         "topic": topic,
-        "post": (reply.choices[0].message.content or "").strip(),
+        "post": text,
+        "status": status,
+        "quality": quality,
         "model": chosen,
         "model_role": role,
         "template": TEMPLATE_VERSION,
@@ -213,6 +218,20 @@ def write_post(
         },
         "seconds": round(time.perf_counter() - started, 3),
     }
+
+
+def gate(settings: Settings, text: str, sources: list[Source]) -> tuple[str, str, dict[str, Any] | None]:
+    """The post as the quality gate leaves it, its status and the gate's figures (``unchecked`` when it is off)."""
+    from genai_pipeline.models.embeddings import make_embedder
+    from genai_pipeline.steps.post_quality import check_post
+
+    quality = settings.generation.quality
+    if not quality.enabled:
+        return text, "unchecked", None
+    result = check_post(text, [s.text for s in sources], make_embedder(settings).embed, quality)
+    if result.status != "published":
+        log.warning("post sent to review: %s", "; ".join(result.reasons))
+    return result.text, result.status, result.figures()
 
 
 def read_chunk(settings: Settings, uri: str, chunk_index: int) -> dict[str, Any]:
@@ -294,6 +313,8 @@ def generate_post(settings: Settings, task: TopicTask) -> GeneratedPost:
         model=result["model"],
         model_role=result["model_role"],
         template=result["template"],
+        status=result["status"],
+        quality=result["quality"],
         sources=result["sources"],
         usage=result["usage"],
         seconds=result["seconds"],
@@ -308,14 +329,59 @@ def generate_post(settings: Settings, task: TopicTask) -> GeneratedPost:
     )
 
 
+def front_matter(markdown: str) -> dict[str, Any]:
+    """The front matter of a post :func:`to_markdown` wrote (each value is JSON)."""
+    lines = markdown.split("\n")
+    end = lines.index("---", 1)
+    return {key: json.loads(value) for key, _, value in (line.partition(": ") for line in lines[1:end])}
+
+
+def report_posts(settings: Settings, request: TopicsRequest) -> PostsSummary:
+    """How many of the run's posts the quality gate published; GenerationError when it published none.
+
+    A run whose every post was sent to review must not end green: its posts are written, flagged, and the run
+    says so.
+    """
+    store = output_store(settings)
+    posts = []
+    for task in plan_topics(settings, request):
+        front = front_matter(store.read_bytes(f"{task.label}.md").decode())
+        quality = front.get("quality") or {}
+        posts.append(
+            {
+                "label": task.label,
+                "topic": task.topic,
+                "status": front["status"],
+                "reasons": quality.get("reasons", []),
+                "path": store.path(f"{task.label}.md"),
+            }
+        )
+    summary = PostsSummary(
+        published=sum(p["status"] == "published" for p in posts),
+        needs_review=sum(p["status"] == "needs_review" for p in posts),
+        unchecked=sum(p["status"] == "unchecked" for p in posts),
+        posts=posts,
+    )
+    log.info("%s", summary.line())
+    if summary.needs_review == len(posts):
+        details = "; ".join(f"{p['label']}: {', '.join(p['reasons'])}" for p in posts)
+        raise GenerationError(
+            f"no post passed the quality gate: all {len(posts)} were written with status needs_review ({details}); "
+            "their front matter flags every sentence that failed"
+        )
+    return summary
+
+
 def to_markdown(result: dict[str, Any]) -> str:
     """The post as a Markdown file: YAML front matter (JSON values are YAML), the text, its numbered sources."""
     front = {
         "topic": result["topic"],
         "model": result["model"],
+        "status": result["status"],
         "model_role": result["model_role"],
         "template": result["template"],
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "quality": result["quality"],
         "usage": result["usage"],
         "sources": result["sources"],
     }

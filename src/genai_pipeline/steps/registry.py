@@ -80,6 +80,9 @@ STEPS: dict[str, StepSpec] = {
     "generate_post": StepSpec(
         "genai_pipeline.steps.generation:generate_post", "generate", c.TopicTask, c.GeneratedPost
     ),
+    "report_posts": StepSpec(
+        "genai_pipeline.steps.generation:report_posts", "generate", c.TopicsRequest, c.PostsSummary
+    ),
 }
 
 

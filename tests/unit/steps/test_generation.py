@@ -18,6 +18,7 @@ from genai_pipeline.steps.generation import (
     build_messages,
     check_topic,
     dedupe_by_source,
+    front_matter,
     plan_topics,
     slug,
     to_markdown,
@@ -88,10 +89,12 @@ def test_slugs_are_readable_and_distinct() -> None:
     assert slug("A/B") != slug("A B") and len(slug("z" * 500)) <= 69
 
 
-def test_the_markdown_file_has_front_matter_with_model_template_sources_and_usage() -> None:
+def test_the_markdown_file_has_front_matter_with_model_template_sources_usage_and_the_gate() -> None:
     result = {
         "topic": "Offline runs",
         "post": "Everything runs offline.",
+        "status": "needs_review",
+        "quality": {"reasons": ["1 sentence(s) passed, fewer than 2"], "supported_share": 1.0},
         "model": "ft:SmolLM2:x",
         "model_role": "champion",
         "template": "rag-v1",
@@ -107,6 +110,8 @@ def test_the_markdown_file_has_front_matter_with_model_template_sources_and_usag
     assert meta["model"] == "ft:SmolLM2:x" and meta["template"] == "rag-v1" and meta["usage"]["completion_tokens"] == 20
     assert meta["sources"][0]["uri"] == "kb/a.md" and meta["generated_at"].endswith("Z")
     assert "Everything runs offline." in body and "1. Ingestion — Load (`kb/a.md`, chunk 2)" in body
+    assert meta["status"] == "needs_review" and meta["quality"]["supported_share"] == 1.0
+    assert front_matter(text) == meta  # what report_posts reads back
 
 
 def test_an_unreachable_weaviate_is_retried_then_named(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,225 @@
+"""The quality gate on every post: cited, supported, no loops, a sane length, whatever model wrote it.
+
+Small models loop and invent; a post must not be published as fine because a model produced text. The gate
+reads the post sentence by sentence:
+
+- **Repetition.** A sentence said before (compared case- and space-insensitively, citations aside) is cut, and so
+  is a sentence that loops (one word n-gram three times or more).
+- **Citations.** Every sentence must cite one of the post's sources as ``[n]``. Numbers that name no source are
+  dropped. A sentence left without a citation is repaired (it cites the source that supports it best) or, when
+  no source supports it, removed.
+- **Support.** A cited sentence must be supported by the chunk it cites: the cosine similarity of its embedding
+  to the chunk's closest sentence, with the collection's own embedder, reaches a threshold
+  (``PostQualitySettings.support_threshold``, calibrated in tests/unit/steps/test_post_quality.py). A sentence
+  that names code-like terms (backticked words, ``UPPER_CASE`` or ``snake_case`` identifiers) absent from every
+  source it cites invents them, whatever the similarity says.
+- **Verdict.** A post whose kept sentences are supported at the configured share and whose length is within
+  bounds is ``published``; otherwise ``needs_review``, with a flag for every sentence that failed.
+
+The logic is pure: the embedder is passed in, so tests use the real MiniLM or a small fake.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from genai_pipeline.config import PostQualitySettings
+
+# Unit-normalised embeddings of a list of texts, one row each (models.embeddings.Embedder.embed).
+Embed = Callable[[list[str]], np.ndarray]
+Status = Literal["published", "needs_review"]
+
+_CITATION = re.compile(r"\s*\[(\d+)\]")
+# Within a line, a sentence ends at . ! or ? before space and what starts a sentence; a line break always ends
+# one (Markdown list items and headings are units of their own).
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9`\"'(\[*])")
+_LEADING_CITATIONS = re.compile(r"^((?:\[\d+\]\s*)+)")
+_LIST_MARKER = re.compile(r"^(?:[-*+]|\d+[.)])\s+")
+_WORD = re.compile(r"[a-z0-9']+")
+# Terms a model cannot paraphrase: `code`, UPPER_CASE names and snake_case / dotted identifiers.
+_TERM = re.compile(r"`([^`]+)`|\b([A-Z][A-Z0-9]*_[A-Z0-9_]+)\b|\b([a-z][a-z0-9]*(?:[_.][a-z0-9]+)+)\b")
+
+
+@dataclass
+class Sentence:
+    """One sentence of a post and what the gate found."""
+
+    text: str
+    citations: list[int]
+    flags: list[str] = field(default_factory=list)
+    support: float = 0.0
+    kept: bool = True
+
+    @property
+    def supported(self) -> bool:
+        return self.kept and "unsupported" not in self.flags and "invented_terms" not in self.flags
+
+
+@dataclass
+class GateResult:
+    """The post as the gate leaves it, its verdict and the figures it goes by."""
+
+    text: str
+    status: Status
+    sentences: list[Sentence]
+    reasons: list[str]
+
+    def figures(self) -> dict[str, Any]:
+        """What the front matter records: shares over the kept sentences, counts of what was cut or repaired."""
+        kept = [s for s in self.sentences if s.kept]
+        flagged = Counter(flag for s in self.sentences for flag in s.flags)
+        return {
+            "status": self.status,
+            "reasons": self.reasons,
+            "sentences": len(kept),
+            "supported_share": round(sum(s.supported for s in kept) / len(kept), 3) if kept else 0.0,
+            "citations_valid_share": round(sum(bool(s.citations) for s in kept) / len(kept), 3) if kept else 0.0,
+            "repetitions_removed": flagged["repeated"] + flagged["loop"],
+            "uncited_removed": flagged["uncited"],
+            "citations_repaired": flagged["citation_repaired"],
+            "invalid_citations_dropped": flagged["invalid_citation"],
+            "flags": [
+                {"sentence": s.text[:160], "flags": s.flags, "support": round(s.support, 3), "kept": s.kept}
+                for s in self.sentences
+                if s.flags
+            ],
+        }
+
+
+def split_sentences(text: str) -> list[str]:
+    """The post's sentences: a citation after the full stop stays with its sentence; headings are left out."""
+    sentences: list[str] = []
+    for line in text.splitlines():
+        line = _LIST_MARKER.sub("", line.strip())
+        if not line or line.startswith("#"):
+            continue
+        for part in _SENTENCE_END.split(line):
+            leading = _LEADING_CITATIONS.match(part)
+            if leading and sentences:
+                sentences[-1] += " " + leading.group(1).strip()
+                part = part[leading.end() :]
+            if part.strip():
+                sentences.append(part.strip())
+    return sentences
+
+
+def _citations(sentence: str) -> list[int]:
+    return [int(n) for n in _CITATION.findall(sentence)]
+
+
+def _bare(sentence: str) -> str:
+    """The sentence without its citation markers."""
+    return _CITATION.sub("", sentence).strip()
+
+
+def _normalised(sentence: str) -> str:
+    return " ".join(_WORD.findall(_bare(sentence).lower()))
+
+
+def loops(sentence: str, n: int) -> bool:
+    """Whether one word n-gram occurs three times or more: a model going round in circles."""
+    words = _WORD.findall(sentence.lower())
+    grams = Counter(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
+    return bool(grams) and max(grams.values()) >= 3
+
+
+def terms(text: str) -> set[str]:
+    """Code-like terms a sentence names: `code`, UPPER_CASE and snake_case or dotted identifiers."""
+    return {next(g for g in match.groups() if g).strip().lower() for match in _TERM.finditer(text)}
+
+
+def _chunk_sentences(text: str) -> list[str]:
+    return [s for s in split_sentences(text) if len(_WORD.findall(s.lower())) >= 3] or [text]
+
+
+def check_post(post: str, sources: Sequence[str], embed: Embed, settings: PostQualitySettings) -> GateResult:
+    """Run the gate over a post whose ``[n]`` citations name ``sources`` (chunk texts, 1-based)."""
+    sentences = [Sentence(text=s, citations=_citations(s)) for s in split_sentences(post)]
+    seen: set[str] = set()
+    for sentence in sentences:
+        key = _normalised(sentence.text)
+        if key in seen:
+            sentence.flags.append("repeated")
+            sentence.kept = False
+        elif loops(sentence.text, settings.loop_ngram):
+            sentence.flags.append("loop")
+            sentence.kept = False
+        seen.add(key)
+        valid = [n for n in dict.fromkeys(sentence.citations) if 1 <= n <= len(sources)]
+        if len(valid) < len(sentence.citations):
+            sentence.flags.append("invalid_citation")
+        sentence.citations = valid
+
+    kept = [s for s in sentences if s.kept]
+    if kept and sources:
+        _score_support(kept, sources, embed, settings)
+    for sentence in kept:
+        if not sentence.citations:
+            sentence.flags.append("uncited")
+            sentence.kept = False
+
+    kept = [s for s in sentences if s.kept]
+    reasons = _verdict(kept, settings)
+    text = " ".join(_cited(s) for s in kept)
+    return GateResult(
+        text=text, status="needs_review" if reasons else "published", sentences=sentences, reasons=reasons
+    )
+
+
+def _score_support(kept: list[Sentence], sources: Sequence[str], embed: Embed, settings: PostQualitySettings) -> None:
+    """Similarity of each sentence to each source (its closest sentence); re-cite, repair or flag."""
+    pieces = [_chunk_sentences(text) for text in sources]
+    owners = np.array([i for i, chunk in enumerate(pieces) for _ in chunk])
+    vectors = embed([_bare(s.text) for s in kept] + [p for chunk in pieces for p in chunk])
+    similarity = vectors[: len(kept)] @ vectors[len(kept) :].T
+    best = np.full((len(kept), len(sources)), -1.0)
+    for j, owner in enumerate(owners):
+        best[:, owner] = np.maximum(best[:, owner], similarity[:, j])
+    source_terms = [terms(text) for text in sources]
+    for i, sentence in enumerate(kept):
+        named = terms(sentence.text)
+        cited = [n for n in sentence.citations if named <= source_terms[n - 1]]
+        if sentence.citations and not cited:
+            sentence.flags.append("invented_terms")
+            sentence.support = float(max(best[i, n - 1] for n in sentence.citations))
+            continue
+        if cited:
+            sentence.support = float(max(best[i, n - 1] for n in cited))
+            if sentence.support >= settings.support_threshold:
+                continue
+        # Uncited, or its citation does not support it: the source that does, if any, and names its terms.
+        candidates = [j for j in np.argsort(-best[i]) if named <= source_terms[j]]
+        if candidates and best[i, candidates[0]] >= settings.support_threshold:
+            sentence.citations = [int(candidates[0]) + 1]
+            sentence.support = float(best[i, candidates[0]])
+            sentence.flags.append("citation_repaired")
+        elif sentence.citations:
+            sentence.flags.append("unsupported")
+
+
+def _cited(sentence: Sentence) -> str:
+    """The sentence with its citations before its closing punctuation, as in "... was read [1]."."""
+    bare, marks = _bare(sentence.text), "".join(f" [{n}]" for n in sentence.citations)
+    return f"{bare[:-1]}{marks}{bare[-1]}" if bare[-1:] in ".!?" else f"{bare}{marks}"
+
+
+def _verdict(kept: list[Sentence], settings: PostQualitySettings) -> list[str]:
+    reasons = []
+    if len(kept) < settings.min_sentences:
+        reasons.append(f"{len(kept)} sentence(s) passed, fewer than {settings.min_sentences}")
+    words = sum(len(_WORD.findall(s.text.lower())) for s in kept)
+    if words > settings.max_words:
+        reasons.append(f"{words} words, more than {settings.max_words}")
+    if kept:
+        share = sum(s.supported for s in kept) / len(kept)
+        if share < settings.min_supported_share:
+            reasons.append(
+                f"{share:.0%} of sentences supported by the source they cite, under {settings.min_supported_share:.0%}"
+            )
+    return reasons
