@@ -9,12 +9,16 @@ from __future__ import annotations
 import hashlib
 import importlib.resources
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
 import fsspec
 
-from genai_pipeline.steps.text_formats import DocumentRejected, decode_text, too_large
+from genai_pipeline.steps.text_formats import DocumentRejected, decode_text, structured_by_headings, too_large
+
+# A Markdown H1: "# " after at most three spaces (four make it code).
+_H1 = re.compile(r"^ {0,3}# ")
 
 PACKAGE_SCHEME = "package://"
 
@@ -82,12 +86,18 @@ def read_document(document: Document, root: str, *, max_bytes: int) -> str:
 
 
 def document_title(text: str, relpath: str) -> str:
-    """The first Markdown H1, else the file name without its suffix."""
-    for line in text.splitlines():
-        stripped = line.strip()
-        if stripped.startswith("# "):
-            return stripped[2:].strip()
-    return PurePosixPath(relpath).stem.replace("-", " ").replace("_", " ")
+    """A Markdown-family file's first H1 (HTML and RST converted); else its folder and file name.
+
+    Only Markdown has headings: a plain-text file's line that starts with "# " (a shell comment in a NEWS file)
+    is not a title. Its folder is usually the package the file documents ("apt NEWS").
+    """
+    path = PurePosixPath(relpath)
+    if structured_by_headings(path.suffix):
+        for line in text.splitlines():
+            if _H1.match(line):
+                return line.strip()[2:].strip()
+    name = path.stem.replace("-", " ").replace("_", " ")
+    return f"{path.parent.name} {name}" if path.parent.name else name
 
 
 def resolve_root(root: str) -> str:

@@ -86,3 +86,16 @@ def test_a_document_changed_after_planning_is_refused_not_chunked_under_the_old_
     (tmp_path / "a.md").write_text("edited meanwhile")
     with pytest.raises(DocumentRejected, match="changed since it was planned"):
         read_document(document, str(tmp_path), max_bytes=CAP)
+
+
+def test_only_markdown_family_files_take_their_title_from_a_heading() -> None:
+    """A real NEWS file's indented shell comment is not its title; its package and name are."""
+    from genai_pipeline.steps.documents import document_title
+
+    news = "apt (2.6.0)\n\n  Example:\n  # echo 'Binary::apt::APT::Keep-Downloaded-Packages \"true\";' \\\n"
+    assert document_title(news, "apt/NEWS.Debian") == "apt NEWS"
+    assert document_title("# not a title\n", "notes.txt") == "notes"
+    assert document_title("intro\n\n# Ingestion\n", "kb/ingestion.md") == "Ingestion"
+    assert document_title("   # Indented heading\n", "kb/a.md") == "Indented heading"
+    assert document_title("    # code, not a heading\n", "kb/b.md") == "kb b"
+    assert document_title("# From RST\n", "docs/guide.rst") == "From RST"  # RST is converted to Markdown first
