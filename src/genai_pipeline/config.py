@@ -25,7 +25,16 @@ SAMPLE_KNOWLEDGE_BASE = "package://genai_pipeline/sample_kb"
 SAMPLE_EXAMPLES = "package://genai_pipeline/examples"
 
 
+PROJECT_NAME = "genai-content-pipeline"
+
+
 def _default_home() -> Path:
+    """The checkout's .pipeline/ when run inside the project (where `make demo` keeps its state), else XDG's."""
+    cwd = Path.cwd()
+    for folder in (cwd, *cwd.parents):
+        project = folder / "pyproject.toml"
+        if project.is_file() and f'name = "{PROJECT_NAME}"' in project.read_text(errors="replace"):
+            return folder / ".pipeline"
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "genai-pipeline"
 

@@ -56,3 +56,20 @@ def test_public_env_round_trips_and_never_carries_secrets(monkeypatch: pytest.Mo
         monkeypatch.setenv(key, value)
     skip = {"home": True, "cache_dir": True, "openai": {"api_key"}, "weaviate": {"api_key"}}
     assert Settings().model_dump(exclude=skip) == settings.model_dump(exclude=skip)
+
+
+def test_inside_the_checkout_the_cli_finds_the_demos_home(tmp_path, monkeypatch) -> None:
+    """`make demo` keeps its state in <checkout>/.pipeline: the README's next `uv run pipeline ...` must find it."""
+    from pathlib import Path
+
+    from genai_pipeline.config import Settings
+
+    repo = Path(__file__).resolve().parents[2]
+    monkeypatch.delenv("PIPELINE_HOME", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    monkeypatch.chdir(repo / "src" / "genai_pipeline")
+    assert Settings().home == repo / ".pipeline"
+    monkeypatch.chdir(tmp_path)  # anywhere else (a pod, another project): the XDG data home
+    assert Settings().home == tmp_path / "xdg" / "genai-pipeline"
+    monkeypatch.setenv("PIPELINE_HOME", str(tmp_path / "mine"))
+    assert Settings().home == tmp_path / "mine"
