@@ -282,6 +282,10 @@ class GenerationSettings(BaseModel):
     group: str = "short"
     max_tokens: int = Field(256, ge=16, le=4096)
     temperature: float = Field(0.0, ge=0, le=2)
+    # OpenAI's penalties on tokens the post already used (frequency: per use; presence: once); small models loop
+    # without them (docs/benchmarks.md, "Posts": measured with make bench-generate).
+    frequency_penalty: float = Field(0.0, ge=-2, le=2)
+    presence_penalty: float = Field(0.0, ge=-2, le=2)
     max_topic_chars: int = Field(500, ge=10)
     # Topics of a scheduled or champion-triggered run (the DAG's Param default).
     topics: list[str] = Field(

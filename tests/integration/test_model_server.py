@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import os
 import signal
@@ -171,6 +172,56 @@ def test_max_tokens_truncates_with_finish_reason_length(client: openai.OpenAI) -
         temperature=0,
     )
     assert reply.choices[0].finish_reason == "length" and reply.usage.completion_tokens == 3
+
+
+def distinct_2(text: str) -> float:
+    """Share of distinct word bigrams: 1.0 never repeats, a loop drives it down."""
+    words = text.lower().split()
+    pairs = list(itertools.pairwise(words))
+    return len(set(pairs)) / len(pairs) if pairs else 1.0
+
+
+def test_penalties_change_greedy_output_as_openai_documents(client: openai.OpenAI) -> None:
+    """A repeated token is pushed down: with the frequency penalty the text repeats less; a negative one, more."""
+    messages = [{"role": "user", "content": "List the words: apple, apple, apple. Keep going."}]
+
+    def reply(**penalties: float) -> str:
+        answer = client.chat.completions.create(
+            model=BASE_CHAT_MODEL, messages=messages, temperature=0, max_tokens=60, **penalties
+        )
+        return answer.choices[0].message.content
+
+    plain, penalised, encouraged = reply(), reply(frequency_penalty=1.5), reply(frequency_penalty=-1.0)
+    assert distinct_2(penalised) > distinct_2(plain) >= distinct_2(encouraged), (plain, penalised, encouraged)
+    assert reply(presence_penalty=1.5) != plain
+    with pytest.raises(openai.BadRequestError):
+        reply(frequency_penalty=3.0)  # outside OpenAI's -2..2
+
+
+def test_the_same_seed_gives_the_same_sampled_text(client: openai.OpenAI) -> None:
+    messages = [{"role": "user", "content": "Write one sentence about the sea."}]
+
+    def sample(seed: int) -> str:
+        answer = client.chat.completions.create(
+            model=BASE_CHAT_MODEL, messages=messages, temperature=1.0, max_tokens=30, seed=seed
+        )
+        return answer.choices[0].message.content
+
+    assert sample(7) == sample(7)
+    assert len({sample(7), sample(8), sample(9)}) > 1
+
+
+def test_a_stop_string_ends_decoding_where_it_appears(client: openai.OpenAI) -> None:
+    messages = [{"role": "user", "content": "Count from one to twenty in words, separated by commas."}]
+    full = client.chat.completions.create(model=BASE_CHAT_MODEL, messages=messages, temperature=0, max_tokens=80)
+    stopped = client.chat.completions.create(
+        model=BASE_CHAT_MODEL, messages=messages, temperature=0, max_tokens=80, stop=["five"]
+    )
+    text = stopped.choices[0].message.content
+    assert "five" in full.choices[0].message.content.lower() and "five" not in text
+    assert stopped.choices[0].finish_reason == "stop"
+    # Decoding stopped at the string, not after max_tokens with the text trimmed afterwards.
+    assert stopped.usage.completion_tokens < full.usage.completion_tokens
 
 
 def test_chat_with_an_unknown_model_is_404(client: openai.OpenAI) -> None:

@@ -44,6 +44,10 @@ class ChatRequest(_Request):
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     stop: str | list[str] | None = None
+    # OpenAI's semantics: each token's logit is lowered by frequency_penalty x (times it was generated so far)
+    # plus presence_penalty if it was generated at all.
+    frequency_penalty: float = Field(0.0, ge=-2, le=2)
+    presence_penalty: float = Field(0.0, ge=-2, le=2)
     seed: int | None = None
     n: int = Field(1, ge=1, le=1)
     stream: bool = False

@@ -140,16 +140,31 @@ class ChatModel:
         temperature: float = 0.0,
         top_p: float = 1.0,
         stop: list[str] | None = None,
+        frequency_penalty: float = 0.0,
+        presence_penalty: float = 0.0,
         seed: int | None = None,
     ) -> Completion:
-        """Generate the assistant's reply; greedy at temperature 0."""
+        """Generate the assistant's reply; greedy at temperature 0.
+
+        The penalties and ``stop`` have OpenAI's semantics: penalties count only generated tokens, and decoding
+        stops as soon as a stop string appears (it is not part of the text).
+        """
+        from transformers import LogitsProcessorList
+
         torch = self._torch
         ids = self.prompt_ids(messages)
         inputs = torch.tensor([ids])
         sampling = temperature > 0
+        stops = [marker for marker in stop or [] if marker]
         options: dict[str, Any] = {"max_new_tokens": max_tokens, "do_sample": sampling}
         if sampling:
             options.update(temperature=temperature, top_p=top_p)
+        if frequency_penalty or presence_penalty:
+            options["logits_processor"] = LogitsProcessorList(
+                [OpenAIPenalties(len(ids), frequency_penalty, presence_penalty)]
+            )
+        if stops:
+            options.update(stop_strings=stops, tokenizer=self.tokenizer)
         with self._lock, torch.inference_mode():
             if seed is not None:
                 torch.manual_seed(seed)
@@ -163,7 +178,22 @@ class ChatModel:
         finished = len(new) < max_tokens or (bool(new) and new[-1] in self._stop_ids)
         text = self.tokenizer.decode(new, skip_special_tokens=True)
         reason = "stop" if finished else "length"
-        for marker in stop or []:
-            if marker and marker in text:
-                text, reason = text[: text.index(marker)], "stop"
+        found = [text.index(marker) for marker in stops if marker in text]
+        if found:
+            text, reason = text[: min(found)], "stop"
         return Completion(text.strip(), len(ids), len(new), reason)
+
+
+class OpenAIPenalties:
+    """A logits processor with OpenAI's frequency and presence penalties over the tokens generated so far."""
+
+    def __init__(self, prompt_length: int, frequency: float, presence: float) -> None:
+        self.prompt_length, self.frequency, self.presence = prompt_length, frequency, presence
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        """Lower each token's logit by frequency x count + presence x (count > 0)."""
+        generated = input_ids[:, self.prompt_length :]
+        if generated.shape[1] == 0:
+            return scores
+        counts = scores.new_zeros(scores.shape).scatter_add_(1, generated, scores.new_ones(generated.shape))
+        return scores - counts * self.frequency - (counts > 0).to(scores.dtype) * self.presence

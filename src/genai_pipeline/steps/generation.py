@@ -189,7 +189,12 @@ def write_post(
     chosen, role = (model, "requested") if model else current_model(settings)
     messages = build_messages(settings.fine_tune.system_prompt, gen.group, topic, sources)
     reply = make_openai_client(settings).chat.completions.create(
-        model=chosen, messages=messages, temperature=gen.temperature, max_tokens=gen.max_tokens
+        model=chosen,
+        messages=messages,
+        temperature=gen.temperature,
+        max_tokens=gen.max_tokens,
+        frequency_penalty=gen.frequency_penalty,
+        presence_penalty=gen.presence_penalty,
     )
     usage = reply.usage
     text, status, quality = gate(settings, (reply.choices[0].message.content or "").strip(), sources)

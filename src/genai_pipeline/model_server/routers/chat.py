@@ -30,6 +30,8 @@ async def create_chat_completion(body: ChatRequest, request: Request) -> dict[st
         temperature=body.temperature,
         top_p=body.top_p,
         stop=stop,
+        frequency_penalty=body.frequency_penalty,
+        presence_penalty=body.presence_penalty,
         seed=body.seed,
     )
     return {
