@@ -192,6 +192,18 @@ def test_a_topic_becomes_a_post_with_sources_linked_to_their_chunks(stack: Stack
     assert not browser.find_element(By.ID, "progress").is_displayed()
     assert not browser.find_element(By.ID, "error").is_displayed()
     assert browser.find_element(By.ID, "post").text.strip()
+    # The quality gate's verdict, and every citation in the post a link to the chunk it cites.
+    verdict = browser.find_element(By.ID, "verdict")
+    assert verdict.get_attribute("data-status") in ("published", "needs_review"), verdict.text
+    assert verdict.text.startswith(
+        "Passed the quality gate" if verdict.get_attribute("data-status") == "published" else "Needs review: "
+    )
+    for cite in browser.find_elements(By.CSS_SELECTOR, "#post a.cite"):
+        assert cite.get_attribute("href").startswith(f"{stack.url}/chunk?uri="), cite.get_attribute("href")
+    for flagged in browser.find_elements(By.CSS_SELECTOR, "#post .sentence.flagged"):
+        assert flagged.get_attribute("title"), "a marked sentence says why"
+    for removed in browser.find_elements(By.CSS_SELECTOR, "#removed li"):
+        assert removed.text.endswith(")"), "a removed sentence says why"
     model = browser.find_element(By.ID, "model").text
     assert stack.settings.generation.fallback_model in model and "fallback" in model
     links = browser.find_elements(By.CSS_SELECTOR, "#sources li a")

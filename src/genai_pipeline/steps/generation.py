@@ -197,12 +197,9 @@ def write_post(
         presence_penalty=gen.presence_penalty,
     )
     usage = reply.usage
-    text, status, quality = gate(settings, (reply.choices[0].message.content or "").strip(), sources)
     return {
         "topic": topic,
-        "post": text,
-        "status": status,
-        "quality": quality,
+        **gate(settings, (reply.choices[0].message.content or "").strip(), sources),
         "model": chosen,
         "model_role": role,
         "template": TEMPLATE_VERSION,
@@ -225,18 +222,26 @@ def write_post(
     }
 
 
-def gate(settings: Settings, text: str, sources: list[Source]) -> tuple[str, str, dict[str, Any] | None]:
-    """The post as the quality gate leaves it, its status and the gate's figures (``unchecked`` when it is off)."""
+def gate(settings: Settings, text: str, sources: list[Source]) -> dict[str, Any]:
+    """The post as the quality gate leaves it: text, status, figures, and every sentence with its findings.
+
+    With the gate off the text is the model's, ``unchecked``, with no figures.
+    """
     from genai_pipeline.models.embeddings import make_embedder
     from genai_pipeline.steps.post_quality import check_post
 
     quality = settings.generation.quality
     if not quality.enabled:
-        return text, "unchecked", None
+        return {"post": text, "status": "unchecked", "quality": None, "sentences": []}
     result = check_post(text, [s.text for s in sources], make_embedder(settings).embed, quality)
     if result.status != "published":
         log.warning("post sent to review: %s", "; ".join(result.reasons))
-    return result.text, result.status, result.figures()
+    return {
+        "post": result.text,
+        "status": result.status,
+        "quality": result.figures(),
+        "sentences": [sentence.as_dict() for sentence in result.sentences],
+    }
 
 
 def read_chunk(settings: Settings, uri: str, chunk_index: int) -> dict[str, Any]:

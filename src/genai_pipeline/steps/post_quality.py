@@ -60,6 +60,16 @@ class Sentence:
     def supported(self) -> bool:
         return self.kept and "unsupported" not in self.flags and "invented_terms" not in self.flags
 
+    def as_dict(self) -> dict[str, Any]:
+        """For a page that marks each sentence: its text without citation markers, and the gate's findings."""
+        return {
+            "text": _bare(self.text),
+            "citations": self.citations,
+            "flags": self.flags,
+            "kept": self.kept,
+            "support": round(self.support, 3),
+        }
+
 
 @dataclass
 class GateResult:

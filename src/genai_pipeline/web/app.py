@@ -120,6 +120,10 @@ _STYLE = """
            white-space: pre-wrap; }
   #post, .text { white-space: pre-wrap; line-height: 1.5; padding: .8rem; background: #f6f6f8; border-radius: 4px; }
   .meta { color: #666; font-size: .85rem; }
+  .sentence.flagged { background: #fff4cc; border-bottom: 2px dotted #b58900; }
+  #verdict[data-status=published] { color: #1a7f37; }
+  #verdict[data-status=needs_review] { color: #a00; font-weight: 600; }
+  #removed { color: #777; text-decoration: line-through; font-size: .9rem; }
 """
 
 _SCRIPT = """
@@ -139,8 +143,66 @@ function describe(data, response) {
   return `HTTP ${response.status} ${response.statusText}: see the web page's log`;
 }
 
+function chunkLink(source) {
+  return "/chunk?" + new URLSearchParams({uri: source.uri, index: String(source.chunk_index)});
+}
+
+// The post as the quality gate left it: each sentence a span, each [n] a link to the chunk it cites; a kept
+// sentence the gate repaired or could not verify is marked, with its flags as the tooltip.
+function renderPost(data) {
+  const post = $("post");
+  post.replaceChildren();
+  const kept = (data.sentences || []).filter((s) => s.kept);
+  if (!kept.length) {
+    post.textContent = data.post || "(no sentence passed the quality gate)";
+    return;
+  }
+  const byNumber = new Map(data.sources.map((source) => [source.n, source]));
+  for (const sentence of kept) {
+    const span = document.createElement("span");
+    span.className = "sentence" + (sentence.flags.length ? " flagged" : "");
+    span.dataset.flags = sentence.flags.join(" ");
+    if (sentence.flags.length) span.title = sentence.flags.join(", ").replaceAll("_", " ");
+    span.append(sentence.text.replace(/[.!?]$/, ""));
+    for (const n of sentence.citations) {
+      const cite = document.createElement("a");
+      cite.className = "cite";
+      cite.href = chunkLink(byNumber.get(n));
+      cite.target = "_blank";
+      cite.rel = "noopener";
+      cite.textContent = `[${n}]`;
+      span.append(" ", cite);
+    }
+    span.append((sentence.text.match(/[.!?]$/) || [""])[0] + " ");
+    post.append(span);
+  }
+}
+
+function renderGate(data) {
+  const quality = data.quality;
+  const verdict = $("verdict");
+  verdict.dataset.status = data.status;
+  if (!quality) {
+    verdict.textContent = "Not checked: the quality gate is off.";
+  } else if (data.status === "published") {
+    verdict.textContent = `Passed the quality gate: ${Math.round(quality.supported_share * 100)}% of ` +
+      `${quality.sentences} sentences supported by the source they cite.`;
+  } else {
+    verdict.textContent = `Needs review: ${quality.reasons.join("; ")}.`;
+  }
+  const removed = $("removed");
+  removed.replaceChildren();
+  for (const sentence of (data.sentences || []).filter((s) => !s.kept)) {
+    const item = document.createElement("li");
+    item.textContent = `${sentence.text} (${sentence.flags.join(", ").replaceAll("_", " ")})`;
+    removed.append(item);
+  }
+  $("removed-section").hidden = !removed.children.length;
+}
+
 function render(data) {
-  $("post").textContent = data.post || "(the model returned an empty post)";
+  renderPost(data);
+  renderGate(data);
   $("model").textContent = `${data.model} (${ROLES[data.model_role] || data.model_role})`;
   $("meta").textContent = `template ${data.template} · ${data.seconds} s · ` +
     `${data.usage.prompt_tokens} prompt + ${data.usage.completion_tokens} completion tokens`;
@@ -150,7 +212,7 @@ function render(data) {
     const item = document.createElement("li");
     item.value = source.n;
     const link = document.createElement("a");
-    link.href = "/chunk?" + new URLSearchParams({uri: source.uri, index: String(source.chunk_index)});
+    link.href = chunkLink(source);
     link.target = "_blank";
     link.rel = "noopener";
     link.textContent = source.section ? `${source.title} — ${source.section}` : (source.title || source.uri);
@@ -227,7 +289,12 @@ def _page(*, k: int, threshold: float, max_topic_chars: int) -> str:
 <section id="result" hidden>
   <h2>Post</h2>
   <p class="meta">Model: <strong id="model"></strong> <span id="meta"></span></p>
+  <p id="verdict" role="status"></p>
   <div id="post"></div>
+  <section id="removed-section" hidden>
+    <h3>Removed by the quality gate</h3>
+    <ul id="removed"></ul>
+  </section>
   <h2>Sources</h2>
   <ol id="sources"></ol>
 </section>
