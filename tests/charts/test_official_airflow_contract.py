@@ -122,7 +122,7 @@ def test_the_probes_are_what_the_chart_runs() -> None:
     assert 'ENTRYPOINT ["/entrypoint"]' in dockerfile and "COPY entrypoint.sh /entrypoint" in dockerfile
 
 
-def notes(offline: Path, tmp_path: Path, release: str, *sets: str) -> str:
+def notes(offline: Path, tmp_path: Path, release: str, *sets: str, values: tuple[Path, ...] = ()) -> str:
     """NOTES.txt as helm renders it: helm template skips NOTES.txt, so a copy renders it into a ConfigMap."""
     chart = tmp_path / "chart"
     shutil.copytree(offline, chart)
@@ -135,6 +135,8 @@ def notes(offline: Path, tmp_path: Path, release: str, *sets: str) -> str:
     )
     args = [str(helm()), "template", release, str(chart), "--namespace", "genai-pipeline", "--kube-version", "1.34.0"]
     args += ["--show-only", "templates/notes.yaml", "--set", "airflow.enabled=true,weaviate.enabled=false"]
+    for path in values:
+        args += ["-f", str(path)]
     for item in sets:
         args += ["--set", item]
     return yaml.safe_load(subprocess.run(args, capture_output=True, text=True, check=True).stdout)["data"]["notes"]
@@ -146,6 +148,16 @@ def test_notes_name_the_api_server_the_official_chart_makes(offline: Path, tmp_p
     names = api_server(release)
     assert re.findall(r"port-forward svc/(\S+)", text) == [names["service"]]
     assert re.findall(r"exec deploy/(\S+)", text) == [names["deployment"]]
+
+
+@pytest.mark.parametrize("name", WITH_OFFICIAL_AIRFLOW)
+def test_notes_of_every_values_set_name_the_official_charts_api_server(
+    offline: Path, tmp_path: Path, name: str
+) -> None:
+    spec = VALUE_SETS[name]
+    release = AIRFLOW_RELEASE[name]
+    text = notes(offline, tmp_path, release, *spec.get("sets", ()), values=spec.get("values", ()))
+    assert re.findall(r"port-forward svc/(\S+) 8080", text) == [api_server(release)["service"]], name
 
 
 def test_skaffold_forwards_the_api_server_the_official_chart_makes() -> None:
