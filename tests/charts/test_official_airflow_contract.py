@@ -228,6 +228,16 @@ def test_the_metadata_database_is_restricted_or_external(name: str) -> None:
     assert set(fact["writable_paths"]) <= mounted, f"{name}: a read-only root with nowhere to write"
 
 
+@pytest.mark.parametrize("name", WITH_OFFICIAL_AIRFLOW)
+def test_probe_overrides_set_only_timings_of_probes_the_chart_has(name: str) -> None:
+    airflow = values_of(name)["airflow"]
+    for component, fact in contract()["components"].items():
+        for key, value in airflow.get(fact["values_key"], {}).items():
+            if key.endswith("Probe"):
+                assert key in fact["probes"], f"{name}: {component} has no {key} in the chart"
+                assert set(value) <= set(fact["probes"][key]["timing"]), f"{name}: {component}.{key}: {value}"
+
+
 def test_prod_uses_an_external_metadata_database() -> None:
     assert values_of("gitops-prod")["airflow"]["postgresql"]["enabled"] is False
 
