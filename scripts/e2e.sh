@@ -96,8 +96,8 @@ deploy() {
     KUBECTL="$KUBECTL" bash scripts/cluster/prepare.sh --fresh
     "$helm" upgrade --install genai-pipeline "$chart" --namespace "$NAMESPACE" \
         --kubeconfig "$KUBECONFIG" -f k8s/e2e/values.yaml --set "images.tag=$TAG" --wait --timeout 5m >/dev/null
-    overlay "$E2E_DIR/overlay"
-    kctl apply -k "$E2E_DIR/overlay" >/dev/null
+    overlay "$E2E_OVERLAY"
+    kctl apply -k "$E2E_OVERLAY" >/dev/null
     kctl rollout status -n "$NAMESPACE" statefulset/weaviate --timeout=300s
     kctl rollout status -n "$NAMESPACE" statefulset/genai-airflow-postgresql --timeout=300s
     kctl wait -n "$NAMESPACE" --for=condition=complete job/genai-airflow-run-airflow-migrations --timeout=300s
@@ -145,7 +145,7 @@ phase "cluster" $CLUSTER up
 export KUBECONFIG="$PIPELINE_HOME/cluster/kubeconfig"
 KUBECTL="$(cat "$PIPELINE_HOME/cluster/run/bin")/kubectl"
 TAG="$(bash images/tag.sh)"
-export E2E_TAG="$TAG" E2E_KUBECTL="$KUBECTL" E2E_VOLUMES="$VOLUMES" E2E_LOGS="$LOGS"
+export E2E_TAG="$TAG" E2E_KUBECTL="$KUBECTL" E2E_VOLUMES="$VOLUMES" E2E_LOGS="$LOGS" E2E_OVERLAY="$E2E_DIR/overlay"
 phase "images" env TAG="$TAG" VERIFY="${VERIFY:-0}" bash images/build.sh "${IMAGES[@]}"
 refs=()
 for image in "${IMAGES[@]}"; do refs+=("genai-pipeline/$image:$TAG"); done

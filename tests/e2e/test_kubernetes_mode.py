@@ -7,6 +7,7 @@ the re-run, and the fault run, each building on the state the previous one left.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -58,7 +59,10 @@ def rendered(tmp_path_factory: pytest.TempPathFactory, offline: Path) -> list[Pa
         docs = render_list(offline, *sets, values=values, release="genai-pipeline", namespace=NAMESPACE)
         (out / f"{name}.yaml").write_text(yaml.safe_dump_all(docs))
         files.append(out / f"{name}.yaml")
-    (out / "e2e-kustomize.yaml").write_text(kubectl("kustomize", str(REPO / "k8s/e2e")))
+    # k8s/e2e as deployed: through scripts/e2e.sh's overlay with the built tag (a Job's pod template is immutable,
+    # so the untagged render would be refused as a change).
+    overlay = os.environ.get("E2E_OVERLAY", str(REPO / "k8s/e2e"))
+    (out / "e2e-kustomize.yaml").write_text(kubectl("kustomize", overlay))
     return [*files, out / "e2e-kustomize.yaml", REPO / "k8s/namespace.yaml", REPO / "k8s/e2e/storage.yaml"]
 
 
