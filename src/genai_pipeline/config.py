@@ -258,16 +258,19 @@ class PostQualitySettings(BaseModel):
     # Off: posts are written as the model wrote them, all marked needs_review (for measuring the gate).
     enabled: bool = True
     # Cosine similarity of a sentence to the closest sentence of the chunk it cites, with the collection's
-    # embedder, at or above which it counts as supported. Calibrated on hand-written pairs with MiniLM
-    # (tests/unit/steps/test_post_quality.py): paraphrases of a chunk scored 0.45-0.99, unrelated sentences
-    # about the same project 0.10-0.37.
-    support_threshold: float = Field(0.4, ge=0, le=1)
+    # embedder, at or above which it counts as supported. Calibrated with MiniLM on hand-written pairs and on
+    # the demo's own posts (tests/unit/steps/test_post_quality.py): close paraphrases of a chunk scored
+    # 0.63-0.99; unrelated sentences about the project 0.10-0.37; fine-tuned SmolLM2's recombinations of source
+    # words into claims the source does not make ("the Configuration is hardened with the same secrets") 0.40-0.53.
+    support_threshold: float = Field(0.55, ge=0, le=1)
     # Share of a post's kept sentences that must be supported for it to be published.
     min_supported_share: float = Field(0.9, ge=0, le=1)
     min_sentences: int = Field(2, ge=1)
     max_words: int = Field(400, ge=10)
-    # A sentence in which one word n-gram of this length occurs three times is a loop, and is cut.
+    # A sentence in which one word n-gram of this length occurs twice is a loop, and is cut.
     loop_ngram: int = Field(4, ge=2, le=10)
+    # A sentence sharing this share of its words (Jaccard) with an earlier one repeats it, reworded, and is cut.
+    repeat_overlap: float = Field(0.7, gt=0, le=1)
 
 
 class GenerationSettings(BaseModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -16,6 +17,8 @@ import pytest
 from conftest import free_port
 from genai_pipeline.lineage_events import LineageGraph
 from genai_pipeline.steps import finetune_store as layout
+from genai_pipeline.steps.generation import front_matter
+from genai_pipeline.steps.post_quality import split_sentences
 from genai_pipeline.store import Store
 
 pytestmark = pytest.mark.integration
@@ -80,8 +83,18 @@ def test_demo_runs_ingestion_and_fine_tuning_from_the_start_dag_asset_events(tmp
     assert "Fine-tuning job ftjob-" in result.stdout and "decision         no_champion" in result.stdout
     champion = store.read_json("finetune/champion/current.json")
     assert champion["model"] in result.stdout and champion["scores"]["challenger"]["fact_coverage"] > 0
-    # ... and the promotion wrote the posts with it, which the demo printed with their sources.
+    # ... and the promotion wrote the posts with it, which the demo printed with their sources, and the quality
+    # gate's count: what it published repeats no sentence, and every sentence cites a source of the post.
     assert f'model: "{champion["model"]}"' in result.stdout and "## Sources" in result.stdout
+    assert "posts passed the quality gate" in result.stderr or "no post passed the quality gate" in result.stderr
+    for written in (home / "store" / "posts").glob("*.md"):
+        text = written.read_text()
+        front = front_matter(text)
+        assert front["status"] in ("published", "needs_review") and front["quality"]["sentences"] >= 0
+        body = text.split("---\n", 2)[2].split("## Sources")[0]
+        sentences = split_sentences(body)
+        assert len({" ".join(s.lower().split()) for s in sentences}) == len(sentences), written.name
+        assert all(re.search(r"\[[1-9]\d*\]", s) for s in sentences), written.name
 
     # `pipeline generate` on the same home: the champion writes from real chunks; a bad topic is refused.
     generate = [sys.executable, "-m", "genai_pipeline.cli", "generate"]

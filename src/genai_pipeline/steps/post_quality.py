@@ -3,8 +3,8 @@
 Small models loop and invent; a post must not be published as fine because a model produced text. The gate
 reads the post sentence by sentence:
 
-- **Repetition.** A sentence said before (compared case- and space-insensitively, citations aside) is cut, and so
-  is a sentence that loops (one word n-gram three times or more).
+- **Repetition.** A sentence said before, or reworded from one said before (most of its words the same), is cut,
+  and so is a sentence that loops (one word n-gram twice within it).
 - **Citations.** Every sentence must cite one of the post's sources as ``[n]``. Numbers that name no source are
   dropped. A sentence left without a citation is repaired (it cites the source that supports it best) or, when
   no source supports it, removed.
@@ -128,15 +128,17 @@ def _bare(sentence: str) -> str:
     return _CITATION.sub("", sentence).strip()
 
 
-def _normalised(sentence: str) -> str:
-    return " ".join(_WORD.findall(_bare(sentence).lower()))
-
-
 def loops(sentence: str, n: int) -> bool:
-    """Whether one word n-gram occurs three times or more: a model going round in circles."""
+    """Whether one word n-gram occurs twice in the sentence: "runs as a pod, so it runs as a pod"."""
     words = _WORD.findall(sentence.lower())
     grams = Counter(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
-    return bool(grams) and max(grams.values()) >= 3
+    return bool(grams) and max(grams.values()) >= 2
+
+
+def near_repeat(sentence: str, earlier: list[set[str]], overlap: float) -> bool:
+    """Whether the sentence's words mostly (Jaccard >= overlap) are those of an earlier sentence: a reworded loop."""
+    words = set(_WORD.findall(_bare(sentence).lower()))
+    return any(len(words & other) / len(words | other) >= overlap for other in earlier if words | other)
 
 
 def terms(text: str) -> set[str]:
@@ -151,16 +153,15 @@ def _chunk_sentences(text: str) -> list[str]:
 def check_post(post: str, sources: Sequence[str], embed: Embed, settings: PostQualitySettings) -> GateResult:
     """Run the gate over a post whose ``[n]`` citations name ``sources`` (chunk texts, 1-based)."""
     sentences = [Sentence(text=s, citations=_citations(s)) for s in split_sentences(post)]
-    seen: set[str] = set()
+    said: list[set[str]] = []
     for sentence in sentences:
-        key = _normalised(sentence.text)
-        if key in seen:
+        if near_repeat(sentence.text, said, settings.repeat_overlap):
             sentence.flags.append("repeated")
             sentence.kept = False
         elif loops(sentence.text, settings.loop_ngram):
             sentence.flags.append("loop")
             sentence.kept = False
-        seen.add(key)
+        said.append(set(_WORD.findall(_bare(sentence.text).lower())))
         valid = [n for n in dict.fromkeys(sentence.citations) if 1 <= n <= len(sources)]
         if len(valid) < len(sentence.citations):
             sentence.flags.append("invalid_citation")

@@ -52,9 +52,19 @@ def test_a_repeated_sentence_is_cut() -> None:
     assert result.figures()["repetitions_removed"] == 1
 
 
+def test_a_reworded_repeat_is_cut() -> None:
+    """The demo's loop: one sentence frame with a different subject each time."""
+    post = "The Architecture is hardened with the same secrets [1]. The Security is hardened with the same secrets [1]."
+    result = check_post(
+        post, ["The architecture and the security are hardened with the same secrets."], topic_embed, SETTINGS
+    )
+    assert [s.flags for s in result.sentences] == [[], ["repeated"]]
+
+
 def test_a_looping_sentence_is_cut() -> None:
     loop = "The vectors are embedded and the vectors are embedded and the vectors are embedded [1]."
     assert loops(loop, 4) and not loops("Chunks are embedded with MiniLM.", 4)
+    assert loops("The step runs as a pod, so it runs as a pod and the volume.", 4)
     result = check_post(f"Chunks are embedded [1]. {loop}", SOURCES, topic_embed, SETTINGS)
     assert result.text == "Chunks are embedded [1]."
     assert [s.flags for s in result.sentences] == [[], ["loop"]]
@@ -136,10 +146,12 @@ SUPPORTED = [
     "Files larger than the maximum document size are rejected before they are read.",
     "Empty files and files holding only whitespace are rejected with a reason.",
     "Names that start with a dot are skipped during the scan.",
-    "The ingestion DAG is incremental and only redoes work that changed since the last run.",
+    "The ingestion DAG is incremental: each run does only the work that changes since the previous run require.",
     "A file that is not valid UTF-8 is rejected and the reason names the bad byte.",
 ]
 NOT_SUPPORTED = [
+    # What the demo's fine-tuned SmolLM2 wrote, citing this chunk: source words, a claim the source does not make.
+    "The KnowledgeBase Ingestion is written to a shared volume, so the volumes are read-only.",
     "The model server trains SmolLM2 with AdamW on the CPU.",
     "Champion and challenger models are compared on held-out examples.",
     "Posts are written in Markdown with front matter.",
