@@ -32,6 +32,7 @@ from tests.e2e.cluster import (
 )
 
 from genai_pipeline.lineage_events import LineageGraph, step_runs
+from genai_pipeline.steps.generation import front_matter
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
@@ -226,6 +227,7 @@ FINE_TUNING_PODS = {
     "score_models": "generate",
     "plan_topics": "generate",
     "generate_post": "generate",
+    "report_posts": "generate",
 }
 
 
@@ -271,15 +273,18 @@ def test_the_fine_tuning_path_runs_its_steps_as_pods_against_the_model_server() 
             lambda: (r := api.run("generate_content", generated))["state"] in ("success", "failed") and r, 900, "posts"
         )
         time.sleep(2)
-    assert run["state"] == "success"
-    # A post by the champion from real chunks of the knowledge base, with its sources in the front matter.
+    # A post by the champion from real chunks of the knowledge base, with its sources in the front matter, read by
+    # the quality gate in the generate pod; the run ends as its verdict says (a post sent to review fails it).
     post = max(
         (SHARED / "store" / "posts").glob("running-the-pipeline-on-kubernetes-*.md"), key=lambda p: p.stat().st_mtime
     )
-    front = post.read_text().split("---\n")[1]
-    assert f'model: "{champion["model"]}"' in front and (
-        '"uri": "pipeline-docs/' in front or '"uri": "generated/' in front
-    )
+    front = front_matter(post.read_text())
+    assert front["model"] == champion["model"]
+    assert {s["uri"].split("/")[0] for s in front["sources"]} <= {"pipeline-docs", "generated"}
+    assert front["status"] in ("published", "needs_review") and front["quality"]["status"] == front["status"]
+    report = next(t for t in api.task_instances("generate_content", generated) if t["task_id"] == "report_posts")
+    expected = "success" if front["status"] == "published" else "failed"
+    assert run["state"] == report["state"] == expected, (front["quality"]["reasons"], run["state"], report["state"])
     pods = {p.step: p for p in recorder.pods.values()}
     for step, image in FINE_TUNING_PODS.items():
         assert pods[step].images()["base"] == f"genai-pipeline/{image}:{TAG}", step
