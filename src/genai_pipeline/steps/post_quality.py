@@ -135,9 +135,13 @@ def loops(sentence: str, n: int) -> bool:
     return bool(grams) and max(grams.values()) >= 2
 
 
+def _words(sentence: str) -> set[str]:
+    return set(_WORD.findall(_bare(sentence).lower()))
+
+
 def near_repeat(sentence: str, earlier: list[set[str]], overlap: float) -> bool:
     """Whether the sentence's words mostly (Jaccard >= overlap) are those of an earlier sentence: a reworded loop."""
-    words = set(_WORD.findall(_bare(sentence).lower()))
+    words = _words(sentence)
     return any(len(words & other) / len(words | other) >= overlap for other in earlier if words | other)
 
 
@@ -161,7 +165,7 @@ def check_post(post: str, sources: Sequence[str], embed: Embed, settings: PostQu
         elif loops(sentence.text, settings.loop_ngram):
             sentence.flags.append("loop")
             sentence.kept = False
-        said.append(set(_WORD.findall(_bare(sentence.text).lower())))
+        said.append(_words(sentence.text))
         valid = [n for n in dict.fromkeys(sentence.citations) if 1 <= n <= len(sources)]
         if len(valid) < len(sentence.citations):
             sentence.flags.append("invalid_citation")
