@@ -57,6 +57,9 @@ collect_logs() {
     for pod in $(kctl get pods -n "$NAMESPACE" -o name 2>/dev/null); do
         for container in $(kctl get -n "$NAMESPACE" "$pod" -o jsonpath='{.spec.initContainers[*].name} {.spec.containers[*].name}'); do
             kctl logs -n "$NAMESPACE" "$pod" -c "$container" >"$LOGS/pods/${pod#pod/}.$container.log" 2>&1 || true
+            # A container that restarted: why its last run ended.
+            kctl logs -n "$NAMESPACE" "$pod" -c "$container" --previous >"$LOGS/pods/${pod#pod/}.$container.previous.log" 2>/dev/null \
+                || rm -f "$LOGS/pods/${pod#pod/}.$container.previous.log"
         done
     done
     cp -r "$PIPELINE_HOME/cluster/logs" "$LOGS/cluster" 2>/dev/null || true
