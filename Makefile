@@ -48,8 +48,9 @@ bench-finetune: install  ## A CPU fine-tune on the shipped examples: job time, s
 bench-retrieval: install  ## recall@k and MRR on examples/retrieval_eval.jsonl, answer fact coverage base vs champion
 	$(UV) run python bench/retrieval.py
 
-bench-generate: install  ## latency per post and completion tokens/s, through the step and straight to the model server
-	$(UV) run python bench/generate.py
+bench-generate: install  ## Posts on Django's docs (PyPI, pinned): recall, MRR, groundedness, citations, repetition, facts, s/post; base vs champion, gate off vs on
+	$(UV) run python bench/django_docs.py $(PIPELINE_HOME)/bench/django-docs
+	$(UV) run python bench/generate.py --corpus $(PIPELINE_HOME)/bench/django-docs --home $(PIPELINE_HOME)
 
 bench-memory: install  ## Peak RSS of each ingestion step on 200 documents of 2 MB
 	$(UV) run python bench/memory.py --docs 200

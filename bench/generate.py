@@ -1,111 +1,260 @@
-"""Generation latency: a post through the step's code path vs the same chat request sent straight to the server.
+"""Posts on a real corpus: retrieval, groundedness, citations, repetition, fact coverage and speed, gate on and off.
 
-    uv run python bench/generate.py [--topics 5]
+    uv run python bench/django_docs.py DIR                          # the corpus, once (PyPI sdist, SHA-256 pinned)
+    uv run python bench/generate.py --corpus DIR [--home .pipeline] [--topics 36] [--penalties 0,0.5,1]
 
-Starts Weaviate and the local model server in a temporary home on free ports and ingests the sample
-knowledge base in-process (as ``bench/retrieval.py`` does). For N topics (questions of the retrieval eval
-set, spread over it) it times
+Starts Weaviate and the local model server in a temporary home on free ports and ingests DIR (Django's docs,
+source ``django-docs``) with the ingestion steps. Questions and the documents that answer them come from
+``bench/django_eval.jsonl`` (checked by hand; the script also checks every fact is in one of its sources).
 
-- the step: ``write_post`` (retrieval, prompt, chat completion with SmolLM2-135M-Instruct, the configured k,
-  temperature and max tokens), wall time around the call;
-- the model alone: the same messages (the same retrieved sources through ``build_messages``) sent with
-  ``client.chat.completions.create``, timed around that call only; the retrieval is timed on its own.
+Retrieval: recall@k and MRR@k of the pipeline's own ``retrieve`` at k = 1, 3, 5, 10.
 
-One untimed warm-up of each first (the server loads the model on first use); the order of the two alternates
-per topic. Prints latency p50/mean per post, completion tokens/s (total tokens / total seconds) of each, and
-the step's overhead over the bare request.
+Posts: every topic is written once per model and frequency penalty through ``write_post`` with the gate off
+(the base model; the champion of ``--home``'s store when it has one), then the gate reads that same post, so
+"gate off" and "gate on" compare one text. Per row:
+
+- published: posts the reader gets (gate off: all of them; gate on: those not sent to review);
+- supported: sentences whose citation names a source whose chunk supports them (the gate's measure: MiniLM
+  similarity at the configured threshold, and no code term the chunk lacks), of the published sentences;
+- cited: published sentences with at least one valid ``[n]``;
+- word support: the share of a sentence's content words found in the chunk it cites (a check that does not
+  use the gate's embedder), mean over cited sentences;
+- repeated: sentences of a published post equal to, or rewording (the gate's word overlap), an earlier one;
+- distinct-2: distinct word bigrams / bigrams of the published text;
+- facts: questions whose published post states every expected fact (a post sent to review answers nothing);
+- s/post: generation (gate on: plus the gate).
+
+Goals (issue 23) with the default model, gate on: 0 repeated sentences, >= 90 % of published sentences
+supported and cited, <= 25 % of posts sent to review. ``BENCH_KEEP=1`` keeps the temporary home.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
+import re
 import statistics
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from retrieval import BASE_MODEL, load_eval, pipeline, spread  # the same servers, ingestion and questions
+from retrieval import BASE_MODEL, KS, available_models, home_champion, load_eval, pipeline, retrieval_scores, spread
+
+EVAL = Path(__file__).resolve().parent / "django_eval.jsonl"
+SOURCE = "django-docs"
+CITATION = re.compile(r"\[(\d+)\]")
+CONTENT_WORD = re.compile(r"[a-z][a-z0-9_]{3,}")
+STOP = frozenset(
+    ["that", "this", "with", "from", "have", "your", "their", "which", "when", "what", "will", "into", "then", "than"]
+)
+
+
+@dataclass
+class Row:
+    """Figures of one (model, penalty, gate) combination, summed over the topics."""
+
+    label: str
+    posts: int = 0
+    published: int = 0
+    sentences: int = 0
+    supported: int = 0
+    cited: int = 0
+    word_support: list[float] = field(default_factory=list)
+    repeated: int = 0
+    distinct: list[float] = field(default_factory=list)
+    facts: int = 0
+    seconds: list[float] = field(default_factory=list)
+
+
+def distinct_2(text: str) -> float:
+    """Distinct word bigrams / word bigrams: 1.0 for text that never repeats a pair of words."""
+    pairs = list(itertools.pairwise(text.lower().split()))
+    return len(set(pairs)) / len(pairs) if pairs else 1.0
+
+
+def content_words(text: str) -> set[str]:
+    return {w for w in CONTENT_WORD.findall(CITATION.sub("", text).lower()) if w not in STOP}
+
+
+def word_support(sentence: str, chunks: list[str]) -> float | None:
+    """Share of the sentence's content words in the chunks it cites; None when it cites none of them."""
+    cited = [chunks[int(n) - 1] for n in CITATION.findall(sentence) if 1 <= int(n) <= len(chunks)]
+    words = content_words(sentence)
+    if not cited or not words:
+        return None
+    found = set().union(*(content_words(chunk) for chunk in cited))
+    return len(words & found) / len(words)
+
+
+def repeats(sentences: list[str], overlap: float) -> int:
+    """Sentences equal to or rewording an earlier one, by the gate's own word-overlap rule."""
+    from genai_pipeline.steps.post_quality import near_repeat
+
+    earlier: list[set[str]] = []
+    count = 0
+    for sentence in sentences:
+        words = set(re.findall(r"[a-z0-9']+", CITATION.sub("", sentence).lower()))
+        count += near_repeat(sentence, earlier, overlap)
+        earlier.append(words)
+    return count
+
+
+def check_facts(items: list[Any], corpus: Path) -> None:
+    """Every expected fact is in one of its expected sources, or the eval set is wrong for this corpus."""
+    for item in items:
+        texts = [(corpus / uri.split("/", 1)[1]).read_text(encoding="utf-8").lower() for uri in item.sources]
+        for fact in item.facts:
+            if not any(fact.lower() in text for text in texts):
+                raise SystemExit(f"eval set: {fact!r} is in none of {item.sources} ({item.question})")
+
+
+def cached(embed: Any) -> Any:
+    """``embed`` with a cache per text: gating sentence by sentence re-embeds the same chunks."""
+    import numpy as np
+
+    seen: dict[str, Any] = {}
+
+    def embed_cached(texts: list[str]) -> Any:
+        missing = [t for t in dict.fromkeys(texts) if t not in seen]
+        if missing:
+            seen.update(zip(missing, embed(missing), strict=True))
+        return np.stack([seen[t] for t in texts])
+
+    return embed_cached
+
+
+def as_written(sentence: str, chunks: list[str], embed: Any, quality: Any) -> tuple[bool, bool]:
+    """Whether a sentence, as the model wrote it, cites a valid source, and whether that source supports it."""
+    from genai_pipeline.steps.post_quality import check_post
+
+    alone = check_post(sentence, chunks, embed, quality).sentences[0]
+    cited = bool(alone.citations) and "citation_repaired" not in alone.flags
+    return cited, cited and not {"unsupported", "invented_terms", "invalid_citation"} & set(alone.flags)
+
+
+def measure(row: Row, text: str, verdict: Any, chunks: list[str], facts: tuple[str, ...], seconds: float) -> None:
+    """Add one post to ``row``: ``verdict`` is the gate's result (gate on), None for the text as written."""
+    from genai_pipeline.steps.champion import covers
+    from genai_pipeline.steps.post_quality import split_sentences
+
+    row.posts += 1
+    row.seconds.append(seconds)
+    if verdict is not None and verdict.status != "published":
+        return
+    said = split_sentences(text)
+    row.published += 1
+    row.sentences += len(said)
+    row.repeated += repeats(said, 0.7)
+    row.distinct.append(distinct_2(CITATION.sub("", text)))
+    row.facts += covers(text, facts)
+    row.word_support += [w for w in (word_support(s, chunks) for s in said) if w is not None]
+    if verdict is not None:
+        kept = [s for s in verdict.sentences if s.kept]
+        row.supported += sum(s.supported for s in kept)
+        row.cited += sum(bool(s.citations) for s in kept)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--topics", type=int, default=5, help="topics timed (each runs twice, ~20 s per run)")
-    parser.add_argument("--model", default=BASE_MODEL, help="chat model the model server serves")
+    parser.add_argument("--corpus", type=Path, required=True, help="Django's docs, installed by bench/django_docs.py")
+    parser.add_argument("--eval", type=Path, default=EVAL)
+    parser.add_argument("--home", type=Path, help="a pipeline home whose champion is measured beside the base model")
+    parser.add_argument("--topics", type=int, default=0, help="topics written per model (default: every question)")
+    parser.add_argument("--penalties", default="", help="frequency penalties to compare (default: the configured)")
+    parser.add_argument("--show", action="store_true", help="print every post as written and as the gate left it")
     args = parser.parse_args()
-    items = load_eval()
-    topics = [items[i].question for i in spread(args.topics, len(items))]
+    items = load_eval(args.eval)
+    check_facts(items, args.corpus)
+    chosen = [items[i] for i in spread(args.topics or len(items), len(items))]
+    champion = home_champion(args.home) if args.home else None
 
-    with pipeline() as (settings, summary, startup):
-        from genai_pipeline.clients.openai_compat import make_openai_client
-        from genai_pipeline.steps.generation import build_messages, retrieve, write_post
+    with pipeline(args.home, {SOURCE: str(args.corpus)}) as (settings, summary, startup):
+        from genai_pipeline.models.embeddings import make_embedder
+        from genai_pipeline.steps.generation import retrieve, write_post
+        from genai_pipeline.steps.post_quality import check_post, split_sentences
 
         gen = settings.generation
-        client = make_openai_client(settings)
-
-        def step(topic: str) -> tuple[float, int, int, str]:
-            started = time.perf_counter()
-            result = write_post(
-                settings,
-                topic,
-                k=gen.k,
-                threshold=gen.distance_threshold,
-                alpha=gen.hybrid_alpha,
-                model=args.model,
+        started = time.perf_counter()
+        scores, _ranked = retrieval_scores(settings, items, gen.hybrid_alpha)
+        retrieval_seconds = time.perf_counter() - started
+        models = [BASE_MODEL] + ([champion] if champion and champion in available_models(settings) else [])
+        penalties = [float(p) for p in args.penalties.split(",")] if args.penalties else [gen.frequency_penalty]
+        embed = cached(make_embedder(settings).embed)
+        rows: list[Row] = []
+        for model, penalty in itertools.product(models, penalties):
+            role = "base" if model == BASE_MODEL else "champion"
+            name = f"{role}, penalty {penalty:g}"
+            off, on = Row(f"{name}, gate off"), Row(f"{name}, gate on")
+            raw = settings.model_copy(
+                update={
+                    "generation": gen.model_copy(
+                        update={
+                            "frequency_penalty": penalty,
+                            "quality": gen.quality.model_copy(update={"enabled": False}),
+                        }
+                    )
+                }
             )
-            usage = result["usage"]
-            return time.perf_counter() - started, usage["completion_tokens"], usage["prompt_tokens"], result["post"]
+            write_post(raw, chosen[0].question, alpha=gen.hybrid_alpha, model=model)  # loads the model, untimed
+            for item in chosen:
+                result = write_post(raw, item.question, alpha=gen.hybrid_alpha, model=model)
+                chunks = [
+                    s.text
+                    for s in retrieve(
+                        settings, item.question, k=gen.k, threshold=gen.distance_threshold, alpha=gen.hybrid_alpha
+                    )
+                ]
+                began = time.perf_counter()
+                verdict = check_post(result["post"], chunks, embed, gen.quality)
+                gate_seconds = time.perf_counter() - began
+                measure(off, result["post"], None, chunks, item.facts, result["seconds"])
+                for sentence in split_sentences(result["post"]):
+                    cited, supported = as_written(sentence, chunks, embed, gen.quality)
+                    off.cited, off.supported = off.cited + cited, off.supported + supported
+                measure(on, verdict.text, verdict, chunks, item.facts, result["seconds"] + gate_seconds)
+                if args.show:
+                    print(
+                        f"\n## {name}: {item.question}\n{result['post']}\n-- gate: {verdict.status} "
+                        f"{'; '.join(verdict.reasons)}\n{verdict.text}"
+                    )
+            rows += [off, on]
 
-        def direct(topic: str) -> tuple[float, float, int, str]:
-            started = time.perf_counter()
-            sources = retrieve(settings, topic, k=gen.k, threshold=gen.distance_threshold, alpha=gen.hybrid_alpha)
-            retrieval = time.perf_counter() - started
-            messages = build_messages(settings.fine_tune.system_prompt, gen.group, topic, sources)
-            started = time.perf_counter()
-            reply = client.chat.completions.create(
-                model=args.model, messages=messages, temperature=gen.temperature, max_tokens=gen.max_tokens
-            )
-            seconds = time.perf_counter() - started
-            return seconds, retrieval, reply.usage.completion_tokens, (reply.choices[0].message.content or "").strip()
-
-        step(topics[0])
-        direct(topics[0])
-        steps, directs = [], []
-        for n, topic in enumerate(topics):
-            if n % 2:
-                directs.append(direct(topic))
-                steps.append(step(topic))
-            else:
-                steps.append(step(topic))
-                directs.append(direct(topic))
-
-    step_s, step_tokens = [s[0] for s in steps], [s[1] for s in steps]
-    chat_s, retrieval_s, chat_tokens = [d[0] for d in directs], [d[1] for d in directs], [d[2] for d in directs]
-    same = sum(s[3] == d[3] for s, d in zip(steps, directs, strict=True))
     print(
-        f"{len(topics)} topics, {args.model}, k={gen.k}, temperature {gen.temperature:g}, max {gen.max_tokens} tokens; "
-        f"prompt {statistics.mean(s[2] for s in steps):.0f} tokens on average; start-up + ingest {startup:.1f} s "
-        f"({summary['chunks']} chunks)"
+        f"corpus: {summary['documents']} documents, {summary['chunks']} chunks of {args.corpus} "
+        f"({settings.embedding.model}); start-up + ingest {startup:.0f} s"
     )
-    print(f"{'':38}{'p50 s':>8}{'mean s':>8}{'completion tokens':>19}{'tokens/s':>10}")
-    rows = [
-        ("write_post (retrieve + prompt + chat)", step_s, step_tokens),
-        ("chat request alone, same messages", chat_s, chat_tokens),
-    ]
-    for label, seconds, tokens in rows:
-        print(
-            f"{label:38}{statistics.median(seconds):>8.2f}{statistics.mean(seconds):>8.2f}"
-            f"{sum(tokens):>19}{sum(tokens) / sum(seconds):>10.2f}"
+    print(
+        f"retrieval: {len(items)} questions, {len(KS) * len(items)} queries in {retrieval_seconds:.1f} s, "
+        f"{'vector search' if gen.hybrid_alpha is None else f'hybrid alpha {gen.hybrid_alpha}'}, distance <= "
+        f"{gen.distance_threshold}"
+    )
+    print("  " + "  ".join(f"recall@{k} {scores[k]['recall']:.3f} MRR@{k} {scores[k]['mrr']:.3f}" for k in KS))
+    print(
+        f"\nposts: {len(chosen)} topics per row, k={gen.k}, temperature {gen.temperature:g}, max {gen.max_tokens} "
+        f"tokens, support threshold {gen.quality.support_threshold}"
+    )
+    header = ("published", "supported", "cited", "word sup.", "repeated", "distinct-2", "facts", "s/post")
+    width = max(len(r.label) for r in rows) + 2
+    print(f"{'':{width}}" + "".join(f"{h:>11}" for h in header))
+    for r in rows:
+        cells = (
+            f"{r.published}/{r.posts}",
+            f"{r.supported / r.sentences:.0%}" if r.sentences else "-",
+            f"{r.cited / r.sentences:.0%}" if r.sentences else "-",
+            f"{statistics.mean(r.word_support):.0%}" if r.word_support else "-",
+            str(r.repeated),
+            f"{statistics.mean(r.distinct):.2f}" if r.distinct else "-",
+            f"{r.facts}/{r.posts}",
+            f"{statistics.mean(r.seconds):.1f}",
         )
-    overhead = statistics.mean(step_s) - statistics.mean(chat_s)
-    print(
-        f"step / direct tokens/s: {(sum(step_tokens) / sum(step_s)) / (sum(chat_tokens) / sum(chat_s)):.2f}; "
-        f"step overhead {overhead:.2f} s per post (retrieval alone {statistics.mean(retrieval_s):.2f} s mean); "
-        f"identical posts {same}/{len(topics)}"
-    )
-    print(f"per post, step: {' '.join(f'{x:.1f}' for x in step_s)} s; alone: {' '.join(f'{x:.1f}' for x in chat_s)} s")
+        print(f"{r.label:{width}}" + "".join(f"{c:>11}" for c in cells))
     print(f"load average at the end (1/5/15 min): {' / '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if args.home and not champion:
+        print(f"no champion in {args.home}: base model only (make demo promotes one)")
     return 0
 
 

@@ -100,8 +100,10 @@ def home_champion(home: Path) -> str | None:
 
 
 @contextmanager
-def pipeline(home: Path | None = None) -> Iterator[tuple[Any, dict[str, Any], float]]:
-    """Weaviate and the model server in a temporary home, the sample knowledge base ingested in-process.
+def pipeline(
+    home: Path | None = None, sources: dict[str, str] | None = None
+) -> Iterator[tuple[Any, dict[str, Any], float]]:
+    """Weaviate and the model server in a temporary home, ``sources`` (default: the sample knowledge base) ingested.
 
     Yields the settings, the ingestion summary and the start-up seconds (servers and ingestion).
     """
@@ -113,6 +115,8 @@ def pipeline(home: Path | None = None) -> Iterator[tuple[Any, dict[str, Any], fl
         "PIPELINE_MODEL_SERVER__PORT": str(free_port()),
         "HF_HUB_OFFLINE": "1",
     }
+    if sources is not None:
+        env["PIPELINE_INGEST__SOURCES"] = json.dumps(sources)
     if home is not None:
         served_state(home, work / "model-server")
         env["PIPELINE_MODEL_SERVER__STATE_DIR"] = str(work / "model-server")

@@ -96,10 +96,20 @@ def test_demo_runs_ingestion_and_fine_tuning_from_the_start_dag_asset_events(tmp
         assert len({" ".join(s.lower().split()) for s in sentences}) == len(sentences), written.name
         assert all(re.search(r"\[[1-9]\d*\]", s) for s in sentences), written.name
 
-    # `pipeline generate` on the same home: the champion writes from real chunks; a bad topic is refused.
+    # The README's next step, as typed in the checkout after `make demo` (no PIPELINE_HOME: the CLI finds the
+    # checkout's .pipeline/): the champion writes from real chunks; a bad topic is refused.
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    (checkout / "pyproject.toml").write_text('[project]\nname = "genai-content-pipeline"\n')
+    (checkout / ".pipeline").symlink_to(home)
+    in_checkout = {k: v for k, v in env.items() if k != "PIPELINE_HOME"}
     generate = [sys.executable, "-m", "genai_pipeline.cli", "generate"]
     post = subprocess.run(
-        [*generate, "Running the pipeline offline", "--k", "3"], env=env, capture_output=True, text=True
+        [*generate, "Running the pipeline offline", "--k", "3"],
+        env=in_checkout,
+        cwd=checkout,
+        capture_output=True,
+        text=True,
     )
     assert post.returncode == 0, post.stderr[-3000:]
     assert f"-- {champion['model']} (champion)" in post.stdout and "[1] " in post.stdout
