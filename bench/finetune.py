@@ -1,6 +1,6 @@
 """Fine-tune benchmark: a CPU fine-tune on the shipped example posts teaches facts the base model lacks.
 
-    uv run python bench/finetune.py [--max-steps 40] [--learning-rate-multiplier 2]
+    uv run python bench/finetune.py [--max-steps 40] [--learning-rate-multiplier 2] [--method lora]
 
 Starts the local model server in a temporary home, fine-tunes SmolLM2-135M-Instruct on the example posts
 shipped with the package (train and validation folders, one post per file, the group its subfolder), then asks
@@ -47,11 +47,20 @@ def jsonl(rows: list[dict]) -> bytes:
     return "".join(json.dumps(row) + "\n" for row in rows).encode()
 
 
+def peak_rss_mb(pid: int) -> float:
+    """A process's peak resident memory so far (VmHWM), in MB."""
+    line = next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines() if x.startswith("VmHWM:"))
+    return int(line.split()[1]) / 1024
+
+
 def main() -> int:
     """Run the benchmark and print its figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-steps", type=int, default=40, help="the model server's training step cap")
-    parser.add_argument("--learning-rate-multiplier", type=float, default=2.0, help="times the base rate 5e-5")
+    parser.add_argument(
+        "--learning-rate-multiplier", type=float, default=2.0, help="times the base rate (full 5e-5, LoRA 5e-4)"
+    )
+    parser.add_argument("--method", choices=["auto", "full", "lora"], default="auto", help="the fine-tune method")
     args = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="bench-finetune-"))
@@ -60,6 +69,7 @@ def main() -> int:
             "PIPELINE_HOME": str(home),
             "PIPELINE_MODEL_SERVER__PORT": str(free_port()),
             "PIPELINE_MODEL_SERVER__MAX_TRAIN_STEPS": str(args.max_steps),
+            "PIPELINE_MODEL_SERVER__FINE_TUNE_METHOD": args.method,
             "HF_HUB_OFFLINE": "1",
         }
     )
@@ -79,7 +89,7 @@ def main() -> int:
     valid = example_lines(tune.validation_examples, tune.system_prompt, max_bytes)
     heldout = load_heldout(Path(resolve_root(tune.heldout)).read_bytes())
     services = Services(home)
-    start_model_server(settings, services)
+    server_pid = start_model_server(settings, services)
     try:
         client = openai.OpenAI(base_url=settings.model_server.base_url, api_key="unused", timeout=300)
 
@@ -113,6 +123,9 @@ def main() -> int:
         metric_events = sorted((e for e in events if e.type == "metrics"), key=lambda e: e.data["step"])
         metrics = [e.data for e in metric_events]
         train_seconds = max(metric_events[-1].created_at - metric_events[0].created_at, 1) if metric_events else 1
+        method = next(e.message for e in events if e.message.startswith("Training "))
+        saved_mb = sum(f.stat().st_size for f in (settings.model_server_dir / "models" / job.id).iterdir()) / 1e6
+        peak_mb = peak_rss_mb(server_pid)  # base answers, then the job
         tuned = answers(job.fine_tuned_model)
     finally:
         services.stop("model-server")
@@ -125,12 +138,20 @@ def main() -> int:
     base_scores = score_answers(BASE_CHAT_MODEL, heldout, base)
     tuned_scores = score_answers(job.fine_tuned_model, heldout, tuned)
     planned = EPOCHS * -(-len(train) // BATCH_SIZE)
-    learning_rate = settings.model_server.base_learning_rate * args.learning_rate_multiplier
+    lora = method.startswith("Training a LoRA adapter")
+    server = settings.model_server
+    base_rate = server.lora_base_learning_rate if lora else server.base_learning_rate
+    learning_rate = base_rate * args.learning_rate_multiplier
     print(
         f"examples: {len(train)} train, {len(valid)} validation, {len(heldout)} held-out; "
         f"{EPOCHS} epochs, batch {BATCH_SIZE}, lr multiplier {args.learning_rate_multiplier:g} (lr {learning_rate:g})"
     )
     print(f"steps: {steps} of {planned} planned (cap {args.max_steps}), trained tokens {job.trained_tokens}")
+    print(f"method: {method}")
+    print(
+        f"saved: {saved_mb:.1f} MB ({'the LoRA adapter' if lora else 'a full checkpoint'}); model server peak RSS "
+        f"{peak_mb:,.0f} MB (VmHWM: base model answers, then the job)"
+    )
     print(
         f"job: {job_seconds:.1f} s end to end incl. load and save; {(steps - 1) / train_seconds:.2f} steps/s "
         f"while training (incl. a validation pass every {settings.model_server.eval_every_steps} steps)"

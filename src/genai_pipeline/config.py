@@ -352,6 +352,14 @@ class OpenAISettings(BaseModel):
     timeout_seconds: float = Field(120.0, gt=0)
 
 
+class FineTuneMethod(StrEnum):
+    """How the model server trains: every weight, a LoRA adapter, or whichever fits the memory limit."""
+
+    AUTO = "auto"
+    FULL = "full"
+    LORA = "lora"
+
+
 class ModelServerSettings(BaseModel):
     """The local OpenAI-compatible model server (embeddings, chat, files, fine-tuning)."""
 
@@ -361,14 +369,29 @@ class ModelServerSettings(BaseModel):
     api_key: SecretStr | None = None
     # Folder for uploaded files, job state and fine-tuned models; default: <home>/model-server.
     state_dir: Path | None = None
-    # A prepared base chat checkpoint (`pipeline models prepare --chat-out`); default: converted into the cache.
+    # The base chat model, served under its folder's or file's name (without .gguf). Default: the packaged
+    # SmolLM2-135M-Instruct. chat_model_dir: a transformers checkpoint folder (config.json, weights, tokenizer),
+    # e.g. one `pipeline models prepare --chat-out` wrote; chat_model_gguf: a GGUF file, de-quantised once into
+    # the cache. At most one of the two.
     chat_model_dir: Path | None = None
+    chat_model_gguf: Path | None = None
     max_file_bytes: int = Field(50_000_000, ge=1)
     # Caps that keep a CPU fine-tune to demo/test scale; a job that hits one says so in its events.
     max_train_steps: int = Field(300, ge=1)
     max_train_seconds: float = Field(1800.0, gt=0)
     base_learning_rate: float = Field(5e-5, gt=0)
     eval_every_steps: int = Field(5, ge=1)
+    # full trains every weight; lora trains a low-rank adapter and saves only it; auto picks lora when a full
+    # fine-tune's estimate (16 bytes per parameter: fp32 weights, gradients, AdamW's two moments) exceeds 3/4 of
+    # train_memory_limit_bytes (none: the container's cgroup limit, else the machine's RAM).
+    fine_tune_method: FineTuneMethod = FineTuneMethod.AUTO
+    train_memory_limit_bytes: int | None = Field(None, ge=1)
+    # LoRA: the adapter's rank and scale (alpha / rank multiplies its update), on every linear layer but the
+    # output head. An adapter trains far fewer weights, so it takes a higher base rate (times the job's
+    # learning_rate_multiplier).
+    lora_rank: int = Field(16, ge=1, le=256)
+    lora_alpha: float = Field(32.0, gt=0)
+    lora_base_learning_rate: float = Field(5e-4, gt=0)
     # Faults on demand: a share of /v1 requests answers 429 (with Retry-After) or 500.
     fault_rate_429: float = Field(0.0, ge=0, le=1)
     fault_rate_500: float = Field(0.0, ge=0, le=1)
@@ -376,6 +399,12 @@ class ModelServerSettings(BaseModel):
     fault_seed: int | None = None
     # The first N fine-tuning jobs are created and then answered 500, as a response lost on the way back.
     fault_lost_job_responses: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _one_chat_model(self) -> ModelServerSettings:
+        if self.chat_model_dir is not None and self.chat_model_gguf is not None:
+            raise ValueError("set chat_model_dir or chat_model_gguf, not both: the server has one base chat model")
+        return self
 
     @property
     def base_url(self) -> str:
@@ -461,7 +490,7 @@ _MACHINE_LOCAL = {
     "home": True,
     "cache_dir": True,
     "embedding": {"local_model_dir"},
-    "model_server": {"state_dir", "chat_model_dir"},
+    "model_server": {"state_dir", "chat_model_dir", "chat_model_gguf"},
     # Only Airflow reads the transport, and an HTTP backend's config may hold its API key.
     "lineage": {"events_dir", "transport"},
 }

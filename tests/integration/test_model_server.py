@@ -22,8 +22,9 @@ from conftest import environ, free_port
 from genai_pipeline.config import Settings
 from genai_pipeline.local.model_server import start_model_server
 from genai_pipeline.local.services import Services
-from genai_pipeline.models.chat import BASE_CHAT_MODEL
+from genai_pipeline.models.chat import ADAPTER_CONFIG, BASE_CHAT_MODEL
 from genai_pipeline.models.embeddings import OpenAIEmbedder, make_embedder
+from genai_pipeline.models.packaged import chat_model_file
 
 pytestmark = pytest.mark.integration
 EMBEDDING = "all-MiniLM-L6-v2"
@@ -106,6 +107,24 @@ def wait_for(client: openai.OpenAI, job_id: str, states: set[str], timeout: floa
             return job, seen
         time.sleep(0.5)
     raise TimeoutError(f"{job_id} still {seen[-1]}")
+
+
+def teach(client: openai.OpenAI):
+    """Run one real fine-tune teaching a fact the base model cannot know: the job, and the statuses it went through."""
+    training = teaching_file(client)
+    job = client.fine_tuning.jobs.create(
+        model=BASE_CHAT_MODEL,
+        training_file=training,
+        validation_file=training,
+        suffix="kb",
+        seed=7,
+        method={
+            "type": "supervised",
+            "supervised": {"hyperparameters": {"n_epochs": 3, "batch_size": 1, "learning_rate_multiplier": 2}},
+        },
+    )
+    assert job.status == "validating_files"
+    return wait_for(client, job.id, {"succeeded", "failed", "cancelled"})
 
 
 def ask(client: openai.OpenAI, model: str) -> str:
@@ -274,22 +293,8 @@ def test_a_job_on_a_missing_file_is_404(client: openai.OpenAI) -> None:
 
 @pytest.fixture(scope="module")
 def tuned(client: openai.OpenAI):
-    """One real fine-tune teaching a fact the base model cannot know."""
-    training = teaching_file(client)
-    job = client.fine_tuning.jobs.create(
-        model=BASE_CHAT_MODEL,
-        training_file=training,
-        validation_file=training,
-        suffix="kb",
-        seed=7,
-        method={
-            "type": "supervised",
-            "supervised": {"hyperparameters": {"n_epochs": 3, "batch_size": 1, "learning_rate_multiplier": 2}},
-        },
-    )
-    assert job.status == "validating_files"
-    done, seen = wait_for(client, job.id, {"succeeded", "failed", "cancelled"})
-    return done, seen
+    """One real full fine-tune (auto: it fits this machine's memory)."""
+    return teach(client)
 
 
 def test_fine_tune_lifecycle_and_naming(tuned, client: openai.OpenAI) -> None:
@@ -326,6 +331,81 @@ def test_tuned_model_knows_the_fact_and_the_base_model_does_not(tuned, client: o
     job, _ = tuned
     assert FACT in ask(client, job.fine_tuned_model)
     assert FACT not in ask(client, BASE_CHAT_MODEL)
+
+
+# -- LoRA ---------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def lora(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, openai.OpenAI, object]]:
+    """The same fine-tune on a server whose memory limit (2 GB) is below a full fine-tune's 2.0 GiB estimate."""
+    server = Server(tmp_path_factory.mktemp("lora"), PIPELINE_MODEL_SERVER__TRAIN_MEMORY_LIMIT_BYTES="2000000000")
+    client = server.start().client()
+    job, _ = teach(client)
+    yield server, client, job
+    server.services.stop("model-server")
+
+
+def test_auto_trains_a_lora_adapter_when_a_full_fine_tune_would_not_fit(lora) -> None:
+    _, client, job = lora
+    assert job.status == "succeeded", job.error
+    assert job.fine_tuned_model == f"ft:{BASE_CHAT_MODEL}:kb:{job.id.removeprefix('ftjob-')}"
+    assert job.method.type == "supervised" and job.hyperparameters.n_epochs == 3 and job.trained_tokens > 0
+    messages = [e.message for e in client.fine_tuning.jobs.list_events(job.id, limit=100).data]
+    assert messages[0] == "The job has successfully completed"
+    assert (
+        "Training a LoRA adapter (rank 16, alpha 32): a full fine-tune of 135 M parameters needs about 2.0 GiB, "
+        "over 3/4 of the memory limit (1.9 GiB)"
+    ) in messages
+    rows = list(csv.DictReader(io.StringIO(client.files.content(job.result_files[0]).text)))
+    assert len(rows) == 12 and float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"]) / 4
+
+
+def test_the_lora_tuned_model_knows_the_fact_and_only_its_small_adapter_is_saved(lora) -> None:
+    server, client, job = lora
+    answer = ask(client, job.fine_tuned_model)
+    assert FACT in answer, answer
+    assert FACT not in ask(client, BASE_CHAT_MODEL)
+    adapter = Path(server.env["PIPELINE_HOME"]) / "model-server" / "models" / job.id
+    assert json.loads((adapter / ADAPTER_CONFIG).read_text())["base_model_name_or_path"] == BASE_CHAT_MODEL
+    megabytes = sum(file.stat().st_size for file in adapter.iterdir()) / 1e6
+    assert megabytes < 25, f"{megabytes:.1f} MB: the full checkpoint is 540 MB"
+
+
+# -- the user's own model -----------------------------------------------------------------------------------
+
+
+def test_a_gguf_file_named_by_path_is_converted_and_served_under_its_name(tmp_path: Path) -> None:
+    gguf = chat_model_file()
+    name = gguf.name.removesuffix(".gguf")  # SmolLM2-135M-Instruct.Q4_1
+    server = Server(
+        tmp_path, PIPELINE_CACHE_DIR=str(tmp_path / "cache"), PIPELINE_MODEL_SERVER__CHAT_MODEL_GGUF=str(gguf)
+    ).start()
+    try:
+        client = server.client()
+        assert name in {m.id for m in client.models.list()} and BASE_CHAT_MODEL not in {
+            m.id for m in client.models.list()
+        }
+        reply = client.chat.completions.create(
+            model=name, messages=[{"role": "user", "content": "What is the capital of France?"}], temperature=0
+        )
+        assert reply.model == name and "Paris" in reply.choices[0].message.content
+        assert list((tmp_path / "cache" / "models").glob(f"{name}-fp32_*_transformers-*/config.json"))
+    finally:
+        server.services.stop("model-server")
+
+
+def test_a_missing_gguf_file_is_named_in_the_error(tmp_path: Path) -> None:
+    missing = tmp_path / "Qwen2.5-1.5B-Instruct-Q4_K_M.gguf"
+    server = Server(tmp_path, PIPELINE_MODEL_SERVER__CHAT_MODEL_GGUF=str(missing)).start()
+    try:
+        with pytest.raises(openai.InternalServerError, match="does not exist") as error:
+            server.client(retries=0).chat.completions.create(
+                model=missing.stem, messages=[{"role": "user", "content": "hi"}]
+            )
+        assert error.value.code == "model_unavailable" and str(missing) in error.value.message
+    finally:
+        server.services.stop("model-server")
 
 
 def test_jobs_run_one_at_a_time_and_can_be_cancelled(client: openai.OpenAI) -> None:

@@ -28,6 +28,10 @@ def test_nested_env_vars_configure_every_section(monkeypatch: pytest.MonkeyPatch
         ("PIPELINE_INGEST__SOURCES", '{"bad name": "/x"}', "may hold only"),
         ("PIPELINE_RUNTIME__MODE", "docker", "embedded"),
         ("PIPELINE_RUNTIME__MODE", "kubernetes", "PIPELINE_STORE_URI must name a store every pod can reach"),
+        ("PIPELINE_MODEL_SERVER__FINE_TUNE_METHOD", "qlora", "'auto', 'full' or 'lora'"),
+        ("PIPELINE_MODEL_SERVER__LORA_RANK", "0", "greater than or equal to 1"),
+        ("PIPELINE_MODEL_SERVER__LORA_ALPHA", "0", "greater than 0"),
+        ("PIPELINE_MODEL_SERVER__TRAIN_MEMORY_LIMIT_BYTES", "0", "greater than or equal to 1"),
     ],
 )
 def test_invalid_settings_fail_with_a_message(
@@ -73,3 +77,12 @@ def test_inside_the_checkout_the_cli_finds_the_demos_home(tmp_path, monkeypatch)
     assert Settings().home == tmp_path / "xdg" / "genai-pipeline"
     monkeypatch.setenv("PIPELINE_HOME", str(tmp_path / "mine"))
     assert Settings().home == tmp_path / "mine"
+
+
+def test_the_base_chat_model_is_a_folder_or_a_gguf_file_not_both(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIPELINE_MODEL_SERVER__CHAT_MODEL_GGUF", "/models/qwen2.5-1.5b-instruct-q4_k_m.gguf")
+    assert Settings().model_server.chat_model_gguf.name == "qwen2.5-1.5b-instruct-q4_k_m.gguf"
+    assert "PIPELINE_MODEL_SERVER__CHAT_MODEL_GGUF" not in Settings().public_env()  # a path on this machine
+    monkeypatch.setenv("PIPELINE_MODEL_SERVER__CHAT_MODEL_DIR", "/models/Qwen2.5-1.5B-Instruct")
+    with pytest.raises(ValidationError, match="set chat_model_dir or chat_model_gguf, not both"):
+        Settings()

@@ -1,8 +1,8 @@
 """The local OpenAI-compatible model server: ``create_app(settings)`` builds it with its state.
 
 Real models and real files: embeddings from the packaged MiniLM (the ingestion step's own code), chat from
-SmolLM2-135M-Instruct or a model a fine-tuning job produced, files and jobs on disk. Optional API-key auth
-and injected 429/500 faults make it a stand-in for the hosted API in reliability tests.
+SmolLM2-135M-Instruct (or the user's own model) or a model a fine-tuning job produced, files and jobs on disk.
+Optional API-key auth and injected 429/500 faults make it a stand-in for the hosted API in reliability tests.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from genai_pipeline.model_server.files import FileStore
 from genai_pipeline.model_server.jobs import FineTuningService
 from genai_pipeline.model_server.registry import ModelRegistry
 from genai_pipeline.model_server.routers import chat, embeddings, files, fine_tuning, models
-from genai_pipeline.models.chat import BASE_CHAT_MODEL
 
 
 class Faults:
@@ -71,9 +70,8 @@ def create_app(settings: Settings) -> FastAPI:
     state = settings.model_server_dir
     app.state.files = FileStore(state / "files", server.max_file_bytes)
     app.state.registry = ModelRegistry(settings, lambda: app.state.jobs.fine_tuned_models())
-    app.state.jobs = FineTuningService(
-        state, app.state.files, server, {BASE_CHAT_MODEL: app.state.registry.base_checkpoint}
-    )
+    registry = app.state.registry
+    app.state.jobs = FineTuningService(state, app.state.files, server, {registry.base_model: registry.base_checkpoint})
     app.state.faults = Faults(
         server.fault_rate_429,
         server.fault_rate_500,

@@ -19,10 +19,20 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from genai_pipeline.config import ModelServerSettings
+from genai_pipeline.config import FineTuneMethod, ModelServerSettings
 from genai_pipeline.model_server.errors import APIError, not_found
 from genai_pipeline.model_server.files import FileStore
-from genai_pipeline.model_server.training import StepMetrics, TrainingCancelled, TrainingPlan, fine_tune
+from genai_pipeline.model_server.training import (
+    FULL_BYTES_PER_PARAMETER,
+    LoraPlan,
+    StepMetrics,
+    TrainingCancelled,
+    TrainingPlan,
+    fine_tune,
+    full_fine_tune_fits,
+    memory_limit,
+    parameter_count,
+)
 from genai_pipeline.steps.chat_jsonl import InvalidTrainingLine, parse_chat_jsonl
 
 log = logging.getLogger(__name__)
@@ -226,14 +236,19 @@ class FineTuningService:
         train = parse_chat_jsonl(self.files.content(job["training_file"]))
         valid = parse_chat_jsonl(self.files.content(job["validation_file"])) if job["validation_file"] else []
         hyper = job["hyperparameters"]
+        base = self.base_models[job["model"]]()
+        lora, reason = training_method(self.settings, job["model"], base)
+        self.event(job_id, reason)
+        base_rate = self.settings.lora_base_learning_rate if lora else self.settings.base_learning_rate
         plan = TrainingPlan(
             n_epochs=hyper["n_epochs"],
             batch_size=hyper["batch_size"],
-            learning_rate=self.settings.base_learning_rate * hyper["learning_rate_multiplier"],
+            learning_rate=base_rate * hyper["learning_rate_multiplier"],
             seed=job["seed"],
             max_steps=self.settings.max_train_steps,
             max_seconds=self.settings.max_train_seconds,
             eval_every=self.settings.eval_every_steps,
+            lora=lora,
         )
         rows: list[StepMetrics] = []
 
@@ -245,9 +260,7 @@ class FineTuningService:
             )
 
         output = self.root / "models" / job_id
-        result = fine_tune(
-            self.base_models[job["model"]](), train, valid, plan, output, on_step, lambda: job_id in self._cancel
-        )
+        result = fine_tune(base, train, valid, plan, output, on_step, lambda: job_id in self._cancel)
         if result.capped:
             self.event(
                 job_id,
@@ -273,6 +286,25 @@ class FineTuningService:
         return {
             j["fine_tuned_model"]: self.root / "models" / j["id"] for j in self.list() if j["status"] == "succeeded"
         }
+
+
+def training_method(settings: ModelServerSettings, model: str, checkpoint: Path) -> tuple[LoraPlan | None, str]:
+    """LoRA or a full fine-tune of ``model`` as the settings ask (auto: LoRA when a full one would not fit), and why."""
+    lora = LoraPlan(settings.lora_rank, settings.lora_alpha, model)
+    with_lora = f"Training a LoRA adapter (rank {lora.rank}, alpha {lora.alpha:g})"
+    if settings.fine_tune_method is FineTuneMethod.LORA:
+        return lora, f"{with_lora}: PIPELINE_MODEL_SERVER__FINE_TUNE_METHOD=lora"
+    if settings.fine_tune_method is FineTuneMethod.FULL:
+        return None, "Training every weight: PIPELINE_MODEL_SERVER__FINE_TUNE_METHOD=full"
+    parameters, limit = parameter_count(checkpoint), memory_limit(settings.train_memory_limit_bytes)
+    estimate = (
+        f"a full fine-tune of {parameters / 1e6:,.0f} M parameters needs about "
+        f"{parameters * FULL_BYTES_PER_PARAMETER / 2**30:.1f} GiB"
+    )
+    share = f"3/4 of the memory limit ({limit / 2**30:.1f} GiB)"
+    if full_fine_tune_fits(parameters, limit):
+        return None, f"Training every weight: {estimate}, within {share}"
+    return lora, f"{with_lora}: {estimate}, over {share}"
 
 
 def _hyperparameters(request: dict[str, Any]) -> dict[str, Any]:

@@ -9,10 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from genai_pipeline.config import Settings
-from genai_pipeline.model_server.errors import not_found
-from genai_pipeline.models.chat import BASE_CHAT_MODEL, ChatModel, base_checkpoint
+from genai_pipeline.model_server.errors import APIError, not_found
+from genai_pipeline.models.chat import ChatModel, adapter_base_model, base_checkpoint, chat_model_name
 from genai_pipeline.models.embeddings import LocalEmbedder, load_local_embedder
-from genai_pipeline.models.packaged import EMBEDDING_MODEL, embedding_model_dir
+from genai_pipeline.models.packaged import EMBEDDING_MODEL, ModelUnavailable, embedding_model_dir
 
 log = logging.getLogger(__name__)
 
@@ -24,13 +24,17 @@ class ModelRegistry:
 
     def __init__(self, settings: Settings, fine_tuned: Callable[[], dict[str, Path]]) -> None:
         self._settings = settings
+        server = settings.model_server
+        # The base chat model's id: the packaged SmolLM2's, or the name of the folder or GGUF file configured.
+        self.base_model = chat_model_name(server.chat_model_dir, server.chat_model_gguf)
         self._fine_tuned = fine_tuned
         self._chat: OrderedDict[str, ChatModel] = OrderedDict()
         self._lock = threading.Lock()
 
     def base_checkpoint(self) -> Path:
         """The base chat model's checkpoint (what fine-tunes start from)."""
-        return base_checkpoint(self._settings.cache_dir, self._settings.model_server.chat_model_dir)
+        server = self._settings.model_server
+        return base_checkpoint(self._settings.cache_dir, server.chat_model_dir, server.chat_model_gguf)
 
     def prepare_in_background(self) -> threading.Thread:
         """Convert the base chat model now (once per cache), so the first chat or fine-tune does not wait for it.
@@ -50,7 +54,7 @@ class ModelRegistry:
 
     def available(self) -> dict[str, str]:
         """Model id -> owner, as ``/v1/models`` lists them."""
-        models = {EMBEDDING_MODEL: "genai-pipeline", BASE_CHAT_MODEL: "genai-pipeline"}
+        models = {EMBEDDING_MODEL: "genai-pipeline", self.base_model: "genai-pipeline"}
         models.update(dict.fromkeys(self._fine_tuned(), "user"))
         return models
 
@@ -61,19 +65,32 @@ class ModelRegistry:
         return load_local_embedder(folder, embedding.batch_size, embedding.threads)
 
     def chat_model(self, name: str) -> ChatModel:
-        """A loaded chat model, or 404 for a name the server does not know."""
+        """A loaded chat model, 404 for a name the server does not know, 500 saying why one cannot be loaded."""
         with self._lock:
             if name in self._chat:
                 self._chat.move_to_end(name)
                 return self._chat[name]
-            if name == BASE_CHAT_MODEL:
-                checkpoint = self.base_checkpoint()
-            else:
-                checkpoint = self._fine_tuned().get(name)
-                if checkpoint is None:
-                    raise not_found("model", name)
-            model = ChatModel(checkpoint)
+            try:
+                model = self._load(name)
+            except ModelUnavailable as error:
+                raise APIError(500, str(error), type="server_error", code="model_unavailable") from error
             self._chat[name] = model
             while len(self._chat) > LOADED_CHAT_MODELS:
                 self._chat.popitem(last=False)
             return model
+
+    def _load(self, name: str) -> ChatModel:
+        if name == self.base_model:
+            return ChatModel(self.base_checkpoint())
+        checkpoint = self._fine_tuned().get(name)
+        if checkpoint is None:
+            raise not_found("model", name)
+        base = adapter_base_model(checkpoint)
+        if base is None:
+            return ChatModel(checkpoint)  # a full fine-tune
+        if base != self.base_model:
+            raise ModelUnavailable(
+                f"{name} is a LoRA adapter of {base}, but this server's base chat model is {self.base_model}: "
+                "serve that model again (PIPELINE_MODEL_SERVER__CHAT_MODEL_DIR or __CHAT_MODEL_GGUF) to use it"
+            )
+        return ChatModel(self.base_checkpoint(), adapter=checkpoint)

@@ -1,13 +1,18 @@
-"""A real supervised fine-tune of the local chat model on CPU.
+"""A real supervised fine-tune of the local chat model on CPU: every weight, or a LoRA adapter.
 
 Loss is taken on assistant tokens only (the prompt is context, not a target), as hosted chat fine-tuning
 does. Validation loss and token accuracy are measured every few steps; caps on steps and seconds keep
 demo and test jobs to minutes and are reported, never silent.
+
+Memory: a full fine-tune holds fp32 weights, their gradients and AdamW's two moments, 16 bytes per parameter
+(activations come on top); LoRA holds the frozen fp32 weights (4 bytes per parameter) and those 16 bytes only
+per adapter parameter, a few percent of the model. The model server picks LoRA when the first would not fit.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import random
 import time
 from collections.abc import Callable
@@ -16,6 +21,20 @@ from pathlib import Path
 from typing import Any
 
 IGNORE = -100
+# fp32 weights (4) + gradients (4) + AdamW's first and second moments (4 + 4).
+FULL_BYTES_PER_PARAMETER = 16
+# Share of the memory limit a full fine-tune's estimate may take; the rest is for activations, the tokenizer and
+# the models the server keeps loaded for chat.
+FULL_FINE_TUNE_SHARE = 0.75
+
+
+@dataclass(frozen=True)
+class LoraPlan:
+    """Train a LoRA adapter of this rank and scale; ``base_model`` (the id it is served on) is saved with it."""
+
+    rank: int
+    alpha: float
+    base_model: str
 
 
 @dataclass(frozen=True)
@@ -29,6 +48,8 @@ class TrainingPlan:
     max_steps: int
     max_seconds: float
     eval_every: int
+    # None: a full fine-tune.
+    lora: LoraPlan | None = None
 
 
 @dataclass
@@ -53,6 +74,36 @@ class TrainingResult:
 
 class TrainingCancelled(Exception):
     """The job was cancelled between two steps."""
+
+
+def parameter_count(checkpoint: Path) -> int:
+    """Parameters of a checkpoint's model, counted on the meta device (no weights are read)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(checkpoint))
+    return sum(parameter.numel() for parameter in model.parameters())
+
+
+def memory_limit(configured: int | None = None) -> int:
+    """Bytes training may use: ``configured``, else the cgroup's limit (a container's), else the machine's RAM."""
+    if configured is not None:
+        return configured
+    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):  # cgroup v2, v1
+        try:
+            text = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            return min(int(text), physical)  # v1 writes a huge number for "no limit"
+    return physical
+
+
+def full_fine_tune_fits(parameters: int, limit: int) -> bool:
+    """Whether a full fine-tune's estimate (16 bytes per parameter) stays within 3/4 of ``limit``."""
+    return parameters * FULL_BYTES_PER_PARAMETER <= limit * FULL_FINE_TUNE_SHARE
 
 
 def encode_example(tokenizer: Any, messages: list[dict[str, Any]]) -> tuple[list[int], list[int]]:
@@ -110,18 +161,25 @@ def fine_tune(
     on_step: Callable[[StepMetrics], None],
     should_stop: Callable[[], bool],
 ) -> TrainingResult:
-    """Train ``base`` on ``train`` and save the result to ``output``; ``on_step`` sees every step's metrics."""
+    """Train ``base`` on ``train`` and save the result to ``output``; ``on_step`` sees every step's metrics.
+
+    With ``plan.lora``, ``output`` holds only the adapter (its weights and ``adapter_config.json``, which names
+    the base model), a few MB; otherwise a full checkpoint with the tokenizer.
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.manual_seed(plan.seed)
     tokenizer = AutoTokenizer.from_pretrained(base)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    if plan.lora is not None:
+        model = _with_adapter(model, plan.lora)
     model.train()
     pad_id = tokenizer.eos_token_id
     train_rows = [encode_example(tokenizer, messages) for messages in train]
     valid_rows = [encode_example(tokenizer, messages) for messages in valid]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=plan.learning_rate)
+    trained = [parameter for parameter in model.parameters() if parameter.requires_grad]
+    optimizer = torch.optim.AdamW(trained, lr=plan.learning_rate)
     order = random.Random(plan.seed)
     steps_per_epoch = math.ceil(len(train_rows) / plan.batch_size)
     planned = plan.n_epochs * steps_per_epoch
@@ -156,6 +214,17 @@ def fine_tune(
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = output.with_name(output.name + ".partial")
     model.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
+    if plan.lora is None:
+        tokenizer.save_pretrained(staging)  # an adapter is served with its base model's tokenizer
     staging.rename(output)
     return TrainingResult(step, trained_tokens, capped)
+
+
+def _with_adapter(model: Any, lora: LoraPlan) -> Any:
+    """``model`` with a trainable LoRA adapter on every linear layer but the output head, the rest frozen."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=lora.rank, lora_alpha=lora.alpha, target_modules="all-linear", task_type="CAUSAL_LM")
+    model = get_peft_model(model, config)
+    model.peft_config["default"].base_model_name_or_path = lora.base_model  # not the cache path it loaded from
+    return model

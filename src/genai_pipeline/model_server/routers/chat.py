@@ -1,4 +1,4 @@
-"""``POST /v1/chat/completions`` with the packaged chat model or a fine-tuned one."""
+"""``POST /v1/chat/completions`` with the base chat model or a fine-tuned one."""
 
 from __future__ import annotations
 
