@@ -3,10 +3,10 @@
     uv run python bench/finetune.py [--max-steps 40] [--learning-rate-multiplier 2] [--method lora]
 
 Starts the local model server in a temporary home, fine-tunes SmolLM2-135M-Instruct on the example posts
-shipped with the package (train and validation folders, one post per file, the group its subfolder), then asks
-the base and the tuned model every held-out prompt greedily, as the pipeline's scoring does. Prints examples,
-steps, job seconds, steps/s, the fact coverage of each model (the share of held-out items whose every fact
-occurs, case-insensitively, in the answer) and the answers.
+shipped with the package (train and validation folders, one post per file with its numbered sources, the group
+its subfolder), then asks the base and the tuned model every held-out prompt greedily, as the pipeline's scoring
+does. Prints examples, steps, job seconds, steps/s, each model's champion/challenger scores (fact coverage,
+citation share, groundedness and their weighted score; answer token F1) and the answers.
 """
 
 from __future__ import annotations
@@ -33,12 +33,12 @@ def free_port() -> int:
 def example_lines(root: str, system_prompt: str, max_bytes: int) -> list[dict]:
     """Chat examples of every post under ``root``'s group subfolders, in a stable order."""
     from genai_pipeline.steps.documents import resolve_root
-    from genai_pipeline.steps.examples import chat_messages, parse_post
+    from genai_pipeline.steps.examples import example_messages, parse_post
 
     examples = []
     for path in sorted(Path(resolve_root(root)).glob("*/*.txt")):
-        post = parse_post(path.read_bytes(), max_bytes=max_bytes)
-        examples.append({"messages": chat_messages(system_prompt, path.parent.name, post.title, post.body)})
+        post = parse_post(path.read_bytes(), max_bytes=max_bytes, name=f"{path.parent.name}/{path.name}")
+        examples.append({"messages": example_messages(system_prompt, path.parent.name, post)})
     return examples
 
 
@@ -79,7 +79,8 @@ def main() -> int:
     from genai_pipeline.local.model_server import start_model_server
     from genai_pipeline.local.services import Services
     from genai_pipeline.models.chat import BASE_CHAT_MODEL
-    from genai_pipeline.steps.champion import answer, covers, load_heldout, score_answers
+    from genai_pipeline.models.embeddings import make_embedder
+    from genai_pipeline.steps.champion import answer, load_heldout, model_scores, score_answer
     from genai_pipeline.steps.documents import resolve_root
 
     settings = Settings()
@@ -133,10 +134,11 @@ def main() -> int:
 
     steps = len(metrics)
     valid_losses = [m["valid_loss"] for m in metrics if "valid_loss" in m]
-    base_hits = [covers(a, item.facts) for a, item in zip(base, heldout, strict=True)]
-    tuned_hits = [covers(a, item.facts) for a, item in zip(tuned, heldout, strict=True)]
-    base_scores = score_answers(BASE_CHAT_MODEL, heldout, base)
-    tuned_scores = score_answers(job.fine_tuned_model, heldout, tuned)
+    embed = make_embedder(settings).embed
+    base_items = [score_answer(i, a, embed, settings.generation.quality) for i, a in zip(heldout, base, strict=True)]
+    tuned_items = [score_answer(i, a, embed, settings.generation.quality) for i, a in zip(heldout, tuned, strict=True)]
+    base_scores = model_scores(BASE_CHAT_MODEL, base_items, tune.score_weights)
+    tuned_scores = model_scores(job.fine_tuned_model, tuned_items, tune.score_weights)
     planned = EPOCHS * -(-len(train) // BATCH_SIZE)
     lora = method.startswith("Training a LoRA adapter")
     server = settings.model_server
@@ -160,17 +162,21 @@ def main() -> int:
         f"loss: train {metrics[0]['train_loss']:.3f} -> {metrics[-1]['train_loss']:.3f}"
         + (f", validation {valid_losses[0]:.3f} -> {valid_losses[-1]:.3f}" if valid_losses else "")
     )
-    print(
-        f"fact coverage: base {sum(base_hits)}/{len(heldout)} ({sum(base_hits) / len(heldout):.0%}), "
-        f"tuned {sum(tuned_hits)}/{len(heldout)} ({sum(tuned_hits) / len(heldout):.0%}); answer token F1: "
-        f"base {base_scores.answer_token_f1:.3f}, tuned {tuned_scores.answer_token_f1:.3f}"
-    )
-    for item, base_answer, tuned_answer, base_hit, tuned_hit in zip(
-        heldout, base, tuned, base_hits, tuned_hits, strict=True
+    for name, scores in (("base", base_scores), ("tuned", tuned_scores)):
+        print(
+            f"{name:5} score {scores.score:.3f}: fact coverage {scores.fact_coverage:.2f}, citations "
+            f"{scores.citation_share:.2f}, groundedness {scores.groundedness:.2f}; answer token F1 "
+            f"{scores.answer_token_f1:.3f}"
+        )
+    for item, base_answer, tuned_answer, base_item, tuned_item in zip(
+        heldout, base, tuned, base_items, tuned_items, strict=True
     ):
         print(f"\n[{item.group}] {item.title}  facts={list(item.facts)}")
-        print(f"  base  ({'hit' if base_hit else 'miss'}): {' '.join(base_answer.split())}")
-        print(f"  tuned ({'hit' if tuned_hit else 'miss'}): {' '.join(tuned_answer.split())}")
+        for name, text, figures in (("base", base_answer, base_item), ("tuned", tuned_answer, tuned_item)):
+            print(
+                f"  {name:5} (facts {figures.fact_coverage:.0f}, cited {figures.citation_share:.2f}, grounded "
+                f"{figures.groundedness:.2f}): {' '.join(text.split())}"
+            )
     return 0
 
 

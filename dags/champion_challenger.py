@@ -1,8 +1,9 @@
 """Champion/challenger: score the new model and the champion on one held-out set, then promote or keep.
 
-Triggered by the challenger Asset. Both models answer the same held-out prompts greedily and get the same
-metrics (fact coverage, answer token F1); a job's own validation figures are never compared. No champion
-or a better challenger: the champion record is written (history kept) and the champion Asset updated.
+Triggered by the challenger Asset. Both models answer the same held-out prompts (each with its numbered
+sources) greedily and get the same score: the weighted mean of fact coverage, citations and groundedness, with
+answer token F1 as the tie-break; a job's own validation figures are never compared. No champion or a better
+challenger: the champion record is written (history kept) and the champion Asset updated.
 A run's conf may name another challenger: ``{"challenger": "<model id>"}``.
 """
 

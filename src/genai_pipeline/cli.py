@@ -199,7 +199,11 @@ def print_fine_tuning_summary(summary: dict[str, Any]) -> None:
     def scores(item: dict[str, Any] | None) -> str:
         if item is None:
             return "none yet"
-        return f"fact coverage {item['fact_coverage']:.2f}, answer F1 {item['answer_token_f1']:.3f} ({item['model']})"
+        return (
+            f"score {item['score']:.3f} = fact coverage {item['fact_coverage']:.2f}, citations "
+            f"{item['citation_share']:.2f}, groundedness {item['groundedness']:.2f}; answer F1 "
+            f"{item['answer_token_f1']:.3f} ({item['model']})"
+        )
 
     lines = [
         f"Fine-tuning job {decision['challenger']['job_id']} -> {model}",

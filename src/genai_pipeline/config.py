@@ -222,6 +222,23 @@ def check_sources(value: dict[str, str]) -> dict[str, str]:
     return value
 
 
+class ScoreWeights(BaseModel):
+    """Weights of the champion/challenger score's terms (steps/champion.py): the score is their weighted mean."""
+
+    # Share of held-out prompts whose answer states every fact the item names.
+    fact_coverage: float = Field(0.5, ge=0)
+    # Share of answer sentences with a valid [n] citation naming one of the prompt's sources.
+    citations: float = Field(0.25, ge=0)
+    # Share of cited sentences that a source they cite supports (the post quality gate's support check).
+    groundedness: float = Field(0.25, ge=0)
+
+    @model_validator(mode="after")
+    def _not_all_zero(self) -> ScoreWeights:
+        if self.fact_coverage + self.citations + self.groundedness <= 0:
+            raise ValueError("at least one score weight must be above 0: the score is their weighted mean")
+        return self
+
+
 class FineTuneSettings(BaseModel):
     """Example posts, the cost gate and the fine-tuning job; the gate and job values are a DAG's Param defaults."""
 
@@ -250,6 +267,8 @@ class FineTuneSettings(BaseModel):
     job_url_template: str = "{base_url}/fine_tuning/jobs/{job_id}"
     # Greedy generations when scoring a model on the held-out prompts.
     score_max_tokens: int = Field(96, ge=8, le=2048)
+    # How fact coverage, citations and groundedness make the one score champion and challenger are compared on.
+    score_weights: ScoreWeights = Field(default_factory=ScoreWeights)
 
 
 class PostQualitySettings(BaseModel):

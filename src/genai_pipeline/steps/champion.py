@@ -1,15 +1,22 @@
 """Champion/challenger: both models scored by the pipeline itself, on one held-out set, with the same metrics.
 
 A job's own validation figures are not comparable across jobs (each is measured on its own validation
-file), so neither is used here. Each model answers the held-out prompts greedily and is scored on:
+file), so neither is used here. Each model answers the held-out prompts greedily, asked exactly as generation
+asks (the title and the item's numbered sources, steps/prompt.py), and each answer is read for:
 
-- fact coverage: the share of prompts whose answer holds every fact the item names (case-insensitive);
+- fact coverage: whether it holds every fact the item names (case-insensitive);
+- citation share: the share of its sentences with a valid ``[n]`` citation naming one of the item's sources;
+- groundedness: the share of its cited sentences that a source they cite supports, by the post quality gate's
+  own support check (steps/post_quality.py, with the collection's embedder and its threshold); an answer that
+  cites nothing has none grounded;
 - answer token F1: word overlap with the held-out reference answer (as in SQuAD), a token accuracy that any
   OpenAI-compatible endpoint allows; a loss on the reference would need its log-probabilities, which hosted
   chat completions do not return for given text.
 
-The challenger wins on higher coverage, or equal coverage and an F1 gain of at least ``MIN_F1_GAIN``; a tie
-keeps the champion. Every promotion is kept in the history; the current record names the champion.
+Each term is averaged over the items. A model's score is the weighted mean of fact coverage, citation share and
+groundedness (``PIPELINE_FINE_TUNE__SCORE_WEIGHTS__*``). The challenger wins on a higher score, or an equal
+score and an F1 gain of at least ``MIN_F1_GAIN``; a tie keeps the champion. Every promotion is kept in the
+history; the current record names the champion.
 """
 
 from __future__ import annotations
@@ -18,33 +25,37 @@ import json
 import re
 import time
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import fsspec
 
 from genai_pipeline.clients.openai_compat import make_openai_client
-from genai_pipeline.config import Settings
+from genai_pipeline.config import PostQualitySettings, ScoreWeights, Settings
 from genai_pipeline.steps import finetune_store as layout
 from genai_pipeline.steps import lineage
 from genai_pipeline.steps.contracts import Challenger, Decision, ModelScores, Scored, ScoreRequest
 from genai_pipeline.steps.documents import resolve_root
-from genai_pipeline.steps.examples import chat_messages
 from genai_pipeline.steps.finetune_store import safe_name, sha256
+from genai_pipeline.steps.post_quality import Embed, as_written
+from genai_pipeline.steps.prompt import Source, build_messages
 from genai_pipeline.store import Store
 
 MIN_F1_GAIN = 0.01
 PROMOTING = ("no_champion", "challenger_wins")
+DIGITS = 4
 
 
 @dataclass(frozen=True)
 class HeldoutItem:
-    """One held-out prompt: the post's group and title, the facts its answer must hold, a reference answer."""
+    """One held-out prompt (group, title, numbered sources), the facts its answer must hold, a reference answer."""
 
     group: str
     title: str
     facts: tuple[str, ...]
     answer: str
+    sources: tuple[Source, ...]
 
 
 def load_heldout(data: bytes) -> list[HeldoutItem]:
@@ -60,16 +71,41 @@ def load_heldout(data: bytes) -> list[HeldoutItem]:
             continue
         try:
             record = json.loads(raw)
-            item = HeldoutItem(record["group"], record["title"], tuple(record["facts"]), record["answer"])
+            fields = record["group"], record["title"], record["facts"], record["answer"], record["sources"]
         except (json.JSONDecodeError, KeyError, TypeError) as error:
-            raise ValueError(f"held-out line {number}: needs JSON with group, title, facts, answer ({error})") from None
-        facts = record["facts"]
+            raise ValueError(
+                f"held-out line {number}: needs JSON with group, title, facts, answer, sources ({error})"
+            ) from None
+        group, title, facts, reference, sources = fields
         if not isinstance(facts, list) or not facts or not all(isinstance(f, str) and f.strip() for f in facts):
             raise ValueError(f"held-out line {number}: facts must be a non-empty list of strings")
-        items.append(item)
+        items.append(HeldoutItem(group, title, tuple(facts), reference, _heldout_sources(sources, number)))
     if not items:
         raise ValueError("the held-out set is empty: there is nothing to score models on")
     return items
+
+
+def _heldout_sources(sources: Any, number: int) -> tuple[Source, ...]:
+    """An item's sources, numbered from 1 in the order given: each an object with title, text and a section."""
+    if not isinstance(sources, list) or not sources:
+        raise ValueError(f"held-out line {number}: sources must be a non-empty list, the prompt's numbered sources")
+    parsed = []
+    for n, source in enumerate(sources, start=1):
+        if not isinstance(source, dict) or not all(
+            isinstance(source.get(key), str) and source[key].strip() for key in ("title", "text")
+        ):
+            raise ValueError(f"held-out line {number}: source {n} needs a title and a text")
+        parsed.append(
+            Source(
+                uri=f"heldout:{number}",
+                chunk_index=n,
+                section=str(source.get("section") or ""),
+                title=source["title"],
+                text=source["text"],
+                distance=0.0,
+            )
+        )
+    return tuple(parsed)
 
 
 def _words(text: str) -> list[str]:
@@ -92,11 +128,45 @@ def covers(answer: str, facts: tuple[str, ...]) -> bool:
     return all(fact.lower() in lowered for fact in facts)
 
 
-def score_answers(model: str, items: list[HeldoutItem], answers: list[str]) -> ModelScores:
-    """One model's scores from its answers to the held-out items (same order)."""
-    coverage = sum(covers(a, i.facts) for i, a in zip(items, answers, strict=True)) / len(items)
-    f1 = sum(token_f1(a, i.answer) for i, a in zip(items, answers, strict=True)) / len(items)
-    return ModelScores(model=model, fact_coverage=round(coverage, 4), answer_token_f1=round(f1, 4), items=len(items))
+@dataclass(frozen=True)
+class AnswerScores:
+    """What one answer to one held-out item scores on each term."""
+
+    fact_coverage: float
+    citation_share: float
+    groundedness: float
+    answer_token_f1: float
+
+
+def score_answer(item: HeldoutItem, answer: str, embed: Embed, quality: PostQualitySettings) -> AnswerScores:
+    """One answer's terms; citations and support are read by the post quality gate's checks, as written."""
+    sentences = as_written(answer, [s.text for s in item.sources], embed, quality)
+    cited = [s for s in sentences if s.citations]
+    return AnswerScores(
+        fact_coverage=float(covers(answer, item.facts)),
+        citation_share=len(cited) / len(sentences) if sentences else 0.0,
+        groundedness=sum(s.grounded for s in cited) / len(cited) if cited else 0.0,
+        answer_token_f1=token_f1(answer, item.answer),
+    )
+
+
+def combined(weights: ScoreWeights, fact_coverage: float, citation_share: float, groundedness: float) -> float:
+    """The score: the weighted mean of fact coverage, citation share and groundedness."""
+    total = weights.fact_coverage + weights.citations + weights.groundedness
+    weighted = (
+        weights.fact_coverage * fact_coverage + weights.citations * citation_share + weights.groundedness * groundedness
+    )
+    return weighted / total
+
+
+def model_scores(model: str, answers: Sequence[AnswerScores], weights: ScoreWeights) -> ModelScores:
+    """One model's scores: each term averaged over the items, then combined (from the rounded terms, as recorded)."""
+    terms = {
+        name: round(sum(getattr(a, name) for a in answers) / len(answers), DIGITS)
+        for name in ("fact_coverage", "citation_share", "groundedness", "answer_token_f1")
+    }
+    score = combined(weights, terms["fact_coverage"], terms["citation_share"], terms["groundedness"])
+    return ModelScores(model=model, **terms, score=round(score, DIGITS), items=len(answers))
 
 
 def decide(challenger: ModelScores, champion: ModelScores | None) -> tuple[str, str]:
@@ -106,25 +176,28 @@ def decide(challenger: ModelScores, champion: ModelScores | None) -> tuple[str, 
     if challenger.model == champion.model:
         return "already_champion", f"{challenger.model} is already the champion"
     figures = (
-        f"fact coverage {challenger.fact_coverage:.2f} vs {champion.fact_coverage:.2f}, "
+        f"score {challenger.score:.3f} vs {champion.score:.3f} "
+        f"(fact coverage {challenger.fact_coverage:.2f} vs {champion.fact_coverage:.2f}, "
+        f"citations {challenger.citation_share:.2f} vs {champion.citation_share:.2f}, "
+        f"groundedness {challenger.groundedness:.2f} vs {champion.groundedness:.2f}), "
         f"answer F1 {challenger.answer_token_f1:.3f} vs {champion.answer_token_f1:.3f}"
     )
-    if challenger.fact_coverage > champion.fact_coverage or (
-        challenger.fact_coverage == champion.fact_coverage
+    if challenger.score > champion.score or (
+        challenger.score == champion.score
         # Scores carry 4 decimals: compare the gain at that precision (0.82 - 0.81 is 0.00999... in floats).
-        and round(challenger.answer_token_f1 - champion.answer_token_f1, 4) >= MIN_F1_GAIN
+        and round(challenger.answer_token_f1 - champion.answer_token_f1, DIGITS) >= MIN_F1_GAIN
     ):
         return "challenger_wins", f"the challenger is better: {figures}"
     return "challenger_loses", f"the champion stays: {figures}"
 
 
 def answer(client: Any, settings: Settings, model: str, items: list[HeldoutItem]) -> list[str]:
-    """Greedy answers of one model to every held-out prompt."""
+    """Greedy answers of one model to every held-out prompt, asked as generation asks."""
     replies = []
     for item in items:
         reply = client.chat.completions.create(
             model=model,
-            messages=chat_messages(settings.fine_tune.system_prompt, item.group, item.title),
+            messages=build_messages(settings.fine_tune.system_prompt, item.group, item.title, item.sources),
             temperature=0,
             max_tokens=settings.fine_tune.score_max_tokens,
         )
@@ -151,6 +224,8 @@ def champion_model(store: Store) -> str | None:
 
 def score(settings: Settings, request: ScoreRequest) -> Scored:
     """Score the challenger and the current champion on the held-out set and decide; answers are stored."""
+    from genai_pipeline.models.embeddings import make_embedder
+
     store = Store(settings.store)
     challenger = _challenger(store, request.options)
     champion = champion_model(store)
@@ -161,8 +236,14 @@ def score(settings: Settings, request: ScoreRequest) -> Scored:
     answers = {challenger.model: answer(client, settings, challenger.model, items)}
     if champion is not None and champion != challenger.model:
         answers[champion] = answer(client, settings, champion, items)
-    challenger_scores = score_answers(challenger.model, items, answers[challenger.model])
-    champion_scores = score_answers(champion, items, answers[champion]) if champion else None
+    embed, quality = make_embedder(settings).embed, settings.generation.quality
+    per_item = {
+        model: [score_answer(item, text, embed, quality) for item, text in zip(items, replies, strict=True)]
+        for model, replies in answers.items()
+    }
+    weights = settings.fine_tune.score_weights
+    challenger_scores = model_scores(challenger.model, per_item[challenger.model], weights)
+    champion_scores = model_scores(champion, per_item[champion], weights) if champion else None
     decision, reason = decide(challenger_scores, champion_scores)
     scored = Scored(
         run_id=request.run_id,
@@ -171,11 +252,17 @@ def score(settings: Settings, request: ScoreRequest) -> Scored:
         challenger_scores=challenger_scores,
         champion=champion,
         champion_scores=champion_scores,
+        score_weights=weights.model_dump(),
         decision=decision,
         reason=reason,
     )
     transcript = [
-        {"title": item.title, "facts": list(item.facts), **{model: replies[i] for model, replies in answers.items()}}
+        {
+            "title": item.title,
+            "facts": list(item.facts),
+            **{model: replies[i] for model, replies in answers.items()},
+            "scores": {model: asdict(figures[i]) for model, figures in per_item.items()},
+        }
         for i, item in enumerate(items)
     ]
     store.write_json(layout.decision(safe_name(request.run_id)), {**scored.model_dump(), "answers": transcript})
@@ -192,6 +279,7 @@ def promote(settings: Settings, scored: Scored) -> Decision:
         "model": scored.challenger.model,
         "job_id": scored.challenger.job_id,
         "scores": {"challenger": scored.challenger_scores.model_dump(), "champion": _dump(scored.champion_scores)},
+        "score_weights": scored.score_weights,
         "previous_champion": scored.champion,
         "decision": scored.decision,
         "reason": scored.reason,

@@ -301,10 +301,17 @@ class ScoreRequest(Descriptor):
 
 
 class ModelScores(Descriptor):
-    """One model's scores on the held-out set: the same metrics for champion and challenger."""
+    """One model's scores on the held-out set: the same metrics for champion and challenger.
+
+    ``score`` is the weighted mean of fact coverage, citation share and groundedness (``FineTuneSettings``'s
+    ``score_weights``); answer token F1 only breaks a tie.
+    """
 
     model: str
     fact_coverage: float = Field(ge=0, le=1)
+    citation_share: float = Field(ge=0, le=1)
+    groundedness: float = Field(ge=0, le=1)
+    score: float = Field(ge=0, le=1)
     answer_token_f1: float = Field(ge=0, le=1)
     items: int = Field(ge=1)
 
@@ -318,6 +325,8 @@ class Scored(Descriptor):
     challenger_scores: ModelScores
     champion: str | None
     champion_scores: ModelScores | None
+    # The weights the scores were combined with, as configured for this run.
+    score_weights: dict[str, float]
     decision: str = Field(pattern="^(no_champion|challenger_wins|challenger_loses|already_champion)$")
     reason: str
 

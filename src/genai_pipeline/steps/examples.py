@@ -1,14 +1,18 @@
-"""Example posts as chat fine-tuning examples, and the prompt every model is asked with.
+"""Example posts as chat fine-tuning examples, asked the way generation asks a model.
 
 A post is a text file whose first line is its title and the rest its body; the group folder it sits in
-(``short/``, ``long/``) is part of the prompt, so one model learns to write each kind. Training, scoring and
-generation build their prompts with :func:`chat_messages`, so a model is always asked the way it was taught.
+(``short/``, ``long/``) is part of the prompt, so one model learns to write each kind. A body may end with a
+``## Sources`` section of numbered sources, each a ``[n] title | section`` line and its text; the body's
+sentences then cite them as ``[n]``, and the example is generation's prompt (steps/prompt.py): the request,
+the instructions and the fenced sources, answered by the cited body. Training, scoring and generation build
+their prompts with :func:`~genai_pipeline.steps.prompt.build_messages`, so a model is asked the way it was taught.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,41 +24,87 @@ from genai_pipeline.steps import lineage
 from genai_pipeline.steps.contracts import DatasetRef, FormatSummary, Formatted, GroupTask, RunRequest
 from genai_pipeline.steps.documents import resolve_root
 from genai_pipeline.steps.finetune_store import safe_name, sha256
+from genai_pipeline.steps.post_quality import citations, split_sentences
+from genai_pipeline.steps.prompt import Source, build_messages
 from genai_pipeline.steps.text_formats import DocumentRejected, decode_text, too_large
 from genai_pipeline.store import Store
 
 log = logging.getLogger(__name__)
+SOURCES_HEADING = "## Sources"
+_SOURCE_LINE = re.compile(r"^\[(\d+)\]\s*(.*)$")
 
 
 @dataclass(frozen=True)
 class Post:
-    """One example post."""
+    """One example post; with sources, its body cites them as ``[n]``."""
 
     title: str
     body: str
+    sources: tuple[Source, ...] = ()
 
 
-def chat_messages(system_prompt: str, group: str, title: str, body: str | None = None) -> list[dict[str, Any]]:
-    """System, user (the request) and, for a training example, the assistant's answer (the post's body)."""
-    messages = [
-        {"role": "system", "content": system_prompt},
-        {"role": "user", "content": f"Write a {group} post titled: {title}"},
-    ]
-    if body is not None:
-        messages.append({"role": "assistant", "content": body})
-    return messages
+def example_messages(system_prompt: str, group: str, post: Post) -> list[dict[str, Any]]:
+    """The chat example of a post: generation's prompt for its title and sources, answered by its body."""
+    return build_messages(system_prompt, group, post.title, post.sources, answer=post.body)
 
 
-def parse_post(data: bytes, *, max_bytes: int) -> Post:
-    """Title and body of a post file, or :class:`DocumentRejected` saying why it cannot be one."""
+def parse_post(data: bytes, *, max_bytes: int, name: str = "") -> Post:
+    """Title, body and sources of a post file, or :class:`DocumentRejected` saying why it cannot be one.
+
+    ``name`` (the file's label) becomes the sources' URI.
+    """
     text = decode_text(data, max_bytes=max_bytes).text.replace("\r\n", "\n")
-    title, _, body = text.strip().partition("\n")
-    title, body = title.strip().lstrip("#").strip(), body.strip()
+    title, _, rest = text.strip().partition("\n")
+    lines = rest.split("\n")
+    heading = next((i for i, line in enumerate(lines) if line.strip() == SOURCES_HEADING), len(lines))
+    title, body = title.strip().lstrip("#").strip(), "\n".join(lines[:heading]).strip()
     if not title:
         raise DocumentRejected("empty: a post needs a title on its first line")
     if not body:
         raise DocumentRejected("no body: a post needs text after its title line")
-    return Post(title, body)
+    if heading == len(lines):
+        return Post(title, body)
+    sources = _parse_sources(lines[heading + 1 :], name)
+    _check_citations(body, len(sources))
+    return Post(title, body, sources)
+
+
+def _parse_sources(lines: list[str], name: str) -> tuple[Source, ...]:
+    """The numbered sources under a post's ``## Sources`` heading: ``[n] title | section`` lines and their text."""
+    blocks: list[tuple[int, str, list[str]]] = []
+    for line in lines:
+        header = _SOURCE_LINE.match(line.strip())
+        if header:
+            blocks.append((int(header.group(1)), header.group(2).strip(), []))
+        elif blocks:
+            blocks[-1][2].append(line)
+        elif line.strip():
+            raise DocumentRejected(f"{SOURCES_HEADING} must start with a [1] title | section line")
+    if not blocks:
+        raise DocumentRejected(f"{SOURCES_HEADING} lists no source: give each as a [n] title | section line")
+    sources = []
+    for expected, (number, header, text) in enumerate(blocks, start=1):
+        if number != expected:
+            raise DocumentRejected(f"source [{number}] is out of order: number the sources [1], [2], ... in order")
+        title, _, section = header.partition("|")
+        body = " ".join(" ".join(text).split())
+        if not title.strip() or not body:
+            raise DocumentRejected(f"source [{number}] needs a title on its [n] line and text below it")
+        sources.append(
+            Source(uri=name, chunk_index=number, section=section.strip(), title=title.strip(), text=body, distance=0.0)
+        )
+    return tuple(sources)
+
+
+def _check_citations(body: str, sources: int) -> None:
+    """Every sentence of a post with sources cites one of them, and no citation names a source it lacks."""
+    for number, sentence in enumerate(split_sentences(body), start=1):
+        cited = citations(sentence)
+        unknown = [n for n in cited if not 1 <= n <= sources]
+        if unknown:
+            raise DocumentRejected(f"sentence {number} cites [{unknown[0]}], but the post lists {sources} source(s)")
+        if not cited:
+            raise DocumentRejected(f"sentence {number} cites no source, as every sentence must: {sentence[:60]!r}")
 
 
 class ExamplesUnavailableError(RuntimeError):
@@ -117,10 +167,8 @@ def format_group(settings: Settings, task: GroupTask) -> Formatted:
             if path.endswith(".jsonl"):
                 rows.extend(_jsonl_rows(name, data, max_bytes=settings.ingest.max_document_bytes))
             else:
-                post = parse_post(data, max_bytes=settings.ingest.max_document_bytes)
-                record = {
-                    "messages": chat_messages(settings.fine_tune.system_prompt, task.group, post.title, post.body)
-                }
+                post = parse_post(data, max_bytes=settings.ingest.max_document_bytes, name=name)
+                record = {"messages": example_messages(settings.fine_tune.system_prompt, task.group, post)}
                 rows.append({"source": name, "line": 1, "text": json.dumps(record)})
         except DocumentRejected as error:
             rejected.append({"file": name, "reason": str(error)})

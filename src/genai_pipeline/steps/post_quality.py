@@ -16,7 +16,9 @@ reads the post sentence by sentence:
 - **Verdict.** A post whose kept sentences are supported at the configured share and whose length is within
   bounds is ``published``; otherwise ``needs_review``, with a flag for every sentence that failed.
 
-The logic is pure: the embedder is passed in, so tests use the real MiniLM or a small fake.
+The champion/challenger score (steps/champion.py) reads a model's answers with the same citation and support
+checks, as written (:func:`as_written`: nothing cut, nothing repaired). The logic is pure: the embedder is passed
+in, so tests use the real MiniLM or a small fake.
 """
 
 from __future__ import annotations
@@ -59,6 +61,11 @@ class Sentence:
     @property
     def supported(self) -> bool:
         return self.kept and "unsupported" not in self.flags and "invented_terms" not in self.flags
+
+    @property
+    def grounded(self) -> bool:
+        """Cited, and supported by a source it cites itself (a sentence the gate had to re-cite is not)."""
+        return bool(self.citations) and self.supported and "citation_repaired" not in self.flags
 
     def as_dict(self) -> dict[str, Any]:
         """For a page that marks each sentence: its text without citation markers, and the gate's findings."""
@@ -119,8 +126,14 @@ def split_sentences(text: str) -> list[str]:
     return sentences
 
 
-def _citations(sentence: str) -> list[int]:
+def citations(sentence: str) -> list[int]:
+    """The source numbers a sentence cites as ``[n]``, as written."""
     return [int(n) for n in _CITATION.findall(sentence)]
+
+
+def _naming_a_source(citations: list[int], sources: int) -> list[int]:
+    """The citations that name one of ``sources`` sources (1-based), each once, in order."""
+    return [n for n in dict.fromkeys(citations) if 1 <= n <= sources]
 
 
 def _bare(sentence: str) -> str:
@@ -156,7 +169,7 @@ def _chunk_sentences(text: str) -> list[str]:
 
 def check_post(post: str, sources: Sequence[str], embed: Embed, settings: PostQualitySettings) -> GateResult:
     """Run the gate over a post whose ``[n]`` citations name ``sources`` (chunk texts, 1-based)."""
-    sentences = [Sentence(text=s, citations=_citations(s)) for s in split_sentences(post)]
+    sentences = [Sentence(text=s, citations=citations(s)) for s in split_sentences(post)]
     said: list[set[str]] = []
     for sentence in sentences:
         if near_repeat(sentence.text, said, settings.repeat_overlap):
@@ -166,7 +179,7 @@ def check_post(post: str, sources: Sequence[str], embed: Embed, settings: PostQu
             sentence.flags.append("loop")
             sentence.kept = False
         said.append(_words(sentence.text))
-        valid = [n for n in dict.fromkeys(sentence.citations) if 1 <= n <= len(sources)]
+        valid = _naming_a_source(sentence.citations, len(sources))
         if len(valid) < len(sentence.citations):
             sentence.flags.append("invalid_citation")
         sentence.citations = valid
@@ -185,6 +198,21 @@ def check_post(post: str, sources: Sequence[str], embed: Embed, settings: PostQu
     return GateResult(
         text=text, status="needs_review" if reasons else "published", sentences=sentences, reasons=reasons
     )
+
+
+def as_written(text: str, sources: Sequence[str], embed: Embed, settings: PostQualitySettings) -> list[Sentence]:
+    """Every sentence of a text as its model wrote it, for scoring the model: nothing is cut and nothing repaired.
+
+    A sentence keeps the citations that name one of ``sources``; a cited one is checked against them with the
+    gate's own support check, and :attr:`Sentence.grounded` then says whether a source it cites supports it.
+    """
+    sentences = [
+        Sentence(text=s, citations=_naming_a_source(citations(s), len(sources))) for s in split_sentences(text)
+    ]
+    cited = [s for s in sentences if s.citations]
+    if cited:
+        _score_support(cited, sources, embed, settings)
+    return sentences
 
 
 def _score_support(kept: list[Sentence], sources: Sequence[str], embed: Embed, settings: PostQualitySettings) -> None:

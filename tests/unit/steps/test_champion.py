@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import json
+import re
 import time
+from functools import cache
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
+from unittest import mock
 
+import numpy as np
+import openai
 import pytest
+from openai.types.chat import ChatCompletion
 
 from conftest import isolated_settings
-from genai_pipeline.config import Settings
+from genai_pipeline.config import PostQualitySettings, ScoreWeights, Settings
 from genai_pipeline.orchestration.fine_tune_tasks import (
     COMBINE,
     KEEP,
@@ -22,28 +29,44 @@ from genai_pipeline.orchestration.fine_tune_tasks import (
 from genai_pipeline.steps import champion
 from genai_pipeline.steps import finetune_store as layout
 from genai_pipeline.steps.champion import (
+    AnswerScores,
     HeldoutItem,
+    combined,
     covers,
     decide,
     history,
     keep_champion,
     load_heldout,
+    model_scores,
     promote,
-    score_answers,
+    score,
+    score_answer,
     token_f1,
 )
-from genai_pipeline.steps.contracts import Challenger, Evaluation, ModelScores, Scored
+from genai_pipeline.steps.contracts import Challenger, Evaluation, ModelScores, Scored, ScoreRequest
+from genai_pipeline.steps.documents import resolve_root
+from genai_pipeline.steps.prompt import INSTRUCTIONS, Source
 from genai_pipeline.store import Store
 
 FIRST, SECOND = "ft:gpt-4o-mini:pipeline:first", "ft:gpt-4o-mini:pipeline:second"
+QUALITY = PostQualitySettings()
+WEIGHTS = ScoreWeights()
 
 
 def make_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Settings:
     return isolated_settings(monkeypatch, tmp_path)
 
 
-def scores(model: str, coverage: float, f1: float) -> ModelScores:
-    return ModelScores(model=model, fact_coverage=coverage, answer_token_f1=f1, items=4)
+def scores(model: str, coverage: float, f1: float, cited: float = 0.0, grounded: float = 0.0) -> ModelScores:
+    return ModelScores(
+        model=model,
+        fact_coverage=coverage,
+        citation_share=cited,
+        groundedness=grounded,
+        score=round(combined(WEIGHTS, coverage, cited, grounded), 4),
+        answer_token_f1=f1,
+        items=4,
+    )
 
 
 def challenger(model: str, job_id: str) -> Challenger:
@@ -67,6 +90,7 @@ def scored(decision: str, model: str = SECOND, job_id: str = "ftjob-2", champ: s
         challenger_scores=scores(model, 0.75, 0.5),
         champion=champ,
         champion_scores=scores(champ, 0.5, 0.4) if champ else None,
+        score_weights=WEIGHTS.model_dump(),
         decision=decision,
         reason=f"because: {decision}",
     )
@@ -94,22 +118,41 @@ class Clock:
 # -- the held-out set ---------------------------------------------------------------------------------------
 
 
+PORT = {"title": "Model server", "section": "Port", "text": "The server listens on port 8088."}
+
+
 def item(**fields) -> str:
-    return json.dumps({"group": "short", "title": "T", "facts": ["8088"], "answer": "Port 8088."} | fields)
+    base = {"group": "short", "title": "T", "facts": ["8088"], "answer": "Port 8088 [1].", "sources": [PORT]}
+    return json.dumps(base | fields)
 
 
-def test_load_heldout_reads_items_and_skips_blank_lines() -> None:
-    data = f"{item()}\n\n{item(group='long', title='U', facts=['a', 'B'], answer='x')}\n".encode()
-    assert load_heldout(data) == [
-        HeldoutItem("short", "T", ("8088",), "Port 8088."),
-        HeldoutItem("long", "U", ("a", "B"), "x"),
+def heldout_source(line: int, n: int, title: str, section: str, text: str) -> Source:
+    return Source(uri=f"heldout:{line}", chunk_index=n, section=section, title=title, text=text, distance=0.0)
+
+
+def test_load_heldout_reads_items_with_their_numbered_sources_and_skips_blank_lines() -> None:
+    second = item(group="long", title="U", facts=["a", "B"], answer="x", sources=[PORT, {"title": "V", "text": "y"}])
+    assert load_heldout(f"{item()}\n\n{second}\n".encode()) == [
+        HeldoutItem("short", "T", ("8088",), "Port 8088 [1].", (heldout_source(1, 1, *PORT.values()),)),
+        HeldoutItem(
+            "long",
+            "U",
+            ("a", "B"),
+            "x",
+            (heldout_source(3, 1, *PORT.values()), heldout_source(3, 2, "V", "", "y")),
+        ),
     ]
 
 
 @pytest.mark.parametrize(
     ("bad", "message"),
     [
-        ("{not json", "held-out line 3: needs JSON with group, title, facts, answer"),
+        ("{not json", "held-out line 3: needs JSON with group, title, facts, answer, sources"),
+        (json.dumps({"group": "short", "title": "T", "facts": ["a"], "answer": "A"}), "held-out line 3: needs JSON"),
+        (item(sources=[]), "held-out line 3: sources must be a non-empty list"),
+        (item(sources="the docs"), "held-out line 3: sources must be a non-empty list"),
+        (item(sources=[PORT, {"title": "No text"}]), "held-out line 3: source 2 needs a title and a text"),
+        (item(sources=[{"title": " ", "text": "x"}]), "held-out line 3: source 1 needs a title and a text"),
         (json.dumps({"group": "short", "title": "T", "answer": "A"}), "held-out line 3: needs JSON"),
         ("[1, 2]", "held-out line 3: needs JSON"),
         (item(facts=[]), "held-out line 3: facts must be a non-empty list of strings"),
@@ -152,16 +195,189 @@ def test_covers_is_case_insensitive_and_needs_every_fact() -> None:
     assert not covers("", ("anything",))
 
 
-def test_score_answers_averages_over_the_items() -> None:
-    items = [
-        HeldoutItem("short", "A", ("8088",), "port 8088"),
-        HeldoutItem("short", "B", ("zeta", "omega"), "zeta omega psi"),
-    ]
-    # The second answer misses "omega"; its F1 against "zeta omega psi": P 1/2, R 1/3 -> 0.4.
-    result = score_answers("m", items, ["Port 8088", "zeta only"])
-    assert result == ModelScores(model="m", fact_coverage=0.5, answer_token_f1=round((1.0 + 0.4) / 2, 4), items=2)
+def topic_embed(texts: list[str]) -> np.ndarray:
+    """A fake embedder: one axis per topic word, so a sentence is similar to what shares its topic words."""
+    axes = ("port", "weaviate", "markdown")
+    rows = np.array([[1.0 if axis in t.lower() else 0.0 for axis in axes] + [0.1] for t in texts])
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+SOURCES = (
+    Source("kb/a.md", 0, "Port", "Server", "The server listens on port 8088.", 0.1),
+    Source("kb/b.md", 0, "Storage", "Weaviate", "Chunks are stored in Weaviate.", 0.2),
+)
+
+
+def held(facts: tuple[str, ...] = ("8088",), answer: str = "The port is 8088 [1].") -> HeldoutItem:
+    return HeldoutItem("short", "A", facts, answer, SOURCES)
+
+
+def rate(model: str, items: list[HeldoutItem], answers: list[str], embed: Any = topic_embed) -> ModelScores:
+    """A model's scores from its answers, with the default weights and the gate's default settings."""
+    return model_scores(
+        model, [score_answer(i, a, embed, QUALITY) for i, a in zip(items, answers, strict=True)], WEIGHTS
+    )
+
+
+def uncited(text: str) -> str:
+    return re.sub(r"\s*\[\d+\]", "", text)
+
+
+@pytest.mark.parametrize(
+    ("answer", "cited", "grounded"),
+    [
+        ("The port is 8088 [1]. Chunks live in Weaviate [2].", 1.0, 1.0),
+        ("The port is 8088 [1]. Chunks live in Weaviate.", 0.5, 1.0),  # the uncited sentence is not repaired
+        ("The port is 8088 [1]. Chunks live in Weaviate [7].", 0.5, 1.0),  # [7] names no source: not a citation
+        ("The port is 8088 [1]. Chunks live in Weaviate [1].", 1.0, 0.5),  # source 1 does not support the second
+        ("The port is 8088 [2]. Chunks live in Weaviate [1].", 1.0, 0.0),  # each cites the other's source
+        ("The port is 8088. Chunks live in Weaviate.", 0.0, 0.0),  # nothing cited: nothing grounded
+        ("The port is 8088 [1]. The port is 8088 [1].", 1.0, 1.0),  # repeats are the gate's business, not the score's
+        ("", 0.0, 0.0),
+    ],
+)
+def test_an_answer_is_read_for_valid_citations_and_for_support_by_the_source_it_cites(
+    answer: str, cited: float, grounded: float
+) -> None:
+    figures = score_answer(held(), answer, topic_embed, QUALITY)
+    assert (figures.citation_share, figures.groundedness) == (cited, grounded)
+
+
+def test_groundedness_uses_the_gates_support_check_and_its_threshold() -> None:
+    answer = "Chunks live in Weaviate, on the port [2]."  # cosine 0.71 to either source with this embedder
+    assert score_answer(held(), answer, topic_embed, QUALITY).groundedness == 1.0
+    strict = PostQualitySettings(support_threshold=0.9)
+    assert score_answer(held(), answer, topic_embed, strict).groundedness == 0.0
+    # Named code-like terms the cited source lacks are invented, whatever the similarity says.
+    assert score_answer(held(), "The port is set by `PORT_NUMBER` [1].", topic_embed, QUALITY).groundedness == 0.0
+
+
+def test_model_scores_average_each_term_over_the_items_and_weigh_three_into_the_score() -> None:
+    items = [held(), held(("zeta", "omega"), "zeta omega psi")]
+    # The second answer misses "omega" and cites nothing; its F1 against "zeta omega psi": P 1/2, R 1/3 -> 0.4.
+    answers = ["The port is 8088 [1].", "zeta only"]
+    result = rate("m", items, answers)
+    # (0.5 * 0.5 + 0.25 * 0.5 + 0.25 * 0.5) / (0.5 + 0.25 + 0.25)
+    assert result == ModelScores(
+        model="m",
+        fact_coverage=0.5,
+        citation_share=0.5,
+        groundedness=0.5,
+        score=0.5,
+        answer_token_f1=round((token_f1(answers[0], items[0].answer) + 0.4) / 2, 4),
+        items=2,
+    )
+    weights = ScoreWeights(fact_coverage=0, citations=1, groundedness=3)
+    answers_scores = [AnswerScores(1.0, 0.5, 1.0, 0.2), AnswerScores(1.0, 0.0, 0.0, 0.4)]
+    assert model_scores("m", answers_scores, weights).score == round((1 * 0.25 + 3 * 0.5) / 4, 4)
+
+
+def test_the_weights_are_settings_and_cannot_all_be_zero(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    settings = isolated_settings(monkeypatch, tmp_path, PIPELINE_FINE_TUNE__SCORE_WEIGHTS__GROUNDEDNESS="0.5")
+    assert settings.fine_tune.score_weights == ScoreWeights(fact_coverage=0.5, citations=0.25, groundedness=0.5)
+    with pytest.raises(ValueError, match="at least one score weight must be above 0"):
+        ScoreWeights(fact_coverage=0, citations=0, groundedness=0)
     with pytest.raises(ValueError):
-        score_answers("m", items, ["one answer for two items"])
+        ScoreWeights(citations=-1)
+
+
+def test_of_two_challengers_with_the_same_fact_coverage_the_one_that_cites_groundedly_wins() -> None:
+    items = [held(), held(("weaviate",), "Chunks are stored in Weaviate [2].")]
+    answer_sets = {
+        "grounded": ["The port is 8088 [1].", "Chunks live in Weaviate [2]."],
+        "miscited": ["The port is 8088 [2].", "Chunks live in Weaviate [1]."],  # valid numbers, wrong sources
+        "uncited": ["The port is 8088.", "Chunks live in Weaviate."],
+    }
+    result = {name: rate(name, items, texts) for name, texts in answer_sets.items()}
+    assert {r.fact_coverage for r in result.values()} == {1.0}
+    assert result["grounded"].score > result["miscited"].score > result["uncited"].score
+    assert decide(result["grounded"], result["uncited"])[0] == "challenger_wins"
+    assert decide(result["grounded"], result["miscited"])[0] == "challenger_wins"
+    assert decide(result["uncited"], result["grounded"])[0] == "challenger_loses"
+    # The miscited answers cite validly but are not grounded: the citation term alone does not win.
+    assert (result["miscited"].citation_share, result["miscited"].groundedness) == (1.0, 0.0)
+    assert decide(result["miscited"], result["grounded"])[0] == "challenger_loses"
+
+
+@cache
+def minilm():
+    from genai_pipeline.models.embeddings import make_embedder
+
+    return make_embedder(Settings())
+
+
+def shipped_heldout() -> list[HeldoutItem]:
+    return load_heldout(Path(resolve_root(Settings().fine_tune.heldout)).read_bytes())
+
+
+def test_the_shipped_reference_answers_are_cited_and_grounded_and_lose_both_terms_without_citations() -> None:
+    """With the collection's embedder (MiniLM): the held-out set rewards what its references do."""
+    items = shipped_heldout()
+    cited = rate("ref", items, [i.answer for i in items], minilm().embed)
+    assert (cited.fact_coverage, cited.citation_share, cited.groundedness, cited.score) == (1.0, 1.0, 1.0, 1.0)
+    bare = rate("bare", items, [uncited(i.answer) for i in items], minilm().embed)
+    assert (bare.fact_coverage, bare.citation_share, bare.groundedness) == (1.0, 0.0, 0.0)
+    assert bare.score == 0.5 < cited.score
+
+
+def completion(text: str) -> ChatCompletion:
+    return ChatCompletion.model_validate(
+        {
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "m",
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+        }
+    )
+
+
+def test_score_asks_with_the_items_sources_and_records_both_terms_in_the_decision_and_the_champion(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The challenger cites as the references do, the champion states the same facts uncited: the challenger wins."""
+    settings = make_settings(monkeypatch, tmp_path)
+    store = Store(settings.store)
+    store.write_json(layout.LATEST_CHALLENGER, challenger(SECOND, "ftjob-2").model_dump())
+    store.write_json(layout.CHAMPION, {"model": FIRST})
+    write_lineage(store, SECOND, "ftjob-2")
+    items = shipped_heldout()
+    replies = {SECOND: {i.title: i.answer for i in items}, FIRST: {i.title: uncited(i.answer) for i in items}}
+    asked: list[list[dict]] = []
+
+    def create(*, model: str, messages: list[dict], **_: Any) -> ChatCompletion:
+        asked.append(messages)
+        return completion(replies[model][messages[1]["content"].split("titled: ", 1)[1].split("\n", 1)[0]])
+
+    client = mock.Mock(spec=openai.OpenAI)
+    client.chat = SimpleNamespace(completions=SimpleNamespace(create=create))
+    monkeypatch.setattr(champion, "make_openai_client", lambda _: client)
+
+    scored = score(settings, ScoreRequest(run_id="manual__1", options={}))
+    assert len(asked) == 2 * len(items)
+    for messages, item in zip(asked, items * 2, strict=True):  # asked as generation asks: the sources, fenced
+        assert INSTRUCTIONS in messages[1]["content"] and all(s.text in messages[1]["content"] for s in item.sources)
+    new, old = scored.challenger_scores, scored.champion_scores
+    assert old is not None and new.fact_coverage == old.fact_coverage == 1.0
+    assert (new.citation_share, new.groundedness, new.score) == (1.0, 1.0, 1.0)
+    assert (old.citation_share, old.groundedness, old.score) == (0.0, 0.0, 0.5)
+    assert scored.decision == "challenger_wins" and "citations 1.00 vs 0.00" in scored.reason
+
+    record = store.read_json(layout.decision("manual__1"))
+    assert record["challenger_scores"]["groundedness"] == 1.0 and record["champion_scores"]["citation_share"] == 0.0
+    assert record["score_weights"] == {"fact_coverage": 0.5, "citations": 0.25, "groundedness": 0.25}
+    first = record["answers"][0]
+    assert first[SECOND] == items[0].answer and first["scores"][SECOND]["citation_share"] == 1.0
+    assert first["scores"][FIRST] == {
+        "fact_coverage": 1.0,
+        "citation_share": 0.0,
+        "groundedness": 0.0,
+        "answer_token_f1": first["scores"][FIRST]["answer_token_f1"],
+    }
+    promote(settings, scored)
+    current = store.read_json(layout.CHAMPION)
+    assert current["scores"]["challenger"]["citation_share"] == 1.0 and current["scores"]["champion"]["score"] == 0.5
+    assert current["score_weights"] == record["score_weights"]
 
 
 # -- the decision -------------------------------------------------------------------------------------------

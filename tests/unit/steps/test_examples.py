@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -15,13 +16,14 @@ from genai_pipeline.steps.documents import resolve_root
 from genai_pipeline.steps.examples import (
     ExamplesUnavailableError,
     Post,
-    chat_messages,
     format_group,
     format_report,
     list_groups,
     parse_post,
 )
 from genai_pipeline.steps.finetune_store import sha256
+from genai_pipeline.steps.post_quality import as_written
+from genai_pipeline.steps.prompt import INSTRUCTIONS, Source, build_messages
 from genai_pipeline.steps.text_formats import DocumentRejected
 from genai_pipeline.store import Store
 
@@ -33,6 +35,11 @@ POSTS = {
     "train/long/gamma.txt": "Gamma title\nA long body.\n\nWith two paragraphs.\n",
     "validation/short/delta.txt": "Delta title\nDelta body.\n",
 }
+SOURCED = (
+    "Where chunks go\nChunks are written to Weaviate [2]. Each has a fingerprint [1].\n\n## Sources\n\n"
+    "[1] Ingestion | Fingerprints\nEvery chunk carries\nits document's fingerprint.\n\n"
+    "[2] Ingestion\nChunks are written to Weaviate.\n"
+)
 
 
 def make_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **env: str) -> Settings:
@@ -76,23 +83,54 @@ def stored_files(settings: Settings) -> list[Path]:
 # -- the prompt and the post --------------------------------------------------------------------------------
 
 
-def test_chat_messages_put_the_group_in_the_user_prompt() -> None:
-    assert chat_messages("sys", "short", "A title", "The body") == [
-        {"role": "system", "content": "sys"},
-        {"role": "user", "content": "Write a short post titled: A title"},
-        {"role": "assistant", "content": "The body"},
-    ]
-    # Scoring and generation ask the same way, without the answer.
-    assert chat_messages("sys", "long", "A title") == [
-        {"role": "system", "content": "sys"},
-        {"role": "user", "content": "Write a long post titled: A title"},
-    ]
-
-
 def test_parse_post_splits_the_title_line_from_the_body() -> None:
     assert parse_post(b"Title\nBody line.\n", max_bytes=MAX_BYTES) == Post("Title", "Body line.")
     post = parse_post(b"\r\n# Markdown title \r\n\r\nFirst.\r\nSecond.\r\n\r\n", max_bytes=MAX_BYTES)
     assert post == Post("Markdown title", "First.\nSecond.")
+
+
+def test_parse_post_reads_the_numbered_sources_below_the_body() -> None:
+    post = parse_post(SOURCED.encode(), max_bytes=MAX_BYTES, name="train/short/chunks.txt")
+    assert (post.title, post.body) == (
+        "Where chunks go",
+        "Chunks are written to Weaviate [2]. Each has a fingerprint [1].",
+    )
+    assert post.sources == (
+        Source(
+            "train/short/chunks.txt",
+            1,
+            "Fingerprints",
+            "Ingestion",
+            "Every chunk carries its document's fingerprint.",
+            0.0,
+        ),
+        Source("train/short/chunks.txt", 2, "", "Ingestion", "Chunks are written to Weaviate.", 0.0),
+    )
+
+
+@pytest.mark.parametrize(
+    ("sources", "reason"),
+    [
+        ("", "## Sources lists no source"),
+        ("Some text first.\n[1] T\nText.\n[2] U\nText.", "## Sources must start with a \\[1\\] title"),
+        ("[1] T\nText.\n[3] U\nText.", "source \\[3\\] is out of order"),
+        ("[1] T\nText.\n[2] U\n", "source \\[2\\] needs a title on its \\[n\\] line and text below it"),
+        ("[1] | Section\nText.\n[2] U\nText.", "source \\[1\\] needs a title"),
+        ("[1] T\nText.", "sentence 2 cites \\[2\\], but the post lists 1 source"),
+    ],
+)
+def test_a_post_whose_sources_do_not_match_its_citations_is_refused(sources: str, reason: str) -> None:
+    data = f"Title\nFirst [1]. Second [2].\n\n## Sources\n{sources}\n".encode()
+    with pytest.raises(DocumentRejected, match=reason):
+        parse_post(data, max_bytes=MAX_BYTES)
+
+
+def test_with_sources_every_sentence_of_the_body_must_cite_one() -> None:
+    data = b"Title\nCited [1]. Not cited at all.\n\n## Sources\n[1] T\nText.\n"
+    with pytest.raises(
+        DocumentRejected, match=re.escape("sentence 2 cites no source, as every sentence must: 'Not cited at all.'")
+    ):
+        parse_post(data, max_bytes=MAX_BYTES)
 
 
 @pytest.mark.parametrize(
@@ -135,6 +173,24 @@ def test_a_post_file_becomes_system_user_assistant_with_its_group(
     messages = json.loads(long["text"])["messages"]
     assert messages[1]["content"] == "Write a long post titled: Gamma title"
     assert messages[2]["content"] == "A long body.\n\nWith two paragraphs."
+
+
+def test_a_post_with_sources_becomes_generations_prompt_answered_by_its_cited_body(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    write_tree(tmp_path / "examples", {**POSTS, "train/short/chunks.txt": SOURCED})
+    settings = make_settings(monkeypatch, tmp_path)
+    format_group(settings, task("run-1", "train/short"))
+    (row,) = [r for r in rows(settings, "train/short") if r["source"] == "train/short/chunks.txt"]
+    post = parse_post(SOURCED.encode(), max_bytes=MAX_BYTES)
+    # Generation asks with build_messages(system, group, topic, sources): the example is that, plus the body.
+    assert json.loads(row["text"])["messages"] == build_messages(
+        SYSTEM, "short", "Where chunks go", post.sources, answer=post.body
+    )
+    assert (
+        "<<<SOURCE 2 | Ingestion | >>>\nChunks are written to Weaviate."
+        in json.loads(row["text"])["messages"][1]["content"]
+    )
 
 
 def test_unusable_files_are_refused_with_a_reason_and_the_rest_of_the_group_is_formatted(
@@ -353,3 +409,19 @@ def test_the_shipped_examples_format_without_rejections_and_splits_share_no_file
         for split in ("train", "validation")
     }
     assert answers["train"].isdisjoint(answers["validation"])
+
+
+def test_every_shipped_example_is_asked_with_sources_and_each_sentence_is_grounded_in_the_one_it_cites() -> None:
+    """The examples teach what the gate and the score check: with MiniLM, each sentence's source supports it."""
+    from genai_pipeline.models.embeddings import make_embedder
+
+    embed, quality = make_embedder(Settings()).embed, Settings().generation.quality
+    root = Path(resolve_root("package://genai_pipeline/examples"))
+    paths = sorted(root.glob("*/*/*.txt"))
+    assert len(paths) >= 18
+    for path in paths:
+        post = parse_post(path.read_bytes(), max_bytes=MAX_BYTES * 10)
+        assert post.sources, f"{path.name} lists no sources"
+        assert INSTRUCTIONS in build_messages(SYSTEM, path.parent.name, post.title, post.sources)[1]["content"]
+        sentences = as_written(post.body, [s.text for s in post.sources], embed, quality)
+        assert sentences and all(s.grounded for s in sentences), (path.name, [(s.text, s.support) for s in sentences])
