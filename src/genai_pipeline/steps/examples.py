@@ -87,7 +87,7 @@ def _parse_sources(lines: list[str], name: str) -> tuple[Source, ...]:
         if number != expected:
             raise DocumentRejected(f"source [{number}] is out of order: number the sources [1], [2], ... in order")
         title, _, section = header.partition("|")
-        body = " ".join(" ".join(text).split())
+        body = " ".join(" ".join(text).split())  # one text: a wrapped line is no sentence break for the gate
         if not title.strip() or not body:
             raise DocumentRejected(f"source [{number}] needs a title on its [n] line and text below it")
         sources.append(
