@@ -285,6 +285,9 @@ class PostQualitySettings(BaseModel):
     # Share of a post's kept sentences that must be supported for it to be published.
     min_supported_share: float = Field(0.9, ge=0, le=1)
     min_sentences: int = Field(2, ge=1)
+    # A sentence with fewer words of prose (code spans, roles and citations left out) is a fragment, and is cut:
+    # a heading, a bare `name`, a list item of one identifier.
+    min_sentence_words: int = Field(3, ge=1, le=50)
     max_words: int = Field(400, ge=10)
     # A sentence in which one word n-gram of this length occurs twice is a loop, and is cut.
     loop_ngram: int = Field(4, ge=2, le=10)

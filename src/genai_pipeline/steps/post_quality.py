@@ -5,6 +5,9 @@ reads the post sentence by sentence:
 
 - **Repetition.** A sentence said before, or reworded from one said before (most of its words the same), is cut,
   and so is a sentence that loops (one word n-gram twice within it).
+- **Fragments.** Soft-wrapped lines are joined and markup lines (reST directives, heading underlines) dropped
+  first. A "sentence" with fewer than ``min_sentence_words`` words of prose (a heading, a bare `identifier`) and a
+  last sentence the token limit cut off are removed.
 - **Citations.** Every sentence must cite one of the post's sources as ``[n]``. Numbers that name no source are
   dropped. A sentence left without a citation is repaired (it cites the source that supports it best) or, when
   no source supports it, removed.
@@ -43,6 +46,12 @@ _CITATION = re.compile(r"\s*\[(\d+)\]")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9`\"'(\[*])")
 _LEADING_CITATIONS = re.compile(r"^((?:\[\d+\]\s*)+)")
 _LIST_MARKER = re.compile(r"^(?:[-*+]|\d+[.)])\s+")
+# Lines of markup, not prose: reST directives and targets (".. _x:"), a bare "::", fences, heading underlines.
+_MARKUP_LINE = re.compile(r"^(?:\.\. |::$|```|([=\-~^*#+`'\"])\1{2,}$)")
+# A sentence's end: closing punctuation, then perhaps quotes, brackets and its citations.
+_ENDED = re.compile(r"[.!?][`\"')\]]*(?:\s*\[\d+\])*$")
+# Code spans and reST roles (:func:`x`), which are not words of prose.
+_CODE = re.compile(r"(?::[a-z]+:)?`[^`]*`")
 _WORD = re.compile(r"[a-z0-9']+")
 # Terms a model cannot paraphrase: `code`, UPPER_CASE names and snake_case / dotted identifiers.
 _TERM = re.compile(r"`([^`]+)`|\b([A-Z][A-Z0-9]*_[A-Z0-9_]+)\b|\b([a-z][a-z0-9]*(?:[_.][a-z0-9]+)+)\b")
@@ -98,6 +107,7 @@ class GateResult:
             "supported_share": round(sum(s.supported for s in kept) / len(kept), 3) if kept else 0.0,
             "citations_valid_share": round(sum(bool(s.citations) for s in kept) / len(kept), 3) if kept else 0.0,
             "repetitions_removed": flagged["repeated"] + flagged["loop"],
+            "fragments_removed": flagged["fragment"] + flagged["unfinished"],
             "uncited_removed": flagged["uncited"],
             "citations_repaired": flagged["citation_repaired"],
             "invalid_citations_dropped": flagged["invalid_citation"],
@@ -109,14 +119,34 @@ class GateResult:
         }
 
 
+def _prose_units(text: str) -> list[str]:
+    """Paragraphs and list items with their soft-wrapped lines joined; headings and markup lines left out.
+
+    Models copy the hard-wrapped lines of their sources, so a line that does not end a sentence continues on the
+    next one: "... only made available to" / "the current template." is one sentence, not two fragments.
+    """
+    units: list[str] = []
+    joining = False
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or _MARKUP_LINE.match(line):
+            joining = False
+            continue
+        item = _LIST_MARKER.match(line)
+        line = _LIST_MARKER.sub("", line)
+        if joining and not item:
+            units[-1] += " " + line
+        else:
+            units.append(line)
+        joining = not _ENDED.search(line)
+    return units
+
+
 def split_sentences(text: str) -> list[str]:
     """The post's sentences: a citation after the full stop stays with its sentence; headings are left out."""
     sentences: list[str] = []
-    for line in text.splitlines():
-        line = _LIST_MARKER.sub("", line.strip())
-        if not line or line.startswith("#"):
-            continue
-        for part in _SENTENCE_END.split(line):
+    for unit in _prose_units(text):
+        for part in _SENTENCE_END.split(unit):
             leading = _LEADING_CITATIONS.match(part)
             if leading and sentences:
                 sentences[-1] += " " + leading.group(1).strip()
@@ -124,6 +154,11 @@ def split_sentences(text: str) -> list[str]:
             if part.strip():
                 sentences.append(part.strip())
     return sentences
+
+
+def prose_words(sentence: str) -> int:
+    """Words of prose in a sentence, leaving out code spans, roles and citations: a bare `name` is no sentence."""
+    return len(_WORD.findall(_CODE.sub(" ", _bare(sentence)).lower()))
 
 
 def citations(sentence: str) -> list[int]:
@@ -171,8 +206,14 @@ def check_post(post: str, sources: Sequence[str], embed: Embed, settings: PostQu
     """Run the gate over a post whose ``[n]`` citations name ``sources`` (chunk texts, 1-based)."""
     sentences = [Sentence(text=s, citations=citations(s)) for s in split_sentences(post)]
     said: list[set[str]] = []
-    for sentence in sentences:
-        if near_repeat(sentence.text, said, settings.repeat_overlap):
+    for index, sentence in enumerate(sentences):
+        if prose_words(sentence.text) < settings.min_sentence_words:
+            sentence.flags.append("fragment")
+            sentence.kept = False
+        elif index == len(sentences) - 1 and not _ENDED.search(sentence.text):
+            sentence.flags.append("unfinished")  # cut off by the token limit
+            sentence.kept = False
+        elif near_repeat(sentence.text, said, settings.repeat_overlap):
             sentence.flags.append("repeated")
             sentence.kept = False
         elif loops(sentence.text, settings.loop_ngram):

@@ -27,14 +27,40 @@ def topic_embed(texts: list[str]) -> np.ndarray:
 
 
 def test_sentences_split_at_full_stops_and_lines_keeping_a_trailing_citation() -> None:
-    text = "# Title\nFirst one [1]. Second one. [2] Third?\n- a list item [1]\nCalled `x.y` twice."
+    text = "# Title\nFirst one [1]. Second one. [2] Third?\n- a list item [1].\nCalled `x.y` twice."
     assert split_sentences(text) == [
         "First one [1].",
         "Second one. [2]",
         "Third?",
-        "a list item [1]",
+        "a list item [1].",
         "Called `x.y` twice.",
     ]
+
+
+def test_hard_wrapped_lines_are_one_sentence_and_markup_lines_are_not_prose() -> None:
+    """What a small model copies from reStructuredText sources (Django's docs, bench/generate.py)."""
+    text = (
+        "Custom backends\n---------------\n\nWhen you load a custom backend, it is only made available to\n"
+        "the current template [4].\n\n::\n\n.. _Gunicorn: https://gunicorn.org/\n- one item that wraps\n"
+        "  onto a second line\n- another item."
+    )
+    assert split_sentences(text) == [
+        "Custom backends",
+        "When you load a custom backend, it is only made available to the current template [4].",
+        "one item that wraps onto a second line",
+        "another item.",
+    ]
+
+
+def test_fragments_and_a_sentence_cut_off_by_the_token_limit_are_removed() -> None:
+    post = (
+        "Custom backends [1]\n\n- :func:`django.utils.translation.gettext_noop` [1]\n\n"
+        "Chunks are embedded with MiniLM [1]. Posts are written as Markdown [2]. Posts are written as"
+    )
+    result = check_post(post, SOURCES, topic_embed, SETTINGS)
+    assert [s.flags for s in result.sentences] == [["fragment"], ["fragment"], [], [], ["unfinished"]]
+    assert result.text == "Chunks are embedded with MiniLM [1]. Posts are written as Markdown [2]."
+    assert result.figures()["fragments_removed"] == 3
 
 
 def test_a_supported_cited_post_is_published_as_written() -> None:
