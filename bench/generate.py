@@ -112,30 +112,6 @@ def check_facts(items: list[Any], corpus: Path) -> None:
                 raise SystemExit(f"eval set: {fact!r} is in none of {item.sources} ({item.question})")
 
 
-def cached(embed: Any) -> Any:
-    """``embed`` with a cache per text: gating sentence by sentence re-embeds the same chunks."""
-    import numpy as np
-
-    seen: dict[str, Any] = {}
-
-    def embed_cached(texts: list[str]) -> Any:
-        missing = [t for t in dict.fromkeys(texts) if t not in seen]
-        if missing:
-            seen.update(zip(missing, embed(missing), strict=True))
-        return np.stack([seen[t] for t in texts])
-
-    return embed_cached
-
-
-def as_written(sentence: str, chunks: list[str], embed: Any, quality: Any) -> tuple[bool, bool]:
-    """Whether a sentence, as the model wrote it, cites a valid source, and whether that source supports it."""
-    from genai_pipeline.steps.post_quality import check_post
-
-    alone = check_post(sentence, chunks, embed, quality).sentences[0]
-    cited = bool(alone.citations) and "citation_repaired" not in alone.flags
-    return cited, cited and not {"unsupported", "invented_terms", "invalid_citation"} & set(alone.flags)
-
-
 def measure(row: Row, text: str, verdict: Any, chunks: list[str], facts: tuple[str, ...], seconds: float) -> None:
     """Add one post to ``row``: ``verdict`` is the gate's result (gate on), None for the text as written."""
     from genai_pipeline.steps.champion import covers
@@ -175,7 +151,7 @@ def main() -> int:
     with pipeline(args.home, {SOURCE: str(args.corpus)}) as (settings, summary, startup):
         from genai_pipeline.models.embeddings import make_embedder
         from genai_pipeline.steps.generation import retrieve, write_post
-        from genai_pipeline.steps.post_quality import check_post, split_sentences
+        from genai_pipeline.steps.post_quality import as_written, check_post
 
         gen = settings.generation
         started = time.perf_counter()
@@ -183,7 +159,7 @@ def main() -> int:
         retrieval_seconds = time.perf_counter() - started
         models = [BASE_MODEL] + ([champion] if champion and champion in available_models(settings) else [])
         penalties = [float(p) for p in args.penalties.split(",")] if args.penalties else [gen.frequency_penalty]
-        embed = cached(make_embedder(settings).embed)
+        embed = make_embedder(settings).embed
         rows: list[Row] = []
         for model, penalty in itertools.product(models, penalties):
             role = "base" if model == BASE_MODEL else "champion"
@@ -212,9 +188,9 @@ def main() -> int:
                 verdict = check_post(result["post"], chunks, embed, gen.quality)
                 gate_seconds = time.perf_counter() - began
                 measure(off, result["post"], None, chunks, item.facts, result["seconds"])
-                for sentence in split_sentences(result["post"]):
-                    cited, supported = as_written(sentence, chunks, embed, gen.quality)
-                    off.cited, off.supported = off.cited + cited, off.supported + supported
+                written = as_written(result["post"], chunks, embed, gen.quality)  # the gate's checks, nothing cut
+                off.cited += sum(bool(s.citations) for s in written)
+                off.supported += sum(s.grounded for s in written)
                 measure(on, verdict.text, verdict, chunks, item.facts, result["seconds"] + gate_seconds)
                 if args.show:
                     print(
