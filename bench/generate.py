@@ -80,9 +80,9 @@ def content_words(text: str) -> set[str]:
     return {w for w in CONTENT_WORD.findall(CITATION.sub("", text).lower()) if w not in STOP}
 
 
-def word_support(sentence: str, chunks: list[str]) -> float | None:
+def word_support(sentence: str, cites: list[int], chunks: list[str]) -> float | None:
     """Share of the sentence's content words in the chunks it cites; None when it cites none of them."""
-    cited = [chunks[int(n) - 1] for n in CITATION.findall(sentence) if 1 <= int(n) <= len(chunks)]
+    cited = [chunks[n - 1] for n in cites if 1 <= n <= len(chunks)]
     words = content_words(sentence)
     if not cited or not words:
         return None
@@ -121,13 +121,17 @@ def measure(row: Row, text: str, verdict: Any, chunks: list[str], facts: tuple[s
     row.seconds.append(seconds)
     if verdict is not None and verdict.status != "published":
         return
-    said = split_sentences(text)
+    if verdict is not None:
+        cited = [(s.text, s.citations) for s in verdict.sentences if s.kept]
+    else:
+        cited = [(s, [int(n) for n in CITATION.findall(s)]) for s in split_sentences(text)]
+    said = [sentence for sentence, _ in cited]
     row.published += 1
     row.sentences += len(said)
     row.repeated += repeats(said, 0.7)
-    row.distinct.append(distinct_2(CITATION.sub("", text)))
+    row.distinct.append(distinct_2(CITATION.sub("", " ".join(said))))
     row.facts += covers(text, facts)
-    row.word_support += [w for w in (word_support(s, chunks) for s in said) if w is not None]
+    row.word_support += [w for w in (word_support(s, n, chunks) for s, n in cited) if w is not None]
     if verdict is not None:
         kept = [s for s in verdict.sentences if s.kept]
         row.supported += sum(s.supported for s in kept)
