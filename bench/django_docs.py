@@ -47,8 +47,9 @@ def sdist_url(index: str) -> str:
 def install(target: Path) -> dict[str, object]:
     """Download, check and unpack the docs into ``target`` unless the same pin is there already."""
     marker = target / MARKER
-    if marker.exists() and json.loads(marker.read_text()).get("sha256") == SHA256:
-        return json.loads(marker.read_text())
+    installed = json.loads(marker.read_text()) if marker.exists() else {}
+    if installed.get("sha256") == SHA256:
+        return installed
     if target.exists() and any(target.iterdir()) and not marker.exists():
         raise SystemExit(f"{target} is not empty and is not a corpus this script wrote: refusing to replace it")
     url = sdist_url(os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple"))

@@ -92,15 +92,9 @@ def word_support(sentence: str, cites: list[int], chunks: list[str]) -> float | 
 
 def repeats(sentences: list[str], overlap: float) -> int:
     """Sentences equal to or rewording an earlier one, by the gate's own word-overlap rule."""
-    from genai_pipeline.steps.post_quality import near_repeat
+    from genai_pipeline.steps.post_quality import near_repeat, sentence_words
 
-    earlier: list[set[str]] = []
-    count = 0
-    for sentence in sentences:
-        words = set(re.findall(r"[a-z0-9']+", CITATION.sub("", sentence).lower()))
-        count += near_repeat(sentence, earlier, overlap)
-        earlier.append(words)
-    return count
+    return sum(near_repeat(s, [sentence_words(e) for e in sentences[:i]], overlap) for i, s in enumerate(sentences))
 
 
 def check_facts(items: list[Any], corpus: Path) -> None:
@@ -112,30 +106,32 @@ def check_facts(items: list[Any], corpus: Path) -> None:
                 raise SystemExit(f"eval set: {fact!r} is in none of {item.sources} ({item.question})")
 
 
-def measure(row: Row, text: str, verdict: Any, chunks: list[str], facts: tuple[str, ...], seconds: float) -> None:
-    """Add one post to ``row``: ``verdict`` is the gate's result (gate on), None for the text as written."""
+def measure(
+    row: Row,
+    published: list[Any] | None,
+    supported: list[bool],
+    text: str,
+    chunks: list[str],
+    item: Any,
+    seconds: float,
+    overlap: float,
+) -> None:
+    """Add one post to ``row``: the sentences a reader gets (None: sent to review) and which are supported."""
     from genai_pipeline.steps.champion import covers
-    from genai_pipeline.steps.post_quality import split_sentences
 
     row.posts += 1
     row.seconds.append(seconds)
-    if verdict is not None and verdict.status != "published":
+    if published is None:
         return
-    if verdict is not None:
-        cited = [(s.text, s.citations) for s in verdict.sentences if s.kept]
-    else:
-        cited = [(s, [int(n) for n in CITATION.findall(s)]) for s in split_sentences(text)]
-    said = [sentence for sentence, _ in cited]
+    said = [s.text for s in published]
     row.published += 1
     row.sentences += len(said)
-    row.repeated += repeats(said, 0.7)
+    row.supported += sum(supported)
+    row.cited += sum(bool(s.citations) for s in published)
+    row.repeated += repeats(said, overlap)
     row.distinct.append(distinct_2(CITATION.sub("", " ".join(said))))
-    row.facts += covers(text, facts)
-    row.word_support += [w for w in (word_support(s, n, chunks) for s, n in cited) if w is not None]
-    if verdict is not None:
-        kept = [s for s in verdict.sentences if s.kept]
-        row.supported += sum(s.supported for s in kept)
-        row.cited += sum(bool(s.citations) for s in kept)
+    row.facts += covers(text, item.facts)
+    row.word_support += [w for w in (word_support(s.text, s.citations, chunks) for s in published) if w is not None]
 
 
 def main() -> int:
@@ -191,11 +187,30 @@ def main() -> int:
                 began = time.perf_counter()
                 verdict = check_post(result["post"], chunks, embed, gen.quality)
                 gate_seconds = time.perf_counter() - began
-                measure(off, result["post"], None, chunks, item.facts, result["seconds"])
-                written = as_written(result["post"], chunks, embed, gen.quality)  # the gate's checks, nothing cut
-                off.cited += sum(bool(s.citations) for s in written)
-                off.supported += sum(s.grounded for s in written)
-                measure(on, verdict.text, verdict, chunks, item.facts, result["seconds"] + gate_seconds)
+                # Gate off: the text as written, a sentence supported when a source it cites supports it.
+                written = as_written(result["post"], chunks, embed, gen.quality)
+                measure(
+                    off,
+                    written,
+                    [s.grounded for s in written],
+                    result["post"],
+                    chunks,
+                    item,
+                    result["seconds"],
+                    gen.quality.repeat_overlap,
+                )
+                # Gate on: what it publishes, cited as published (a repaired citation counts).
+                kept = [s for s in verdict.sentences if s.kept] if verdict.status == "published" else None
+                measure(
+                    on,
+                    kept,
+                    [s.supported for s in kept or []],
+                    verdict.text,
+                    chunks,
+                    item,
+                    result["seconds"] + gate_seconds,
+                    gen.quality.repeat_overlap,
+                )
                 if args.show:
                     print(
                         f"\n## {name}: {item.question}\n{result['post']}\n-- gate: {verdict.status} "

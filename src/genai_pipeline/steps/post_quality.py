@@ -183,13 +183,14 @@ def loops(sentence: str, n: int) -> bool:
     return bool(grams) and max(grams.values()) >= 2
 
 
-def _words(sentence: str) -> set[str]:
+def sentence_words(sentence: str) -> set[str]:
+    """The words of a sentence without its citations, as the repetition rule compares them."""
     return set(_WORD.findall(_bare(sentence).lower()))
 
 
 def near_repeat(sentence: str, earlier: list[set[str]], overlap: float) -> bool:
     """Whether the sentence's words mostly (Jaccard >= overlap) are those of an earlier sentence: a reworded loop."""
-    words = _words(sentence)
+    words = sentence_words(sentence)
     return any(len(words & other) / len(words | other) >= overlap for other in earlier if words | other)
 
 
@@ -219,7 +220,7 @@ def check_post(post: str, sources: Sequence[str], embed: Embed, settings: PostQu
         elif loops(sentence.text, settings.loop_ngram):
             sentence.flags.append("loop")
             sentence.kept = False
-        said.append(_words(sentence.text))
+        said.append(sentence_words(sentence.text))
         valid = _naming_a_source(sentence.citations, len(sources))
         if len(valid) < len(sentence.citations):
             sentence.flags.append("invalid_citation")
