@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export PATH := $(HOME)/.local/bin:$(PATH)
 
 
-.PHONY: install demo test test-unit lint up down bench bench-real bench-memory bench-finetune bench-retrieval bench-generate images clean cluster-up cluster-down chart-docs \
+.PHONY: install demo test test-fast lint up down bench bench-real bench-memory bench-finetune bench-retrieval bench-generate images clean cluster-up cluster-down chart-docs \
 	e2e bench-cluster kind-up deploy kind-down
 
 install:  ## Create .venv from the lock file (Python deps, Airflow, models in packages)
@@ -17,13 +17,16 @@ install:  ## Create .venv from the lock file (Python deps, Airflow, models in pa
 demo: install  ## Run the whole pipeline on the embedded default (no cluster, no API key)
 	$(UV) run pipeline demo
 
-test: install  ## Unit, DAG and integration tests (starts real Weaviate, Airflow, the model server, a browser)
+# Two pytest workers, a file each at a time: the integration tests wait on schedulers and servers about half
+# their time, so the other worker's file runs meanwhile (docs/benchmarks.md, "The test suite").
+test: install  ## Unit, DAG, chart and integration tests (starts real Weaviate, Airflow, the model server, a browser)
 	$(UV) run ruff check src dags tests bench
 	bash scripts/ensure-browser.sh || echo "no headless browser: tests/integration/test_web_page.py will skip"
-	$(UV) run pytest
+	$(UV) run pytest -n 2 --dist loadfile
 
-test-unit: install
-	$(UV) run pytest tests/unit tests/dags
+test-fast: install  ## The everyday loop, under 2 minutes: ruff, unit, DAG and chart tests (no servers)
+	$(UV) run ruff check src dags tests bench
+	$(UV) run pytest -m "not integration" tests/unit tests/dags tests/charts
 
 lint: install
 	$(UV) run ruff check src dags tests bench

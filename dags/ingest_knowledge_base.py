@@ -43,7 +43,9 @@ def ingest_knowledge_base():
     # After every load (none failed); also when there was nothing to load (the mapped group is skipped).
     pruned = step_task("prune", trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)(RUN)
     [batches, loaded] >> pruned
-    report = step_task("report", trigger_rule=TriggerRule.ALL_DONE, outlets=[knowledge_base_asset()])(RUN)
+    # The report's verdict (rejected documents, a missing source, a refused prune) is a decision over the
+    # stored records: a retry reaches the same one, minutes of backoff later.
+    report = step_task("report", trigger_rule=TriggerRule.ALL_DONE, outlets=[knowledge_base_asset()], retries=0)(RUN)
     [loaded, pruned] >> report
     # Setup and teardown: the collection check opens the run's work, and the removal of its temporary store
     # files closes it, also when any of the work failed (Airflow runs a teardown whatever its upstreams did,

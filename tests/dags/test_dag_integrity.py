@@ -213,6 +213,15 @@ def test_ingestion_opens_with_its_schema_setup_and_closes_with_a_cleanup_teardow
     assert {"report", "create_schema"} <= teardown.upstream_task_ids
 
 
+def test_verdicts_fail_at_once_while_work_steps_retry(dagbag) -> None:
+    """Rejected documents, a refused prune or no published post: three backoff retries only delayed the failure."""
+    dag = dagbag.dags.get("ingest_knowledge_base")
+    assert dag.get_task("report").retries == 0
+    assert all(dag.get_task(t).retries == 3 for t in ("plan", "ingest_batch.embed", "ingest_batch.load", "prune"))
+    generation = dagbag.dags.get("generate_content")
+    assert generation.get_task("report_posts").retries == 0 and generation.get_task("generate_post").retries == 3
+
+
 def test_every_dag_gets_the_lateness_alert_when_one_is_configured(dagbag) -> None:
     assert all(not dag.deadline for dag in dagbag.dags.values())  # none configured: no alert
     script = (

@@ -6,6 +6,7 @@ machine (minutes), later calls find the cached binary.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -35,9 +36,15 @@ def go_install(cache_dir: Path, module: str, version: str, *, ldflags: str | Non
     if go is None:
         raise GoToolUnavailable(f"`go` is not on PATH: it is needed once to build {binary} ({module}@{version})")
     target.parent.mkdir(parents=True, exist_ok=True)
-    command = [go, "install", *(["-ldflags", ldflags] if ldflags else []), f"{module}@{version}"]
-    env = {**os.environ, "GOBIN": str(target.parent), "CGO_ENABLED": "0"}
-    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    # Two processes starting at once (parallel test workers, `make demo` beside `make test`) build it once: the
+    # second waits here, then finds the binary, never a half-written one.
+    with (target.parent / ".build.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if target.is_file():
+            return target
+        command = [go, "install", *(["-ldflags", ldflags] if ldflags else []), f"{module}@{version}"]
+        env = {**os.environ, "GOBIN": str(target.parent), "CGO_ENABLED": "0"}
+        result = subprocess.run(command, env=env, capture_output=True, text=True)
     if result.returncode != 0 or not target.is_file():
         raise GoToolUnavailable(f"{' '.join(command)} failed:\n{result.stderr[-2000:]}")
     return target
