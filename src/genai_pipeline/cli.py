@@ -77,14 +77,10 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 def _stop_stack(settings: Settings) -> None:
     """Stop Airflow (task processes included), the web page, the model server and Weaviate."""
-    from genai_pipeline.local.airflow_env import stop_airflow
+    from genai_pipeline.local.airflow_env import SERVICE_NAMES
     from genai_pipeline.local.model_server import WEB_PAGE
 
-    services = _services(settings)
-    stop_airflow(services)
-    services.stop(WEB_PAGE)
-    services.stop("model-server")
-    services.stop("weaviate")
+    _services(settings).stop_all([*SERVICE_NAMES, WEB_PAGE, "model-server", "weaviate"])
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -182,8 +182,11 @@ def test_ctrl_c_stops_cleanly_and_leaves_no_process(tmp_path: Path) -> None:
         assert process.poll() is None and time.monotonic() < deadline, "no embed task started"
         time.sleep(1)
     process.send_signal(signal.SIGINT)  # what the terminal sends on Ctrl-C
+    interrupted = time.monotonic()
     out, err = process.communicate(timeout=120)
     assert process.returncode == 130, out[-2000:] + err[-2000:]
+    # Every service and task process gets SIGTERM together and one 8 s grace (one each, in turn, took a minute).
+    assert time.monotonic() - interrupted <= 15
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1] == "interrupted: everything this command started is stopped"
     assert not leftovers(home)

@@ -17,6 +17,7 @@ from genai_pipeline.config import Settings
 from genai_pipeline.local.services import Services, answers
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+SERVICE_NAMES = tuple(f"airflow-{component}" for component in COMPONENTS)
 # The step tasks' OpenLineage extractor (named, not imported: this module must not import Airflow).
 LINEAGE_EXTRACTOR = "genai_pipeline.orchestration.lineage.StepLineageExtractor"
 # SQLite waits this long for another component's write lock before "database is locked" (Python's default is
@@ -110,6 +111,5 @@ def start_airflow(settings: Settings, services: Services, api_port: int = 8080) 
 
 
 def stop_airflow(services: Services) -> None:
-    """Stop every component (scheduler first, so no new task starts)."""
-    for component in reversed(COMPONENTS):
-        services.stop(f"airflow-{component}")
+    """Stop every component, and the task processes they started, together."""
+    services.stop_all(SERVICE_NAMES)

@@ -25,6 +25,10 @@ class ServiceError(RuntimeError):
     """A background service exited or never became ready; the message points at its log."""
 
 
+# How long stopping waits after SIGTERM before SIGKILL: Ctrl-C must leave nothing running within seconds.
+STOP_GRACE_SECONDS = 8.0
+
+
 class Services:
     """Start, find and stop named background processes under one home folder."""
 
@@ -81,29 +85,39 @@ class Services:
             time.sleep(0.5)
         return pid
 
-    def stop(self, name: str, timeout: float = 30.0) -> bool:
+    def stop(self, name: str, timeout: float = STOP_GRACE_SECONDS) -> bool:
         """SIGTERM the service and all it spawned, SIGKILL what is left after ``timeout``; True if it was running."""
-        pidfile = self.run_dir / f"{name}.pid"
-        try:
-            leader = psutil.Process(int(pidfile.read_text()))
-        except (FileNotFoundError, psutil.NoSuchProcess):
-            pidfile.unlink(missing_ok=True)
-            return False
+        return bool(self.stop_all([name], timeout))
+
+    def stop_all(self, names: Sequence[str], timeout: float = STOP_GRACE_SECONDS) -> list[str]:
+        """Stop several services together: one SIGTERM round, one shared grace, then SIGKILL; the ones that ran.
+
+        One after the other, each with its own grace, Ctrl-C on a whole stack took up to a minute.
+        """
+        leaders: dict[str, psutil.Process] = {}
+        for name in names:
+            pidfile = self.run_dir / f"{name}.pid"
+            try:
+                leaders[name] = psutil.Process(int(pidfile.read_text()))
+            except (FileNotFoundError, psutil.NoSuchProcess):
+                pidfile.unlink(missing_ok=True)
         # A leader that exited unreaped (a zombie) was not running, but it still holds its pid, so
         # signalling its process group is safe and stops what it left behind.
-        running = _running(leader)
-        # Snapshot the tree before signalling: once the leader exits, its children are re-parented to
+        running = [name for name, leader in leaders.items() if _running(leader)]
+        # Snapshot the trees before signalling: once a leader exits, its children are re-parented to
         # init and cannot be found through it. The group signal alone misses descendants that called
         # setsid(), as Airflow's LocalExecutor task processes can, and those would run on as orphans.
-        procs = _tree(leader)
-        _signal(leader.pid, procs, signal.SIGTERM)
+        groups = [leader.pid for leader in leaders.values()]
+        procs = [proc for leader in leaders.values() for proc in _tree(leader)]
+        _signal(groups, procs, signal.SIGTERM)
         alive = _wait(procs, timeout)
-        # Survivors may have spawned since the snapshot; the group is signalled again for members the
-        # snapshot missed (already re-parented), which is a no-op once it is empty.
+        # Survivors may have spawned since the snapshot; the groups are signalled again for members the
+        # snapshot missed (already re-parented), which is a no-op once they are empty.
         alive += [child for proc in alive for child in _tree(proc)[1:] if child not in alive]
-        _signal(leader.pid, alive, signal.SIGKILL)
+        _signal(groups, alive, signal.SIGKILL)
         _wait(alive, 5.0)
-        pidfile.unlink(missing_ok=True)
+        for name in leaders:
+            (self.run_dir / f"{name}.pid").unlink(missing_ok=True)
         return running
 
 
@@ -124,10 +138,11 @@ def _tree(proc: psutil.Process) -> list[psutil.Process]:
         return []
 
 
-def _signal(pid: int, procs: Sequence[psutil.Process], sig: signal.Signals) -> None:
-    """Send ``sig`` to the process group ``pid`` and to each process, tolerating ones that are gone."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, sig)
+def _signal(groups: Sequence[int], procs: Sequence[psutil.Process], sig: signal.Signals) -> None:
+    """Send ``sig`` to each process group and to each process, tolerating ones that are gone."""
+    for group in groups:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(group, sig)
     for proc in procs:
         # psutil refuses (NoSuchProcess) if the pid now belongs to another process.
         with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):

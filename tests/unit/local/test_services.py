@@ -81,14 +81,14 @@ def start_service(tmp_path: Path) -> Iterator:
     """Start the script as service ``svc``; yield a starter returning (services, processes)."""
     started: list[psutil.Process] = []
 
-    def start(env: dict[str, str] | None = None) -> tuple[Services, list[psutil.Process]]:
+    def start(env: dict[str, str] | None = None, name: str = "svc") -> tuple[Services, list[psutil.Process]]:
         script = tmp_path / "service.py"
         script.write_text(SERVICE)
-        out = tmp_path / "pids"
+        out = tmp_path / f"pids-{name}"
         out.mkdir()
         services = Services(tmp_path)
         services.start(
-            "svc",
+            name,
             [sys.executable, str(script), str(out), "leader"],
             {**os.environ, **(env or {})},
             ready=lambda: all((out / f"{role}.pid").exists() for role in ROLES),
@@ -133,6 +133,22 @@ def test_stop_kills_a_task_that_ignores_sigterm_after_the_timeout(start_service)
     assert elapsed >= 1, "the task ignores SIGTERM, so stop has to wait the timeout before SIGKILL"
     assert elapsed < 10
     assert _gone(task)
+
+
+def test_a_stack_stops_within_one_grace_not_one_per_service(start_service) -> None:
+    """Ctrl-C stops every service together: three that ignore SIGTERM cost one grace period, not three."""
+    names = ["weaviate", "scheduler", "model-server"]
+    started = [start_service({"IGNORE_SIGTERM": "1"}, name) for name in names]
+    services = started[0][0]
+
+    began = time.monotonic()
+    assert services.stop_all([*names, "never-started"], timeout=3) == names
+    elapsed = time.monotonic() - began
+
+    procs = [proc for _, group in started for proc in group]
+    assert not _wait_gone(procs, 5)
+    assert 3 <= elapsed < 6, elapsed  # one after the other: 9 s at least
+    assert all(services.pid(name) is None for name in names)
 
 
 def test_a_zombie_service_counts_as_stopped(tmp_path: Path) -> None:
