@@ -496,6 +496,7 @@ def print_summary(summary: dict[str, Any]) -> None:
         ),
         *(f"  decoded          {d['uri']} from {d['encoding']}" for d in summary["decoded"]),
         f"  hidden skipped   {len(summary['hidden_skipped'])}",
+        *(f"  hard link        {uri} (another name shares its bytes)" for uri in summary["hard_links"]),
         f"  stale            {len(summary['stale'])}",
         *(f"    ! {uri}: stale: previous version kept (the file is refused now)" for uri in summary["stale"]),
         f"  rejected         {len(summary['rejected'])}",

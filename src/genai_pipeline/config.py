@@ -190,6 +190,9 @@ class IngestSettings(BaseModel):
     sub_batch_chunks: int = Field(512, ge=1, le=100_000)
     max_document_bytes: int = Field(2_000_000, ge=1)
     fail_on_rejected: bool = False
+    # A file with several hard links may be a second name of a file outside the corpus: listed in the report,
+    # and refused when this is set.
+    refuse_hard_links: bool = False
     # A file loaded before and refused now keeps its previous version (reported as stale) unless this is set.
     delete_rejected: bool = False
     # A run refuses to prune more than this share of a source's documents unless its conf allows it.

@@ -162,6 +162,8 @@ class Summary(Descriptor):
     decoded: list[dict[str, str]]
     symlinks_skipped: int
     hidden_skipped: list[str]
+    # Files with more than one hard link, ingested (refused instead with ingest.refuse_hard_links).
+    hard_links: list[str] = []
     unavailable_sources: list[dict[str, Any]]
     unconfigured_sources: dict[str, int]
     stale: list[str]

@@ -10,6 +10,7 @@ import hashlib
 import importlib.resources
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -66,6 +67,8 @@ class SourceScan:
     aliases: list[str]
     # Hidden files and folders (a name starting with "."), left out on purpose and listed in the report.
     hidden: list[str] = field(default_factory=list)
+    # Files with more than one hard link: another name, perhaps outside the corpus, shares their bytes.
+    hard_links: list[str] = field(default_factory=list)
 
 
 def document_location(root: str, relpath: str) -> str:
@@ -108,11 +111,15 @@ def resolve_root(root: str) -> str:
     return str(importlib.resources.files(package).joinpath(folder))
 
 
-def scan_source(name: str, root: str, *, max_bytes: int) -> SourceScan:
-    """List every file under a source root (nested folders included) and hash the usable ones."""
+def scan_source(name: str, root: str, *, max_bytes: int, refuse_hard_links: bool = False) -> SourceScan:
+    """List every file under a source root (nested folders included) and hash the usable ones.
+
+    A local file with more than one hard link is listed in ``hard_links`` (and refused with
+    ``refuse_hard_links``): unlike a symlink, nothing shows whether its other name lies outside the corpus.
+    """
     fs, base = fsspec.core.url_to_fs(resolve_root(root))
     if getattr(fs, "protocol", None) in ("file", ("file", "local")) or fs.__class__.__name__ == "LocalFileSystem":
-        return _scan_local(name, Path(base), max_bytes=max_bytes)
+        return _scan_local(name, Path(base), max_bytes=max_bytes, refuse_hard_links=refuse_hard_links)
     scan = SourceScan([], [], [])
     for path, info in sorted(fs.find(base, detail=True).items()):
         relpath = path[len(base.rstrip("/")) + 1 :]
@@ -123,41 +130,76 @@ def scan_source(name: str, root: str, *, max_bytes: int) -> SourceScan:
     return scan
 
 
-def _scan_local(name: str, root: Path, *, max_bytes: int) -> SourceScan:
+def _scan_local(name: str, root: Path, *, max_bytes: int, refuse_hard_links: bool) -> SourceScan:
     scan = SourceScan([], [], [])
     real_root = root.resolve()
     if not real_root.is_dir():
         scan.rejected.append(Rejection(f"{name}/", f"source folder {root} does not exist"))
         return scan
-    for directory, dirnames, filenames in os.walk(root, followlinks=False):
+    for directory, dirnames, filenames in _walk(root, name, scan):
         scan.hidden.extend(
-            f"{name}/{(Path(directory) / d).relative_to(root).as_posix()}/"
-            for d in sorted(dirnames)
-            if d.startswith(".")
+            f"{name}/{(directory / d).relative_to(root).as_posix()}/" for d in dirnames if d.startswith(".")
         )
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for entry in sorted([*filenames, *(d for d in dirnames if (Path(directory) / d).is_symlink())]):
-            path = Path(directory) / entry
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for entry in filenames:
+            path = directory / entry
             relpath = path.relative_to(root).as_posix()
             if _hidden(relpath):
                 scan.hidden.append(f"{name}/{relpath}")
                 continue
             if path.is_symlink():
-                target = path.resolve()
-                if not target.exists():
-                    scan.rejected.append(Rejection(f"{name}/{relpath}", f"broken symlink to {os.readlink(path)}"))
-                elif not target.is_relative_to(real_root):
-                    scan.rejected.append(
-                        Rejection(f"{name}/{relpath}", f"symlink points outside the corpus (to {target})")
-                    )
-                else:
-                    scan.aliases.append(f"{name}/{relpath}")
+                _symlink(scan, f"{name}/{relpath}", path, real_root)
                 continue
             if not path.is_file():
                 scan.rejected.append(Rejection(f"{name}/{relpath}", "not a regular file"))
                 continue
-            _admit(scan, name, relpath, str(path), path.stat().st_size, max_bytes, _read_local)
+            status = path.stat()
+            if status.st_nlink > 1:
+                if refuse_hard_links:
+                    reason = f"hard link ({status.st_nlink} names share its bytes; refuse_hard_links is set)"
+                    scan.rejected.append(Rejection(f"{name}/{relpath}", reason))
+                    continue
+                scan.hard_links.append(f"{name}/{relpath}")
+            _admit(scan, name, relpath, str(path), status.st_size, max_bytes, _read_local)
     return scan
+
+
+def _walk(root: Path, name: str, scan: SourceScan) -> Iterator[tuple[Path, list[str], list[str]]]:
+    """Top-down and sorted like ``os.walk``, but without recursion and with every unreadable folder reported.
+
+    Python 3.11's ``os.walk`` recurses (a folder about 1,000 levels deep raised RecursionError and failed the
+    whole plan) and skips folders it cannot list in silence. Symlinks, to folders too, come as files: the
+    caller decides about them. The caller may prune the folder list, as with ``os.walk``.
+    """
+    stack = [root]
+    while stack:
+        directory = stack.pop()
+        try:
+            with os.scandir(directory) as listing:
+                entries = sorted(listing, key=lambda entry: entry.name)
+            folders = [e.name for e in entries if e.is_dir(follow_symlinks=False)]
+        except OSError as error:
+            where = directory.relative_to(root).as_posix()
+            scan.rejected.append(Rejection(f"{name}/{where}/", f"unreadable folder: {error.strerror or error}"))
+            continue
+        files = [e.name for e in entries if e.name not in set(folders)]
+        yield directory, folders, files
+        stack.extend(directory / folder for folder in reversed(folders))
+
+
+def _symlink(scan: SourceScan, uri: str, path: Path, real_root: Path) -> None:
+    """A symlink is never read itself: an alias of a document inside the corpus, or refused, saying why."""
+    try:
+        target = path.resolve()
+    except (OSError, RuntimeError):  # Python 3.11 raises RuntimeError on a loop, later ones OSError
+        scan.rejected.append(Rejection(uri, f"symlink loop ({os.readlink(path)})"))
+        return
+    if not target.exists():
+        scan.rejected.append(Rejection(uri, f"broken symlink to {os.readlink(path)}"))
+    elif not target.is_relative_to(real_root):
+        scan.rejected.append(Rejection(uri, f"symlink points outside the corpus (to {target})"))
+    else:
+        scan.aliases.append(uri)
 
 
 def _read_local(path: str) -> bytes:

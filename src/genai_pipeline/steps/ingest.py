@@ -114,10 +114,16 @@ def plan(settings: Settings, request: RunRequest) -> list[BatchTask]:
     rejected: list[dict[str, str]] = []
     aliases: list[str] = []
     hidden: list[str] = []
+    hard_links: list[str] = []
     unavailable: dict[str, str] = {}
     for name, root in sources.items():
         try:
-            scan = scan_source(name, root, max_bytes=settings.ingest.max_document_bytes)
+            scan = scan_source(
+                name,
+                root,
+                max_bytes=settings.ingest.max_document_bytes,
+                refuse_hard_links=settings.ingest.refuse_hard_links,
+            )
         except OSError as error:  # an unreachable bucket, a permission denied on the root
             unavailable[name] = f"unreadable: {error}"
             continue
@@ -125,6 +131,7 @@ def plan(settings: Settings, request: RunRequest) -> list[BatchTask]:
         rejected.extend({"uri": r.uri, "reason": r.reason} for r in scan.rejected)
         aliases.extend(scan.aliases)
         hidden.extend(scan.hidden)
+        hard_links.extend(scan.hard_links)
         if not scan.documents:
             folder = [r.reason for r in scan.rejected if r.uri == f"{name}/"]
             unavailable[name] = folder[0] if folder else "it lists no usable document"
@@ -193,6 +200,7 @@ def plan(settings: Settings, request: RunRequest) -> list[BatchTask]:
             "rejected": rejected,
             "aliases": aliases,
             "hidden": hidden,
+            "hard_links": hard_links,
             "removed": decision.removed,
             "prune_refused": decision.refused,
             "unconfigured_sources": decision.unconfigured,
@@ -446,6 +454,7 @@ _LISTS = (
     "rejected",
     "decoded",
     "hidden_skipped",
+    "hard_links",
     "stale",
     "removed",
     "prune_refused",
@@ -503,6 +512,7 @@ def report(settings: Settings, request: RunRequest) -> Summary:
         "decoded": plan_info["decoded"],
         "symlinks_skipped": len(plan_info["aliases"]),
         "hidden_skipped": plan_info["hidden"],
+        "hard_links": plan_info["hard_links"],
         "unavailable_sources": plan_info["unavailable_sources"],
         "unconfigured_sources": plan_info["unconfigured_sources"],
         "stale": plan_info["stale"],

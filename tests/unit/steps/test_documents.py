@@ -99,3 +99,53 @@ def test_only_markdown_family_files_take_their_title_from_a_heading() -> None:
     assert document_title("   # Indented heading\n", "kb/a.md") == "Indented heading"
     assert document_title("    # code, not a heading\n", "kb/b.md") == "kb b"
     assert document_title("# From RST\n", "docs/guide.rst") == "From RST"  # RST is converted to Markdown first
+
+
+def test_a_symlink_loop_and_a_deep_folder_are_reported_and_the_rest_is_scanned(tmp_path: Path) -> None:
+    """Each failed the whole plan on Python 3.11: a loop (Path.resolve's RuntimeError), 1,200 levels (os.walk's)."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "good.md").write_text("# Good\n\nFine text.\n")
+    os.symlink(corpus / "loop-b", corpus / "loop-a")
+    os.symlink(corpus / "loop-a", corpus / "loop-b")
+    (corpus / "deep").mkdir()
+    fd = os.open(corpus / "deep", os.O_RDONLY)  # one level at a time: pathlib's mkdir(parents=True) recurses too
+    try:
+        for _ in range(1_200):
+            os.mkdir("d", dir_fd=fd)
+            inner = os.open("d", os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        with open(os.open("bottom.md", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd), "w") as handle:
+            handle.write("# Bottom\n\nFound all the same.\n")
+    finally:
+        os.close(fd)
+
+    try:
+        scan = scan_source("kb", str(corpus), max_bytes=CAP)
+    finally:  # by full path, innermost first: Python 3.11's rmtree (pytest's clean-up) recurses as well
+        (corpus / "deep" / Path(*["d"] * 1_200) / "bottom.md").unlink()
+        for level in range(1_200, 0, -1):
+            (corpus / "deep" / Path(*["d"] * level)).rmdir()
+
+    assert [d.uri for d in scan.documents] == ["kb/good.md", f"kb/deep/{'d/' * 1_200}bottom.md"]
+    reasons = {r.uri: r.reason for r in scan.rejected}
+    assert reasons == {"kb/loop-a": "symlink loop (" + str(corpus / "loop-b") + ")", "kb/loop-b": reasons["kb/loop-b"]}
+    assert reasons["kb/loop-b"].startswith("symlink loop")
+
+
+def test_a_hard_link_is_listed_and_refused_when_asked(tmp_path: Path) -> None:
+    """A hard link shows nothing of its other name, which may lie outside the corpus."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "good.md").write_text("# Good\n\nFine text.\n")
+    outside = tmp_path / "secret.md"
+    outside.write_text("# Secret\n\nOutside the corpus.\n")
+    os.link(outside, corpus / "linked.md")
+
+    listed = scan_source("kb", str(corpus), max_bytes=CAP)
+    assert listed.hard_links == ["kb/linked.md"] and {d.uri for d in listed.documents} == {"kb/good.md", "kb/linked.md"}
+
+    refused = scan_source("kb", str(corpus), max_bytes=CAP, refuse_hard_links=True)
+    assert [d.uri for d in refused.documents] == ["kb/good.md"]
+    assert [(r.uri, r.reason.split(" (")[0]) for r in refused.rejected] == [("kb/linked.md", "hard link")]
