@@ -15,6 +15,7 @@ from genai_pipeline.orchestration.assets import CHALLENGER, COMBINED_TRAIN, COMB
 from genai_pipeline.orchestration.finetune_wait import WaitForFineTuneJob
 from genai_pipeline.orchestration.pipeline_dag import pipeline_dag
 from genai_pipeline.orchestration.step_task import step_task
+from genai_pipeline.steps.finetune_store import DATASET_KEY_PATTERN
 
 TUNE = get_settings().fine_tune
 SUBMIT = {
@@ -35,7 +36,9 @@ SUBMIT = {
         "n_epochs": Param(TUNE.n_epochs, type="integer", minimum=1, maximum=50),
         "batch_size": Param(TUNE.batch_size, type="integer", minimum=1, maximum=256),
         "learning_rate_multiplier": Param(TUNE.learning_rate_multiplier, type="number", exclusiveMinimum=0),
-        "dataset": Param("", type="string", description="a stored dataset key; empty: the latest published"),
+        "dataset": Param(
+            "", type="string", pattern=DATASET_KEY_PATTERN, description="a stored dataset key; empty: the latest"
+        ),
     },
 )
 def fine_tune():

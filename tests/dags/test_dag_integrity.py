@@ -244,3 +244,12 @@ def test_every_task_of_every_dag_alerts_on_failure_and_runs_one_at_a_time(dagbag
             callbacks = task.on_failure_callback or []
             callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
             assert any(isinstance(c, PipelineNotifier) for c in callbacks), (dag.dag_id, task.task_id)
+
+
+def test_the_fine_tune_dataset_param_takes_only_a_dataset_key(dagbag) -> None:
+    from airflow.sdk.exceptions import ParamValidationError
+
+    param = dagbag.dags.get("fine_tune").params.get_param("dataset")
+    assert param.resolve("0123456789abcdef") == "0123456789abcdef" and param.resolve("") == ""
+    with pytest.raises(ParamValidationError):
+        param.resolve("../../reports/ingest")

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from genai_pipeline.config import check_sources
+from genai_pipeline.steps.finetune_store import DATASET_KEY_PATTERN
 
 # A descriptor travels as XCom and on a pod's command line; anything bigger belongs in the store.
 MAX_DESCRIPTOR_BYTES = 16_384
@@ -263,7 +264,7 @@ class SubmitRequest(Descriptor):
     n_epochs: int = Field(ge=1, le=50)
     batch_size: int = Field(ge=1, le=256)
     learning_rate_multiplier: float = Field(gt=0)
-    dataset: str = ""
+    dataset: str = Field("", pattern=DATASET_KEY_PATTERN)
 
 
 class Submitted(Descriptor):

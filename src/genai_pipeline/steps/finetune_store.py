@@ -11,6 +11,9 @@ import re
 
 ROOT = "finetune"
 SPLITS = ("train", "validation")
+# A dataset's key, the first 16 hex digits of its files' hashes: a run's Param may name one, and nothing else
+# (it becomes a store path, so "../" must never pass).
+DATASET_KEY_PATTERN = "^([0-9a-f]{16})?$"
 
 
 def safe_name(value: str) -> str:

@@ -80,3 +80,13 @@ def test_every_step_ends_with_one_line_of_its_numbers(
     assert line.endswith(": removed_files=0")
     assert result_summary({"written": 3, "late": [1, 2], "ok": True, "model": "m"}) == "written=3, late=2"
     assert result_summary([{}, {}]) == "2 items"
+
+
+@pytest.mark.parametrize("dataset", ["../../reports/ingest", "/etc/passwd", "0123456789abcdeF", "0123456789abcdef/.."])
+def test_the_fine_tune_dataset_param_is_a_dataset_key_never_a_path(dataset: str) -> None:
+    """The Param becomes a store path: "../" read any stored file as training data."""
+    submit = {"run_id": "r", "base_model": "m", "n_epochs": 1, "batch_size": 1, "learning_rate_multiplier": 1.0}
+    assert spec("submit_fine_tune").check_input({**submit, "dataset": "0123456789abcdef"}).dataset
+    assert spec("submit_fine_tune").check_input({**submit, "dataset": ""}).dataset == ""
+    with pytest.raises(ValidationError, match="dataset"):
+        spec("submit_fine_tune").check_input({**submit, "dataset": dataset})
