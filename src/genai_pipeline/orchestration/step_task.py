@@ -8,7 +8,6 @@ worker (embedded mode) or as a hardened pod from the step's image (``@task.kuber
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 from functools import partial
 from typing import Any
 
@@ -16,6 +15,7 @@ from airflow.sdk import task
 
 from genai_pipeline.config import RunMode, Settings, get_settings
 from genai_pipeline.orchestration.notify import PipelineNotifier
+from genai_pipeline.orchestration.pipeline_dag import retry_policy
 from genai_pipeline.steps.registry import spec
 
 # Rendered after each mapped instance runs: the batch label instead of a bare index in the UI.
@@ -66,10 +66,7 @@ def step_task(step: str, *, settings: Settings | None = None, **task_kwargs: Any
     runtime = settings.runtime
     options: dict[str, Any] = {
         "task_id": step,
-        "retries": runtime.retries,
-        "retry_delay": timedelta(seconds=runtime.retry_delay_seconds),
-        "retry_exponential_backoff": runtime.retry_exponential_backoff,
-        "max_retry_delay": timedelta(seconds=runtime.max_retry_delay_seconds),
+        **retry_policy(runtime),
         "max_active_tis_per_dag": runtime.concurrency.get(step, runtime.max_active_tis_per_dag),
         "map_index_template": MAP_INDEX_TEMPLATE,
         "pre_execute": partial(check_input, step),
