@@ -53,9 +53,9 @@ def loopback_only() -> list[str]:
 
 
 def pipeline(*args: str, env: dict[str, str], prefix: list[str] | None = None) -> subprocess.CompletedProcess:
+    cli = [sys.executable, "-m", "genai_pipeline.cli", *args, "--api-port", env["API_PORT"], "--timeout", "600"]
     return subprocess.run(
-        [*(prefix or []), sys.executable, "-m", "genai_pipeline.cli", *args]
-        + ["--api-port", env["API_PORT"], "--timeout", "600"],
+        [*(prefix or []), *cli],
         env=env,
         capture_output=True,
         text=True,
