@@ -130,6 +130,8 @@ class Receiver:
     statuses: list[int] = field(default_factory=list)
     default_status: int = 200
     delay: float = 0.0
+    # A 429's Retry-After header, in seconds.
+    retry_after: str = "0"
     requests: list[Received] = field(default_factory=list)
 
 
@@ -144,7 +146,7 @@ class _WebhookHandler(BaseHTTPRequestHandler):
         time.sleep(rx.delay)
         self.send_response(status)
         if status == 429:
-            self.send_header("Retry-After", "0")
+            self.send_header("Retry-After", rx.retry_after)
         self.send_header("Content-Length", "2")
         self.end_headers()
         self.wfile.write(b"ok")

@@ -1,5 +1,10 @@
 from __future__ import annotations
 
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 import pytest
 from openai import AsyncOpenAI
 
@@ -77,3 +82,44 @@ def test_every_hosted_api_needs_a_key_before_the_first_call(
             make_openai_client(Settings())
     else:
         assert make_openai_client(Settings()).api_key == LOCAL_PLACEHOLDER_KEY
+
+
+class _BusyOnce(BaseHTTPRequestHandler):
+    """An OpenAI-compatible embeddings endpoint that answers its first request 429 with Retry-After: 1.5."""
+
+    calls: list[float] = []
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        _BusyOnce.calls.append(time.monotonic())
+        if len(_BusyOnce.calls) == 1:
+            body, status = b'{"error": {"message": "slow down"}}', 429
+        else:
+            item = {"object": "embedding", "index": 0, "embedding": [0.0, 1.0]}
+            usage = {"prompt_tokens": 1, "total_tokens": 1}
+            body = json.dumps({"object": "list", "data": [item], "model": "m", "usage": usage}).encode()
+            status = 200
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Retry-After", "1.5")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_the_client_waits_out_a_429s_retry_after(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The factory's client retries a 429 after the server's Retry-After, not after its own shorter backoff."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _BusyOnce)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("PIPELINE_OPENAI__BASE_URL", f"http://127.0.0.1:{server.server_port}/v1")
+        client = make_openai_client(Settings())
+        assert client.embeddings.create(model="m", input="x").data[0].embedding == [0.0, 1.0]
+    finally:
+        server.shutdown()
+        server.server_close()
+    first, second = _BusyOnce.calls
+    assert second - first >= 1.5

@@ -275,3 +275,11 @@ def test_an_unreachable_mail_server_is_retried_then_dropped_with_its_host_only(m
         assert send_email(settings, {"kind": "test"}, attempts=2, backoff_seconds=0.01) is False
     assert f"SMTP 127.0.0.1:{port}" in caplog.text and "retrying" in caplog.text and "dropped" in caplog.text
     assert PASSWORD not in caplog.text
+
+
+def test_a_429s_retry_after_is_waited_out_when_longer_than_the_backoff(receiver, monkeypatch) -> None:
+    monkeypatch.setattr(notify, "DEFAULT_BACKOFF_SECONDS", 0.01)
+    busy = receiver(statuses=[429], retry_after="1.5")
+    began = time.monotonic()
+    assert send_webhook(settings_for(monkeypatch, busy.url), {"kind": "budget_exceeded"})
+    assert time.monotonic() - began >= 1.5 and len(busy.requests) == 2
