@@ -191,7 +191,14 @@ def test_ctrl_c_stops_cleanly_and_leaves_no_process(tmp_path: Path) -> None:
     env = user_env(home, API_PORT=str(free_port()))
     command = [sys.executable, "-m", "genai_pipeline.cli", "ingest", str(tmp_path / "corpus"), "--api-port"]
     process = subprocess.Popen(
-        [*command, env["API_PORT"]], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [*command, env["API_PORT"]],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # As from a terminal: a pytest-xdist worker ignores SIGINT, and a child inherits that (the command then
+        # ran to its end through the Ctrl-C).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 300
     while not _embedding(int(env["API_PORT"])):
