@@ -41,6 +41,11 @@ def _resolve(node: Any, defs: dict[str, Any]) -> Any:
     return out
 
 
+def _secret(field: dict[str, Any]) -> bool:
+    """A SecretStr field, optional ones too (``anyOf`` a write-only string and null): never a chart value."""
+    return any(option.get("writeOnly") for option in [field, *field.get("anyOf", [])])
+
+
 def pipeline_schema() -> dict[str, Any]:
     """The ``pipeline`` values: one closed object per settings section, secrets and chart-rendered fields out."""
     model = Settings.model_json_schema()
@@ -52,7 +57,7 @@ def pipeline_schema() -> dict[str, Any]:
         section = _resolve(model["properties"][name], defs)
         skip = CHART_RENDERED.get(name, set())
         section["properties"] = {
-            key: value for key, value in section["properties"].items() if key not in skip and not value.get("writeOnly")
+            key: value for key, value in section["properties"].items() if key not in skip and not _secret(value)
         }
         section.pop("default", None)
         sections[name] = section

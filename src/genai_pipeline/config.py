@@ -336,7 +336,9 @@ class NotifySettings(BaseModel):
     its subject and every field in its body.
     """
 
-    webhook_url: str | None = None
+    # A secret like the token: Slack-style URLs carry theirs in the path. From env or a Kubernetes Secret only,
+    # so never in a pod spec (a failed pod's spec is printed into the task log).
+    webhook_url: SecretStr | None = None
     # Sent as ``Authorization: Bearer``; from env or a Kubernetes Secret only.
     webhook_token: SecretStr | None = None
     # Email: sent when a host and at least one recipient are set (PIPELINE_NOTIFY__EMAIL_TO='["ops@example.com"]').

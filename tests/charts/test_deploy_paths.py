@@ -340,6 +340,25 @@ def test_the_chart_readme_and_the_values_schema_are_generated_from_current_sourc
     assert check_schema(["--check"]) == 0, "stale values schema: make chart-docs"
 
 
+def test_no_secret_setting_can_be_a_chart_value() -> None:
+    """Optional secrets (a key, the webhook URL, the SMTP password) were in the schema: values could hold them."""
+    import json
+
+    from pydantic import SecretStr
+
+    from genai_pipeline.config import Settings
+
+    pipeline = json.loads((CHART / "values.schema.json").read_text())["properties"]["pipeline"]["properties"]
+    secrets = {
+        (section, key)
+        for section, field in Settings.model_fields.items()
+        for key, inner in getattr(field.annotation, "model_fields", {}).items()
+        if SecretStr in getattr(inner.annotation, "__args__", (inner.annotation,))
+    }
+    assert {("openai", "api_key"), ("notify", "webhook_url"), ("notify", "smtp_password")} <= secrets
+    assert not [(s, k) for s, k in secrets if k in pipeline[s]["properties"]]
+
+
 def test_the_schema_is_that_of_the_kubernetes_the_cluster_scripts_build() -> None:
     script = (REPO / "scripts" / "cluster" / "build-k8s.sh").read_text()
     assert f'K8S_VERSION="${{K8S_VERSION:-{KUBERNETES_VERSION}}}"' in script

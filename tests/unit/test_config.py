@@ -45,20 +45,23 @@ def test_invalid_settings_fail_with_a_message(
 def test_public_env_round_trips_and_never_carries_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PIPELINE_OPENAI__API_KEY", "sk-very-secret")
     monkeypatch.setenv("PIPELINE_WEAVIATE__API_KEY", "wv-secret")
+    # A Slack-style webhook URL carries its token in the path: a secret too.
+    monkeypatch.setenv("PIPELINE_NOTIFY__WEBHOOK_URL", "https://hooks.example.com/services/T0/B0/hook-secret")
     monkeypatch.setenv("PIPELINE_CHUNKING__SIZE_TOKENS", "123")
     settings = Settings()
     env = settings.public_env()
-    assert not any("sk-very-secret" in v or "wv-secret" in v for v in env.values())
-    assert "PIPELINE_OPENAI__API_KEY" not in env
+    assert not any(secret in v for v in env.values() for secret in ("sk-very-secret", "wv-secret", "hook-secret"))
+    assert "PIPELINE_OPENAI__API_KEY" not in env and "PIPELINE_NOTIFY__WEBHOOK_URL" not in env
     assert "PIPELINE_HOME" not in env  # machine-local paths stay on the machine
     assert env["PIPELINE_INGEST__SOURCES"] == '{"pipeline-docs": "package://genai_pipeline/sample_kb"}'
 
     # A pod rebuilds the same settings from that env alone (secrets come from its Secret instead).
     monkeypatch.delenv("PIPELINE_OPENAI__API_KEY")
     monkeypatch.delenv("PIPELINE_WEAVIATE__API_KEY")
+    monkeypatch.delenv("PIPELINE_NOTIFY__WEBHOOK_URL")
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    skip = {"home": True, "cache_dir": True, "openai": {"api_key"}, "weaviate": {"api_key"}}
+    skip = {"home": True, "cache_dir": True, "openai": {"api_key"}, "weaviate": {"api_key"}, "notify": {"webhook_url"}}
     assert Settings().model_dump(exclude=skip) == settings.model_dump(exclude=skip)
 
 

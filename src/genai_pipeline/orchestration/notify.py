@@ -71,7 +71,7 @@ def send_webhook(
     ``backoff_seconds`` default to the module's ``DEFAULT_*`` values. Never raises: a missing URL or a final
     failure is a warning that names the URL's host only (the path and the token may be secrets) and returns False.
     """
-    url = settings.notify.webhook_url
+    url = settings.notify.webhook_url.get_secret_value() if settings.notify.webhook_url else ""
     kind = event.get("kind", "event")
     if not url:
         log.warning("no webhook configured (PIPELINE_NOTIFY__WEBHOOK_URL); %s notification not sent", kind)
