@@ -24,9 +24,9 @@ test: install  ## Unit, DAG, chart and integration tests (starts real Weaviate, 
 	bash scripts/ensure-browser.sh || echo "no headless browser: tests/integration/test_web_page.py will skip"
 	$(UV) run pytest -n 2 --dist loadfile
 
-test-fast: install  ## The everyday loop, under 2 minutes: ruff, unit, DAG and chart tests (no servers)
+test-fast: install  ## The everyday loop, about a minute: ruff, unit, DAG and chart tests (no servers)
 	$(UV) run ruff check src dags tests bench
-	$(UV) run pytest -m "not integration" tests/unit tests/dags tests/charts
+	$(UV) run pytest -n 2 -m "not integration" tests/unit tests/dags tests/charts
 
 lint: install
 	$(UV) run ruff check src dags tests bench
