@@ -440,6 +440,16 @@ class ModelServerSettings(BaseModel):
         return f"http://{self.host}:{self.port}/v1"
 
 
+class WebPageSettings(BaseModel):
+    """What the post-writing web page accepts: the Host names it answers, and how big a request may be."""
+
+    # Host header names (a port is ignored; "*.example.com" matches subdomains). A page elsewhere that points
+    # its own name at 127.0.0.1 (DNS rebinding) is refused. The chart adds its Service's names.
+    allowed_hosts: list[str] = Field(default_factory=lambda: ["localhost", "127.0.0.1"], min_length=1)
+    # A request body over this many bytes is refused (413) before it is read whole.
+    max_request_bytes: int = Field(16_384, ge=1_024, le=10_000_000)
+
+
 class Settings(BaseSettings):
     """All settings; build with :func:`get_settings` so every caller shares one validated instance."""
 
@@ -463,6 +473,7 @@ class Settings(BaseSettings):
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
     openai: OpenAISettings = Field(default_factory=OpenAISettings)
     model_server: ModelServerSettings = Field(default_factory=ModelServerSettings)
+    web_page: WebPageSettings = Field(default_factory=WebPageSettings)
 
     @model_validator(mode="after")
     def _pods_share_a_store(self) -> Settings:

@@ -140,6 +140,23 @@ def test_the_web_page_is_optional_hardened_and_reads_the_shared_store(offline: P
     assert docs[("Service", "kb-genai-pipeline-web-page")]["spec"]["ports"][0]["port"] == 8090
 
 
+def test_the_web_page_answers_its_service_names_a_port_forward_and_the_hosts_given(offline: Path) -> None:
+    """Any other Host is refused (DNS rebinding); the pod gets the list its Service is reached by."""
+    docs = render(offline, "webPage.enabled=true", "pipeline.web_page.allowed_hosts={posts.example.com}")
+    (container,) = docs[("Deployment", "kb-genai-pipeline-web-page")]["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    service = "kb-genai-pipeline-web-page"
+    assert json.loads(env["PIPELINE_WEB_PAGE__ALLOWED_HOSTS"]) == [
+        "localhost",
+        "127.0.0.1",
+        service,
+        f"{service}.genai-pipeline",
+        f"{service}.genai-pipeline.svc",
+        f"{service}.genai-pipeline.svc.cluster.local",
+        "posts.example.com",
+    ]
+
+
 def test_every_airflow_deployment_registers_the_same_lineage_extractor() -> None:
     """The chart's Airflow config, the CI cluster's and the local stack's name one extractor, which imports."""
     import configparser

@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 
 from genai_pipeline.config import Settings, get_settings
 from genai_pipeline.steps.generation import GenerationError, read_chunk, write_post
+from genai_pipeline.web.guard import RequestGuard
 
 log = logging.getLogger(__name__)
 DEFAULT_PORT = 8090
@@ -43,6 +44,10 @@ class GenerateRequest(BaseModel):
 def create_app(settings: Settings) -> FastAPI:
     """The web page app, bound to one settings instance (knowledge base, model endpoint, defaults)."""
     app = FastAPI(title="genai-pipeline posts", docs_url=None, redoc_url=None)
+    page_settings = settings.web_page
+    app.add_middleware(
+        RequestGuard, allowed_hosts=page_settings.allowed_hosts, max_bytes=page_settings.max_request_bytes
+    )
     gen = settings.generation
 
     @app.get("/", response_class=HTMLResponse)
