@@ -40,6 +40,11 @@ def server_env(settings: Settings) -> dict[str, str]:
         "CLUSTER_HOSTNAME": "node1",
         # Without this the Raft listener takes eth0's IPv6 address and exits ("too many colons").
         "CLUSTER_ADVERTISE_ADDR": "127.0.0.1",
+        # Gossip and Raft listen on loopback only (gossip took every interface), and the Go profiler, which
+        # listened on every interface at :6060, is off. Weaviate 1.34 has no setting for its gRPC and internal
+        # data listeners: those two still take every interface (docs/security.md).
+        "CLUSTER_BIND_ADDR": "127.0.0.1",
+        "GO_PROFILING_DISABLE": "true",
         "CLUSTER_GOSSIP_BIND_PORT": str(gossip),
         "CLUSTER_DATA_BIND_PORT": str(gossip + 1),
         "RAFT_PORT": str(gossip + 2),
