@@ -18,12 +18,11 @@ demo: install  ## Run the whole pipeline on the embedded default (no cluster, no
 	$(UV) run pipeline demo
 
 # Two pytest workers, a file each at a time: the integration tests wait on schedulers and servers about half
-# their time, so the other worker's file runs meanwhile (docs/benchmarks.md, "The test suite"). Files go out in
-# collection order (tests/conftest.py puts the long ones first), not xdist's most-tests-first.
+# their time, so the other worker's file runs meanwhile (docs/benchmarks.md, "The test suite").
 test: install  ## Unit, DAG, chart and integration tests (starts real Weaviate, Airflow, the model server, a browser)
 	$(UV) run ruff check src dags tests bench
 	bash scripts/ensure-browser.sh || echo "no headless browser: tests/integration/test_web_page.py will skip"
-	$(UV) run pytest -n 2 --dist loadfile --no-loadscope-reorder
+	$(UV) run pytest -n 2 --dist loadfile
 
 test-fast: install  ## The everyday loop, about a minute: ruff, unit, DAG and chart tests (no servers)
 	$(UV) run ruff check src dags tests bench

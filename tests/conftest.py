@@ -49,20 +49,6 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-# The longest files, first: with two workers (`make test`) both start on one, and the quick files fill in at the
-# end. xdist's own order (most tests first) left the demo file, three tests and twelve minutes, for last, alone.
-LONGEST_FIRST = ("tests/integration/test_fine_tune_dags.py", "tests/integration/test_demo.py", "tests/integration/")
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Order files by expected length (a stable sort: tests keep their order within a file)."""
-
-    def rank(item: pytest.Item) -> int:
-        return next((n for n, prefix in enumerate(LONGEST_FIRST) if item.nodeid.startswith(prefix)), len(LONGEST_FIRST))
-
-    items.sort(key=rank)
-
-
 @pytest.fixture(scope="session")
 def offline(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The umbrella chart without its dependency list, for helm: the official charts cannot be fetched here."""
