@@ -177,12 +177,13 @@ def _walk(root: Path, name: str, scan: SourceScan) -> Iterator[tuple[Path, list[
         try:
             with os.scandir(directory) as listing:
                 entries = sorted(listing, key=lambda entry: entry.name)
-            folders = [e.name for e in entries if e.is_dir(follow_symlinks=False)]
+            folders, files = [], []
+            for entry in entries:
+                (folders if entry.is_dir(follow_symlinks=False) else files).append(entry.name)
         except OSError as error:
             where = directory.relative_to(root).as_posix()
             scan.rejected.append(Rejection(f"{name}/{where}/", f"unreadable folder: {error.strerror or error}"))
             continue
-        files = [e.name for e in entries if e.name not in set(folders)]
         yield directory, folders, files
         stack.extend(directory / folder for folder in reversed(folders))
 

@@ -7,15 +7,13 @@ make it buffer an unbounded body. ``/health`` stays open: the kubelet probes it 
 
 from __future__ import annotations
 
-import json
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from typing import Any
+from collections.abc import Iterable
 
 from fastapi import HTTPException
+from starlette.datastructures import Headers
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]]
 OPEN_PATHS = frozenset({"/health"})
 
 
@@ -40,17 +38,18 @@ class RequestGuard:
         self.allowed_hosts = [name.lower() for name in allowed_hosts]
         self.max_bytes = max_bytes
 
-    async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Message]], send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
             await self.app(scope, receive, send)
             return
-        headers = {key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]}
+        headers = Headers(scope=scope)
         if not host_allowed(host_name(headers.get("host", "")), self.allowed_hosts):
-            await _answer(send, 400, "this Host is not one the page answers (PIPELINE_WEB_PAGE__ALLOWED_HOSTS)")
+            detail = "this Host is not one the page answers (PIPELINE_WEB_PAGE__ALLOWED_HOSTS)"
+            await JSONResponse({"detail": detail}, 400)(scope, receive, send)
             return
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:
-            await _answer(send, 413, f"request body over {self.max_bytes} bytes")
+            await JSONResponse({"detail": f"request body over {self.max_bytes} bytes"}, 413)(scope, receive, send)
             return
         received = 0
 
@@ -63,10 +62,3 @@ class RequestGuard:
             return message
 
         await self.app(scope, capped, send)
-
-
-async def _answer(send: Callable[[Message], Awaitable[None]], status: int, detail: str) -> None:
-    body = json.dumps({"detail": detail}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})

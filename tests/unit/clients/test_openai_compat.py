@@ -112,6 +112,7 @@ class _BusyOnce(BaseHTTPRequestHandler):
 
 def test_the_client_waits_out_a_429s_retry_after(monkeypatch: pytest.MonkeyPatch) -> None:
     """The factory's client retries a 429 after the server's Retry-After, not after its own shorter backoff."""
+    _BusyOnce.calls.clear()
     server = ThreadingHTTPServer(("127.0.0.1", 0), _BusyOnce)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
