@@ -6,6 +6,7 @@ import email.policy
 import json
 import os
 import socket
+import ssl
 import tempfile
 import threading
 import time
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 
 # Airflow reads its home at import: keep tests away from ~/airflow and from a developer's demo.
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="pipeline-tests-airflow-"))
@@ -216,6 +218,21 @@ def smtp_receiver(**server_options: Any) -> Iterator[Mailbox]:
         yield mailbox
     finally:
         controller.stop()
+
+
+@contextmanager
+def trusted_tls(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, *, trusted: bool = True) -> Iterator[ssl.SSLContext]:
+    """A server-side TLS context for 127.0.0.1 from a throwaway CA; with ``trusted`` the CA is the client's store.
+
+    Clients that build ``ssl.create_default_context()`` read ``SSL_CERT_FILE``, as they would a company CA.
+    """
+    authority = trustme.CA()
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(server)
+    if trusted:
+        authority.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
+    yield server
 
 
 def isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **env: str) -> Settings:

@@ -6,6 +6,7 @@ plain HTTP with the standard library; the token comes from Airflow's own token f
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import time
@@ -13,6 +14,55 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from typing import Any
+
+
+class _SameOriginRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows a redirect only within the API's own scheme, host and port.
+
+    urllib copies every header but the body's onto the redirected request, the bearer token included, so a
+    redirect elsewhere (or from https down to http) would hand the token to whoever answers there.
+    """
+
+    def redirect_request(
+        self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any, newurl: str
+    ) -> urllib.request.Request | None:
+        if _origin(newurl) != _origin(req.full_url):
+            raise urllib.error.HTTPError(
+                req.full_url, code, f"refused a redirect to {_origin(newurl)}: the token would go with it", headers, fp
+            )
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_OPENER = urllib.request.build_opener(_SameOriginRedirects)
+
+
+def _origin(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}".lower()
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def checked_base_url(base_url: str, *, allow_http: bool = False) -> str:
+    """``base_url`` without its trailing slash, refused when the token or a password would cross a network in clear.
+
+    Plain http is for loopback; another host takes https, or ``allow_http`` for a network the caller trusts
+    (``AIRFLOW_API_ALLOW_HTTP=true``, e.g. a cluster-internal address).
+    """
+    parts = urllib.parse.urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"Airflow's API URL must be http(s)://host[:port], not {base_url!r}")
+    if parts.scheme == "http" and not allow_http and not _is_loopback(parts.hostname):
+        raise ValueError(
+            f"refusing plain http to {parts.hostname}: the API token (and any password) would cross the network "
+            "in clear text; use https, or set AIRFLOW_API_ALLOW_HTTP=true for a network you trust"
+        )
+    return base_url.rstrip("/")
 
 
 class AirflowAPI:
@@ -30,8 +80,9 @@ class AirflowAPI:
         base_url: str | None = None,
         username: str | None = None,
         password: str | None = None,
+        allow_http: bool = False,
     ) -> None:
-        self.base = (base_url or f"http://127.0.0.1:{port}").rstrip("/")
+        self.base = checked_base_url(base_url or f"http://127.0.0.1:{port}", allow_http=allow_http)
         if username:
             credentials = {"username": username, "password": password or ""}
             self._token = self._request("POST", "/auth/token", credentials, auth=False)["access_token"]
@@ -42,12 +93,14 @@ class AirflowAPI:
     def from_env(cls, base_url: str | None = None) -> AirflowAPI:
         """The API at ``base_url``, ``AIRFLOW_API_URL`` or the local stack; credentials only from the environment.
 
-        ``AIRFLOW_API_USERNAME`` and ``AIRFLOW_API_PASSWORD`` when set, else the local all-admins token.
+        ``AIRFLOW_API_USERNAME`` and ``AIRFLOW_API_PASSWORD`` when set, else the local all-admins token;
+        ``AIRFLOW_API_ALLOW_HTTP=true`` allows plain http to a host other than this one.
         """
         return cls(
             base_url=base_url or os.environ.get("AIRFLOW_API_URL") or "http://127.0.0.1:8080",
             username=os.environ.get("AIRFLOW_API_USERNAME"),
             password=os.environ.get("AIRFLOW_API_PASSWORD"),
+            allow_http=os.environ.get("AIRFLOW_API_ALLOW_HTTP", "").lower() in ("1", "true", "yes"),
         )
 
     def _request(self, method: str, path: str, body: Any = None, *, auth: bool = True) -> Any:
@@ -66,7 +119,7 @@ class AirflowAPI:
         attempts = 4
         for attempt in range(attempts):
             try:
-                with urllib.request.urlopen(request, timeout=30) as response:
+                with _OPENER.open(request, timeout=30) as response:
                     return json.loads(response.read() or b"null")
             except urllib.error.HTTPError as error:
                 retryable = error.code == 503 or (error.code >= 500 and method == "GET")

@@ -9,7 +9,9 @@ champion/challenger) they trigger, each followed with a progress bar, then summa
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import re
 import sys
 import time
@@ -347,6 +349,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     }
     for name, root in sources.items():
         _say(f"source {name}: {root}")
+    ingest = get_settings().ingest
+    if _services(get_settings()).pid("airflow-scheduler") is not None:
+        _say("Airflow is running already: it reads only the folders allowed when it started (`pipeline down` first)")
+    # The stack this command starts may read the folders its user named, besides what the operator allowed.
+    allowed = [*(ingest.allowed_roots or ingest.sources.values()), *sources.values()]
+    os.environ["PIPELINE_INGEST__ALLOWED_ROOTS"] = json.dumps(allowed)
     cmd_up(args)
     settings = get_settings()
     try:

@@ -182,6 +182,9 @@ class IngestSettings(BaseModel):
 
     # Source name -> folder (a path or an fsspec URL). Names become part of every chunk's source URI.
     sources: dict[str, str] = Field(default_factory=lambda: {"pipeline-docs": SAMPLE_KNOWLEDGE_BASE})
+    # Folders (paths or fsspec URLs) that a run's own ``sources`` (its conf, `pipeline ingest PATH`) may lie
+    # under; empty: the configured sources' roots only. Anyone who may trigger a run may name a source.
+    allowed_roots: list[str] = Field(default_factory=list)
     # A batch (one chunk/embed/load task each) closes at this many bytes of documents, which stand for tokens
     # and so for embedding time; a bigger document is split over several batches. batch_docs caps its files.
     batch_bytes: int = Field(2_000_000, ge=1_000)
@@ -349,6 +352,9 @@ class NotifySettings(BaseModel):
     smtp_user: str | None = None
     # From env or a Kubernetes Secret only.
     smtp_password: SecretStr | None = None
+    # With smtp_security "none" a login would send the password in clear text, so it is refused unless this is
+    # set (a relay on a trusted network). TLS certificates are always verified (the system CAs or SSL_CERT_FILE).
+    smtp_allow_cleartext_login: bool = False
     email_from: str = "genai-pipeline@localhost"
     email_to: list[str] = Field(default_factory=list)
     timeout_seconds: float = Field(10.0, gt=0)

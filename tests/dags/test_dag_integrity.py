@@ -111,6 +111,8 @@ def test_same_dag_files_produce_pods_in_cluster_mode() -> None:
         "PIPELINE_RUNTIME__MODE": "kubernetes",
         "PIPELINE_STORE_URI": "/data/store",
         "PIPELINE_RUNTIME__IMAGE_TAG": "3f2a9c0d1b7e",
+        # Parsing takes ~30 s on 2 loaded cores, Airflow's default limit per file: a slow machine is no import error.
+        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "300",
     }
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
     tasks = json.loads(out.stdout.strip().splitlines()[-1])

@@ -90,3 +90,28 @@ def test_a_source_that_lists_empty_keeps_its_objects(settings_for, tmp_path) -> 
         finally:
             get_settings.cache_clear()
     assert object_count(settings) == before > 0
+
+
+def test_a_run_may_name_only_sources_under_the_allowed_roots(settings_for, tmp_path) -> None:
+    """A run's conf comes from whoever may trigger it; the workers read only what the operator allowed."""
+    from genai_pipeline.steps.ingest import SourceUnavailableError
+
+    corpus = tmp_path / "kb"
+    shutil.copytree(SAMPLE, corpus)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keys.md").write_text("# Keys\n\nNothing here belongs in the knowledge base.\n")
+    settings, env = settings_for({"kb": corpus})
+    options = {"sources": {"ops": str(corpus / "operations"), "grab": f"{corpus}/../elsewhere"}}
+    with environ(env):
+        get_settings.cache_clear()
+        try:
+            run_step("create_schema", {})
+            for batch in run_step("plan", {"run_id": "conf", "options": options}):
+                run_step("load", run_step("embed", run_step("chunk", batch)))
+            with pytest.raises(SourceUnavailableError, match=r"'grab' .*refused: .*not under an allowed root"):
+                run_step("report", {"run_id": "conf", "options": options})
+        finally:
+            get_settings.cache_clear()
+    loaded = Store(settings.store).read_json("reports/ingest/latest.json")
+    assert loaded["documents"] == 2 and object_count(settings) > 0  # the two under kb/operations, nothing else

@@ -59,6 +59,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "PIPELINE_INGEST__SCHEDULE_CRON": CRON,
             # Batches of three documents: a run maps several, one of which a test clears.
             "PIPELINE_INGEST__BATCH_DOCS": "3",
+            # The tests' runs name their own folders (a run's conf sources), all under pytest's base folder.
+            "PIPELINE_INGEST__ALLOWED_ROOTS": json.dumps([str(tmp_path_factory.getbasetemp())]),
             "PIPELINE_NOTIFY__WEBHOOK_URL": webhook.url,
             "PIPELINE_NOTIFY__WEBHOOK_TOKEN": TOKEN,
             "PIPELINE_NOTIFY__LATE_AFTER_MINUTES": "0.05",

@@ -19,6 +19,7 @@ import http.client
 import json
 import logging
 import smtplib
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -99,8 +100,8 @@ def _with_retries(
     """Run one delivery ``attempt`` until it succeeds, with exponential backoff; never raises.
 
     The transport's errors are classified here: connection errors, timeouts, HTTP 5xx/429 and SMTP 4xx are
-    retried, anything else is final. Only a status or an error type is logged, never a URL path, a token or
-    a password.
+    retried, anything else (an untrusted certificate too) is final. Only a status or an error type is logged,
+    never a URL path, a token or a password.
     """
     attempts = max(DEFAULT_ATTEMPTS if attempts is None else attempts, 1)
     backoff_seconds = DEFAULT_BACKOFF_SECONDS if backoff_seconds is None else backoff_seconds
@@ -117,6 +118,9 @@ def _with_retries(
             if exc.code not in _RETRYABLE_STATUS:
                 break
             delay = max(delay, _retry_after_seconds(retry_after))
+        except ssl.SSLCertVerificationError as exc:  # the same certificate fails the same way next time
+            problem = f"certificate not trusted: {exc.verify_message}"
+            break
         except smtplib.SMTPResponseException as exc:  # 4xx is "try again later" in SMTP, 5xx is final
             problem = f"SMTP {exc.smtp_code}"
             if not 400 <= exc.smtp_code < 500:
@@ -152,14 +156,29 @@ def send_email(
     if not notify.smtp_host or not notify.email_to:
         log.warning("no SMTP host or recipients configured; %s email not sent", kind)
         return False
+    if notify.smtp_user and notify.smtp_security == "none" and not notify.smtp_allow_cleartext_login:
+        log.error(
+            "refusing to send the SMTP password to %s:%s in clear text: set PIPELINE_NOTIFY__SMTP_SECURITY to "
+            "starttls or ssl (or PIPELINE_NOTIFY__SMTP_ALLOW_CLEARTEXT_LOGIN=true for a trusted relay); %s email "
+            "not sent",
+            notify.smtp_host,
+            notify.smtp_port,
+            kind,
+        )
+        return False
     message = email_message(settings, event)
     password = notify.smtp_password.get_secret_value() if notify.smtp_password else ""
+    # The system's CA store (or SSL_CERT_FILE) and host-name checks: smtplib verifies nothing without a context.
+    tls = ssl.create_default_context()
 
     def send() -> None:
-        connect = smtplib.SMTP_SSL if notify.smtp_security == "ssl" else smtplib.SMTP
-        with connect(notify.smtp_host, notify.smtp_port, timeout=notify.timeout_seconds) as smtp:
+        if notify.smtp_security == "ssl":
+            smtp = smtplib.SMTP_SSL(notify.smtp_host, notify.smtp_port, timeout=notify.timeout_seconds, context=tls)
+        else:
+            smtp = smtplib.SMTP(notify.smtp_host, notify.smtp_port, timeout=notify.timeout_seconds)
+        with smtp:
             if notify.smtp_security == "starttls":
-                smtp.starttls()
+                smtp.starttls(context=tls)
             if notify.smtp_user:
                 smtp.login(notify.smtp_user, password)
             smtp.send_message(message)

@@ -9,8 +9,9 @@ from __future__ import annotations
 import hashlib
 import importlib.resources
 import os
+import posixpath
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -109,6 +110,32 @@ def resolve_root(root: str) -> str:
         return root
     package, _, folder = root.removeprefix(PACKAGE_SCHEME).partition("/")
     return str(importlib.resources.files(package).joinpath(folder))
+
+
+def _place(root: str) -> tuple[str, str]:
+    """A root as (protocol, normalised absolute path): local ones with symlinks and ``..`` resolved."""
+    protocol, path = fsspec.core.split_protocol(resolve_root(root))
+    if protocol in (None, "file", "local"):
+        return "file", str(Path(path).expanduser().resolve())
+    return protocol, posixpath.normpath("/" + path)
+
+
+def outside_roots(sources: Mapping[str, str], allowed: Iterable[str]) -> dict[str, str]:
+    """The sources (name -> why) that lie under none of the ``allowed`` roots.
+
+    A run's own sources come from whoever may trigger a run; only the operator's allow-list says which
+    folders the workers may read for them.
+    """
+    places = [_place(root) for root in allowed]
+    refused = {}
+    for name, root in sources.items():
+        protocol, path = _place(root)
+        if not any(protocol == p and (path == a or path.startswith(a.rstrip("/") + "/")) for p, a in places):
+            refused[name] = (
+                f"refused: {root} is not under an allowed root (PIPELINE_INGEST__ALLOWED_ROOTS: "
+                f"{', '.join(allowed) or 'none'})"
+            )
+    return refused
 
 
 def scan_source(name: str, root: str, *, max_bytes: int, refuse_hard_links: bool = False) -> SourceScan:

@@ -37,7 +37,14 @@ from genai_pipeline.steps.contracts import (
     SchemaResult,
     Summary,
 )
-from genai_pipeline.steps.documents import Document, DocumentRejected, document_title, read_document, scan_source
+from genai_pipeline.steps.documents import (
+    Document,
+    DocumentRejected,
+    document_title,
+    outside_roots,
+    read_document,
+    scan_source,
+)
 from genai_pipeline.steps.text_formats import structured_by_headings, to_markdown
 from genai_pipeline.store import Store
 
@@ -115,8 +122,11 @@ def plan(settings: Settings, request: RunRequest) -> list[BatchTask]:
     aliases: list[str] = []
     hidden: list[str] = []
     hard_links: list[str] = []
-    unavailable: dict[str, str] = {}
+    allowed = settings.ingest.allowed_roots or list(settings.ingest.sources.values())
+    unavailable = outside_roots(request.options.sources or {}, allowed)
     for name, root in sources.items():
+        if name in unavailable:
+            continue
         try:
             scan = scan_source(
                 name,

@@ -32,9 +32,11 @@ def location(url: str) -> DatasetRef:
     parts = urlsplit(url)
     if parts.scheme in ("file", "local"):
         return DatasetRef(namespace="file", name=parts.path)
+    # user:token@ is a credential, not part of the dataset's name; a query (a signed URL's) is left out too.
+    namespace = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
     if parts.scheme in BUCKET_SCHEMES:
-        return DatasetRef(namespace=f"{parts.scheme}://{parts.netloc}", name=parts.path.lstrip("/"))
-    return DatasetRef(namespace=f"{parts.scheme}://{parts.netloc}", name=parts.path or "/")
+        return DatasetRef(namespace=namespace, name=parts.path.lstrip("/"))
+    return DatasetRef(namespace=namespace, name=parts.path or "/")
 
 
 def store_file(settings: Settings, key: str) -> DatasetRef:

@@ -94,6 +94,18 @@ def test_dataset_names_follow_the_openlineage_naming_spec() -> None:
     assert lineage.document({}, "gone/a.md") == lineage.DatasetRef(namespace="kb-source://gone", name="a.md")
 
 
+@pytest.mark.parametrize(
+    ("url", "namespace", "name"),
+    [
+        ("https://ci:tok-3f9a@api.example.com/v1?sig=abc", "https://api.example.com", "/v1"),
+        ("s3://AKIAKEY:s3cr3t@bucket/kb/a.md", "s3://bucket", "kb/a.md"),
+        ("http://user@weaviate:8080", "http://weaviate:8080", "/"),
+    ],
+)
+def test_a_dataset_name_never_carries_the_credentials_of_its_url(url: str, namespace: str, name: str) -> None:
+    assert lineage.location(url) == lineage.DatasetRef(namespace=namespace, name=name)
+
+
 def test_lineage_can_be_switched_off_or_sent_to_a_backend(tmp_path) -> None:
     assert openlineage_env(Settings(home=tmp_path, lineage={"enabled": False})) == {
         "AIRFLOW__OPENLINEAGE__DISABLED": "True"

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 from airflow.sdk import DAG
 
-from conftest import Receiver, free_port, smtp_receiver, webhook_receiver
+from conftest import Receiver, free_port, smtp_receiver, trusted_tls, webhook_receiver
 from genai_pipeline.config import Settings
 from genai_pipeline.orchestration import notify
 from genai_pipeline.orchestration.notify import PipelineNotifier, notify_budget_stop, send_email, send_webhook
@@ -229,13 +229,14 @@ def test_the_token_and_the_url_path_never_reach_the_logs(receiver, monkeypatch, 
     assert "path-secret" not in caplog.text
 
 
-def test_a_failed_task_is_mailed_with_dag_task_run_and_reason_and_no_secret(monkeypatch) -> None:
-    with smtp_receiver() as mailbox:
+def test_a_failed_task_is_mailed_with_dag_task_run_and_reason_and_no_secret(monkeypatch, tmp_path) -> None:
+    with trusted_tls(monkeypatch, tmp_path) as tls, smtp_receiver(tls_context=tls, require_starttls=True) as mailbox:
         settings = settings_for(
             monkeypatch,
             None,
             SMTP_HOST=mailbox.host,
             SMTP_PORT=str(mailbox.port),
+            SMTP_SECURITY="starttls",
             SMTP_USER="alerts",
             SMTP_PASSWORD=PASSWORD,
             EMAIL_TO='["ops@example.com", "ml@example.com"]',
@@ -283,3 +284,43 @@ def test_a_429s_retry_after_is_waited_out_when_longer_than_the_backoff(receiver,
     began = time.monotonic()
     assert send_webhook(settings_for(monkeypatch, busy.url), {"kind": "budget_exceeded"})
     assert time.monotonic() - began >= 1.5 and len(busy.requests) == 2
+
+
+@pytest.mark.parametrize("security", ["starttls", "ssl"])
+def test_a_mail_server_whose_certificate_is_not_trusted_never_sees_the_password(
+    monkeypatch, tmp_path, caplog, security
+) -> None:
+    with trusted_tls(monkeypatch, tmp_path, trusted=False) as tls:
+        options = {"tls_context": tls, "require_starttls": True} if security == "starttls" else {"ssl_context": tls}
+        with smtp_receiver(**options) as mailbox:
+            settings = settings_for(
+                monkeypatch,
+                None,
+                SMTP_HOST=mailbox.host,
+                SMTP_PORT=str(mailbox.port),
+                SMTP_SECURITY=security,
+                SMTP_USER="alerts",
+                SMTP_PASSWORD=PASSWORD,
+                EMAIL_TO='["ops@example.com"]',
+            )
+            with caplog.at_level(logging.INFO, logger=notify.__name__):
+                assert send_email(settings, {"kind": "test"}, attempts=3, backoff_seconds=0.01) is False
+    assert mailbox.logins == [] and mailbox.messages == []
+    assert "certificate not trusted" in caplog.text and "retrying" not in caplog.text  # final, not retried
+
+
+def test_a_login_in_clear_text_is_refused_unless_allowed(monkeypatch, caplog) -> None:
+    with smtp_receiver() as mailbox:
+        env = {
+            "SMTP_HOST": mailbox.host,
+            "SMTP_PORT": str(mailbox.port),
+            "SMTP_USER": "alerts",
+            "SMTP_PASSWORD": PASSWORD,
+            "EMAIL_TO": '["ops@example.com"]',
+        }
+        with caplog.at_level(logging.ERROR, logger=notify.__name__):
+            assert send_email(settings_for(monkeypatch, None, **env), {"kind": "test"}) is False
+        assert mailbox.logins == [] and "in clear text" in caplog.text
+        allowed = settings_for(monkeypatch, None, SMTP_ALLOW_CLEARTEXT_LOGIN="true", **env)
+        assert send_email(allowed, {"kind": "test"}) is True
+    assert mailbox.logins == [("alerts", PASSWORD)] and len(mailbox.messages) == 1

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from genai_pipeline.steps.documents import DocumentRejected, read_document, scan_source
+from genai_pipeline.steps.documents import DocumentRejected, outside_roots, read_document, scan_source
 
 CAP = 10_000
 
@@ -149,3 +149,23 @@ def test_a_hard_link_is_listed_and_refused_when_asked(tmp_path: Path) -> None:
     refused = scan_source("kb", str(corpus), max_bytes=CAP, refuse_hard_links=True)
     assert [d.uri for d in refused.documents] == ["kb/good.md"]
     assert [(r.uri, r.reason.split(" (")[0]) for r in refused.rejected] == [("kb/linked.md", "hard link")]
+
+
+def test_outside_roots_resolves_before_it_compares(tmp_path: Path) -> None:
+    allowed = tmp_path / "corpora"
+    (allowed / "team").mkdir(parents=True)
+    (tmp_path / "corpora-secret").mkdir()
+    (allowed / "door").symlink_to(tmp_path / "corpora-secret")
+    sources = {
+        "team": str(allowed / "team"),
+        "root": str(allowed),
+        "dotdot": f"{allowed}/team/../../corpora-secret",
+        "prefix": str(tmp_path / "corpora-secret"),  # shares the allowed root's characters, not its folder
+        "link": str(allowed / "door"),  # a symlink out of the allowed folder
+        "bucket": "s3://kb/team/../../other/docs",
+        "in-bucket": "s3://kb/team/docs",
+    }
+    refused = outside_roots(sources, [str(allowed), "s3://kb/team"])
+    assert sorted(refused) == ["bucket", "dotdot", "link", "prefix"]
+    assert "not under an allowed root" in refused["link"] and str(allowed) in refused["link"]
+    assert outside_roots({"pipeline-docs": "package://genai_pipeline/sample_kb"}, ["package://genai_pipeline"]) == {}
