@@ -36,7 +36,9 @@ def test_the_model_server_does_not_render_without_a_key(offline: Path) -> None:
         (("modelServer.apiKeySecretKey=PIPELINE_OPENAI__API_KEY", HOSTED), "give the model server an entry of its own"),
     ],
 )
-def test_the_key_the_server_demands_is_the_one_its_clients_send(offline: Path, sets: tuple[str, ...], says: str) -> None:
+def test_the_key_the_server_demands_is_the_one_its_clients_send(
+    offline: Path, sets: tuple[str, ...], says: str
+) -> None:
     assert says in _refusal(offline, "modelServer.enabled=true", *sets)
 
 
