@@ -101,8 +101,10 @@ class _Recorder(BaseHTTPRequestHandler):
 def test_the_client_sends_the_openai_key_to_the_model_server_at_its_base_url(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """In the cluster the clients reach the model server through openai.base_url (its Service URL) and must send
-    the key it requires; the chart gives both sides the same Secret entry."""
+    """In the cluster the clients reach the model server at openai.base_url and send the key it requires.
+
+    The chart gives the server and its clients the same Secret entry.
+    """
     _Recorder.seen.clear()
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -117,8 +119,10 @@ def test_the_client_sends_the_openai_key_to_the_model_server_at_its_base_url(
 
 
 def test_the_model_servers_own_key_is_never_sent_by_a_client(monkeypatch: pytest.MonkeyPatch) -> None:
-    """PIPELINE_MODEL_SERVER__API_KEY is the server's setting: a client never picks it up, least of all for a
-    hosted third-party URL (it fails for want of that provider's key instead)."""
+    """PIPELINE_MODEL_SERVER__API_KEY is the server's setting: a client never picks it up.
+
+    Least of all for a hosted third-party URL, where it fails for want of that provider's key instead.
+    """
     monkeypatch.setenv("PIPELINE_MODEL_SERVER__API_KEY", "sk-model-server-only")
     monkeypatch.setenv("PIPELINE_OPENAI__BASE_URL", "https://api.together.xyz/v1")
     with pytest.raises(MissingSecretError, match="PIPELINE_OPENAI__API_KEY is not set"):
