@@ -11,8 +11,8 @@
 #
 # Needs Docker, kind, kubectl, helm and network access to Docker Hub and the two chart repositories. The dev
 # loop with rebuilds on change is `skaffold dev -p kind` instead of `deploy`.
-# Secret: OPENAI_API_KEY (optional: the in-cluster model server answers without one) and WEAVIATE_API_KEY
-# (default: a random key made once) go into Secret genai-pipeline-secrets; they are never printed.
+# Secret genai-pipeline-secrets: a random model server key (PIPELINE_OPENAI__API_KEY: the in-cluster model server
+# requires it, every client sends it) and WEAVIATE_API_KEY (default: a random key), made once, never printed.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -41,16 +41,21 @@ up() {
 }
 
 secret() {
-    if kctl -n "$NAMESPACE" get secret "$SECRET" >/dev/null 2>&1; then
+    if ! kctl -n "$NAMESPACE" get secret "$SECRET" >/dev/null 2>&1; then
+        local weaviate_key="${WEAVIATE_API_KEY:-$(openssl rand -hex 24)}"
+        kctl -n "$NAMESPACE" create secret generic "$SECRET" \
+            --from-literal=PIPELINE_WEAVIATE__API_KEY="$weaviate_key" \
+            --from-literal=AUTHENTICATION_APIKEY_ALLOWED_KEYS="$weaviate_key" \
+            --from-literal=PIPELINE_OPENAI__API_KEY="$(openssl rand -hex 24)" >/dev/null
+        log "Secret $SECRET created"
+    elif [[ -z "$(kctl -n "$NAMESPACE" get secret "$SECRET" -o jsonpath='{.data.PIPELINE_OPENAI__API_KEY}')" ]]; then
+        # Made before the model server demanded a key: without the entry its pod cannot start.
+        kctl -n "$NAMESPACE" patch secret "$SECRET" --type merge \
+            -p "{\"stringData\": {\"PIPELINE_OPENAI__API_KEY\": \"$(openssl rand -hex 24)\"}}" >/dev/null
+        log "Secret $SECRET: model server key added"
+    else
         log "Secret $SECRET exists: kept"
-        return
     fi
-    local weaviate_key="${WEAVIATE_API_KEY:-$(openssl rand -hex 24)}"
-    kctl -n "$NAMESPACE" create secret generic "$SECRET" \
-        --from-literal=PIPELINE_WEAVIATE__API_KEY="$weaviate_key" \
-        --from-literal=AUTHENTICATION_APIKEY_ALLOWED_KEYS="$weaviate_key" \
-        ${OPENAI_API_KEY:+--from-literal=PIPELINE_OPENAI__API_KEY="$OPENAI_API_KEY"} >/dev/null
-    log "Secret $SECRET created"
 }
 
 # helm_args TAG: the `helm upgrade --install` arguments, one per line (`scripts/kind.sh helm-args TAG` prints them

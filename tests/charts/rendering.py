@@ -20,6 +20,8 @@ from genai_pipeline.local.offline_chart import CHART
 
 REPO = CHART.parents[1]
 DEPS_OFF = ("airflow.enabled=false", "weaviate.enabled=false")
+# The model server on, demanding the key its clients send (the chart refuses it without one).
+MODEL_SERVER_ON = ("modelServer.enabled=true", "modelServer.apiKeySecretKey=PIPELINE_OPENAI__API_KEY")
 Docs = dict[tuple[str, str], dict[str, Any]]
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.charts.rendering import CHART, REPO, chart_values, helm, render, render_list
+from tests.charts.rendering import CHART, MODEL_SERVER_ON, REPO, chart_values, helm, render, render_list
 
 from genai_pipeline.local.k8s_schema import KUBERNETES_VERSION, kubernetes_schema
 
@@ -25,7 +25,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "default": {},
     "everything-on": {
         "sets": (
-            "modelServer.enabled=true",
+            *MODEL_SERVER_ON,
             "webPage.enabled=true",
             "nodePorts.webPage=30090",
             "images.tags.embed=5e1f",
@@ -174,7 +174,7 @@ def test_helm_test_checks_the_install_as_the_launcher(offline: Path) -> None:
 def test_pull_secrets_scheduling_and_annotations_reach_the_charts_pods(offline: Path) -> None:
     docs = render(
         offline,
-        "modelServer.enabled=true",
+        *MODEL_SERVER_ON,
         "images.pullSecrets[0]=regcred",
         "nodeSelector.pool=cpu",
         "tolerations[0].key=dedicated",

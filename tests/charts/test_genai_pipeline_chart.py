@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tests.charts.rendering import CHART, render
+from tests.charts.rendering import CHART, MODEL_SERVER_ON, render
 
 from genai_pipeline.config import RunMode, Settings
 
@@ -78,7 +78,7 @@ def test_model_server_is_optional(offline: Path) -> None:
 
 
 def test_model_server_deployment_is_hardened_and_wired(offline: Path) -> None:
-    docs = render(offline, "modelServer.enabled=true", "modelServer.existingClaim=models")
+    docs = render(offline, *MODEL_SERVER_ON, "modelServer.existingClaim=models")
     pod = docs[("Deployment", "kb-genai-pipeline-model-server")]["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert container["image"] == "genai-pipeline/model-server:0.1.0"
@@ -91,7 +91,7 @@ def test_model_server_deployment_is_hardened_and_wired(offline: Path) -> None:
     assert container["resources"]["limits"] and container["resources"]["requests"]
     assert container["readinessProbe"]["httpGet"]["path"] == "/health"
     assert {"name": "genai-pipeline-secrets", "optional": True} in [e.get("secretRef") for e in container["envFrom"]]
-    assert not any("KEY" in e["name"] for e in container["env"])  # keys only from the Secret
+    assert not any("KEY" in e["name"] and "value" in e for e in container["env"])  # keys only from the Secret
     env = {e["name"]: e.get("value") for e in container["env"]}
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     # State and the chat model's one-time conversion live on the volume, so a new pod reuses both.

@@ -43,14 +43,14 @@ DOCS = 200
 def rendered(tmp_path_factory: pytest.TempPathFactory, offline: Path) -> list[Path]:
     """Every manifest the project renders: the chart under each deploy path's values, and k8s/."""
     import yaml
-    from tests.charts.rendering import render_list
+    from tests.charts.rendering import MODEL_SERVER_ON, render_list
 
     out = tmp_path_factory.mktemp("rendered")
     gitops = REPO / "k8s/gitops"
     variants: dict[str, tuple[tuple[Path, ...], tuple[str, ...]]] = {
         "chart-defaults": ((), ()),
         "chart-e2e": ((REPO / "k8s/e2e/values.yaml",), (f"images.tag={TAG}",)),
-        "chart-model-server": ((), ("modelServer.enabled=true", "images.tag=x")),
+        "chart-model-server": ((), (*MODEL_SERVER_ON, "images.tag=x")),
         "chart-web-page": ((), ("webPage.enabled=true", "images.tag=x")),
         "chart-kind": ((REPO / "k8s/kind/values-kind.yaml",), ("images.tag=x",)),
         "chart-gitops-prod": ((gitops / "values-gitops.yaml", gitops / "envs/prod/values.yaml"), ()),

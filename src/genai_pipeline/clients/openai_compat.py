@@ -37,9 +37,12 @@ def is_hosted(base_url: str) -> bool:
 def _client_kwargs(settings: Settings) -> dict[str, Any]:
     """Endpoint, key, retries and timeout shared by the sync and async clients.
 
+    The key sent is ``PIPELINE_OPENAI__API_KEY`` alone, whatever server the base URL names: a provider's key, or
+    the model server's (the chart hands both the server and its clients the same Secret entry). The server's own
+    setting, ``PIPELINE_MODEL_SERVER__API_KEY``, is never read here, so it cannot reach a hosted URL.
     Raises :class:`MissingSecretError` before any request when a hosted API has no key.
     """
-    secret = settings.openai.api_key or (settings.model_server.api_key if settings.openai.base_url is None else None)
+    secret = settings.openai.api_key
     if secret is None and is_hosted(settings.openai_base_url):
         raise MissingSecretError(
             f"PIPELINE_OPENAI__API_KEY is not set but {settings.openai_base_url} needs a key: put it in the "

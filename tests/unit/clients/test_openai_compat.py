@@ -52,10 +52,6 @@ def test_the_async_client_follows_the_same_rules(monkeypatch: pytest.MonkeyPatch
     assert isinstance(client, AsyncOpenAI)
     assert str(client.base_url) == "https://api.openai.com/v1/"
     assert (client.api_key, client.max_retries, client.timeout) == ("sk-test", 2, 9)
-    monkeypatch.delenv("PIPELINE_OPENAI__API_KEY")
-    monkeypatch.delenv("PIPELINE_OPENAI__BASE_URL")
-    monkeypatch.setenv("PIPELINE_MODEL_SERVER__API_KEY", "local-secret")
-    assert make_async_openai_client(Settings()).api_key == "local-secret"
 
 
 @pytest.mark.parametrize(
@@ -82,6 +78,61 @@ def test_every_hosted_api_needs_a_key_before_the_first_call(
             make_openai_client(Settings())
     else:
         assert make_openai_client(Settings()).api_key == LOCAL_PLACEHOLDER_KEY
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    """A model server stand-in that answers /v1/models and keeps each request's Authorization header."""
+
+    seen: list[str | None] = []
+
+    def do_GET(self) -> None:
+        _Recorder.seen.append(self.headers.get("Authorization"))
+        body = b'{"object": "list", "data": []}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_the_client_sends_the_openai_key_to_the_model_server_at_its_base_url(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """In the cluster the clients reach the model server at openai.base_url and send the key it requires.
+
+    The chart gives the server and its clients the same Secret entry.
+    """
+    _Recorder.seen.clear()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("PIPELINE_OPENAI__BASE_URL", f"http://127.0.0.1:{server.server_port}/v1")
+        monkeypatch.setenv("PIPELINE_OPENAI__API_KEY", "sk-cluster-model-server")
+        make_openai_client(Settings()).models.list()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert _Recorder.seen == ["Bearer sk-cluster-model-server"]
+
+
+def test_the_model_servers_own_key_is_never_sent_by_a_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PIPELINE_MODEL_SERVER__API_KEY is the server's setting: a client never picks it up.
+
+    Least of all for a hosted third-party URL, where it fails for want of that provider's key instead.
+    """
+    monkeypatch.setenv("PIPELINE_MODEL_SERVER__API_KEY", "sk-model-server-only")
+    monkeypatch.setenv("PIPELINE_OPENAI__BASE_URL", "https://api.together.xyz/v1")
+    with pytest.raises(MissingSecretError, match="PIPELINE_OPENAI__API_KEY is not set"):
+        make_openai_client(Settings())
+    monkeypatch.setenv("PIPELINE_OPENAI__API_KEY", "sk-provider")
+    for client in (make_openai_client(Settings()), make_async_openai_client(Settings())):
+        assert client.auth_headers == {"Authorization": "Bearer sk-provider"}
+    monkeypatch.delenv("PIPELINE_OPENAI__API_KEY")
+    monkeypatch.delenv("PIPELINE_OPENAI__BASE_URL")
+    assert make_openai_client(Settings()).api_key == LOCAL_PLACEHOLDER_KEY
 
 
 class _BusyOnce(BaseHTTPRequestHandler):
