@@ -84,3 +84,43 @@ def test_local_embedding_runs_one_batch_at_a_time_unless_raised(monkeypatch: pyt
 def test_unknown_steps_are_refused() -> None:
     with pytest.raises(KeyError, match="known steps"):
         step_task("summarise", settings=Settings())
+
+
+SECRETS = {
+    "PIPELINE_OPENAI__API_KEY": "sk-openai-must-not-leak",
+    "PIPELINE_WEAVIATE__API_KEY": "wv-must-not-leak",
+    "PIPELINE_MODEL_SERVER__API_KEY": "ms-must-not-leak",
+    "PIPELINE_NOTIFY__WEBHOOK_URL": "https://hooks.example.com/services/T0/B0/url-token-must-not-leak",
+    "PIPELINE_NOTIFY__WEBHOOK_TOKEN": "whk-must-not-leak",
+    "PIPELINE_NOTIFY__SMTP_PASSWORD": "smtp-must-not-leak",
+}
+
+
+@pytest.mark.parametrize("step", ["chunk", "embed", "load", "submit_fine_tune", "generate_post"])
+def test_a_failed_pod_as_the_provider_reports_it_names_no_secret(
+    cluster_settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, step: str
+) -> None:
+    """On a failed pod the provider raises "Pod … returned a failure … remote_pod: <the pod>" (its
+    log_pod_spec_on_failure default), which lands in the task log and the lineage FAIL event."""
+    from types import SimpleNamespace
+    from unittest.mock import create_autospec
+
+    from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+
+    from genai_pipeline.orchestration.pods import explain_pod_failure
+
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    op = operator_for(step, Settings())
+    assert op.log_pod_spec_on_failure  # the provider's default: the spec is printed
+    hook = create_autospec(KubernetesHook, instance=True, is_in_cluster=True)  # no cluster here, only its answers
+    hook.get_xcom_sidecar_container_image.return_value = hook.get_xcom_sidecar_container_resources.return_value = None
+    op.__dict__["hook"] = hook
+    remote_pod = op.build_pod_request_obj()
+    failure = RuntimeError(f"Pod {remote_pod.metadata.name} returned a failure.\nremote_pod: {remote_pod}")
+    ti = SimpleNamespace(task_id=step, map_index=0, try_number=1)
+    with caplog.at_level("INFO"):
+        explain_pod_failure({"exception": failure, "ti": ti})
+    printed = f"{failure}\n{caplog.text}\n{op.env_vars}"
+    assert "genai-pipeline-secrets" in printed  # the pod names the Secret it reads ...
+    assert [name for name, value in SECRETS.items() if value in printed] == []  # ... never a value from it
