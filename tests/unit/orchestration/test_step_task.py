@@ -100,8 +100,10 @@ SECRETS = {
 def test_a_failed_pod_as_the_provider_reports_it_names_no_secret(
     cluster_settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, step: str
 ) -> None:
-    """On a failed pod the provider raises "Pod … returned a failure … remote_pod: <the pod>" (its
-    log_pod_spec_on_failure default), which lands in the task log and the lineage FAIL event."""
+    """A failed pod's spec lands in the task log and the lineage FAIL event.
+
+    The provider raises "Pod … returned a failure … remote_pod: <the pod>" (log_pod_spec_on_failure's default).
+    """
     from types import SimpleNamespace
     from unittest.mock import create_autospec
 
