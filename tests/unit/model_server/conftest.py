@@ -48,18 +48,21 @@ def tiny_chat_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
+def tiny_context() -> int:
+    """Tokens the tiny model attends over."""
+    return TINY_CONTEXT
+
+
+@pytest.fixture
 def make_server(tmp_path: Path, tiny_chat_model: Path) -> Iterator[Callable[..., TestClient]]:
     """Build the app on the tiny model with some model-server settings; a TestClient for it."""
     clients: list[TestClient] = []
 
     def make(**server: Any) -> TestClient:
-        settings = Settings(
-            home=tmp_path, model_server=ModelServerSettings(chat_model_dir=tiny_chat_model, **server)
-        )
+        settings = Settings(home=tmp_path, model_server=ModelServerSettings(chat_model_dir=tiny_chat_model, **server))
         clients.append(TestClient(create_app(settings)))
         return clients[-1]
 
     yield make
     for client in clients:
         client.close()
-
