@@ -19,9 +19,9 @@ def chat(client: TestClient, content: str, **options: Any) -> Any:
 
 @pytest.mark.parametrize("param", ["max_tokens", "max_completion_tokens"])
 def test_more_completion_tokens_than_the_server_allows_are_refused(
-    make_server: Callable[..., TestClient], param: str
+    tiny_server: Callable[..., TestClient], param: str
 ) -> None:
-    client = make_server(max_completion_tokens=32)
+    client = tiny_server(max_completion_tokens=32)
     assert chat(client, "hi", **{param: 32}).status_code == 200
     refused = chat(client, "hi", **{param: 33})
     assert refused.status_code == 400
@@ -34,8 +34,8 @@ def test_more_completion_tokens_than_the_server_allows_are_refused(
     }
 
 
-def test_a_prompt_over_the_server_s_limit_is_refused_before_generation(make_server: Callable[..., TestClient]) -> None:
-    client = make_server(max_prompt_tokens=64)
+def test_a_prompt_over_the_server_s_limit_is_refused_before_generation(tiny_server: Callable[..., TestClient]) -> None:
+    client = tiny_server(max_prompt_tokens=64)
     refused = chat(client, PROMPT, max_tokens=4)
     assert refused.status_code == 400
     error = refused.json()["error"]
@@ -44,9 +44,9 @@ def test_a_prompt_over_the_server_s_limit_is_refused_before_generation(make_serv
 
 
 def test_prompt_and_completion_must_fit_the_model_s_context(
-    make_server: Callable[..., TestClient], tiny_context: int
+    tiny_server: Callable[..., TestClient], tiny_context: int
 ) -> None:
-    client = make_server()
+    client = tiny_server()
     assert chat(client, PROMPT, max_tokens=tiny_context - PROMPT_TOKENS).status_code == 200
     refused = chat(client, PROMPT, max_tokens=tiny_context - PROMPT_TOKENS + 1)
     assert refused.status_code == 400 and refused.json()["error"]["code"] == "context_length_exceeded"

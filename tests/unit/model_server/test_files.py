@@ -57,9 +57,9 @@ def stored(home: Path) -> list[Path]:
 
 
 def test_an_upload_is_refused_413_as_soon_as_it_passes_the_cap_and_nothing_is_kept(
-    make_server: Callable[..., TestClient], tmp_path: Path
+    tiny_server: Callable[..., TestClient], tmp_path: Path
 ) -> None:
-    client = make_server(max_file_bytes=1_000_000)
+    client = tiny_server(max_file_bytes=1_000_000)
     sender = Sender(20_000_000)
     answer = sender.post(client)
     assert answer.status_code == 413
@@ -74,9 +74,9 @@ def test_an_upload_is_refused_413_as_soon_as_it_passes_the_cap_and_nothing_is_ke
 
 
 def test_a_declared_length_over_the_cap_is_refused_before_the_body_is_read(
-    make_server: Callable[..., TestClient],
+    tiny_server: Callable[..., TestClient],
 ) -> None:
-    client = make_server(max_file_bytes=1_000_000)
+    client = tiny_server(max_file_bytes=1_000_000)
     sender = Sender(20_000_000)
     answer = sender.post(client, **{"content-length": str(20_000_000 + FRAMING_BYTES)})
     assert answer.status_code == 413 and answer.json()["error"]["code"] == "file_too_large"
@@ -85,9 +85,9 @@ def test_a_declared_length_over_the_cap_is_refused_before_the_body_is_read(
 
 
 def test_a_large_upload_within_the_cap_is_stored_in_bounded_memory(
-    make_server: Callable[..., TestClient], tmp_path: Path
+    tiny_server: Callable[..., TestClient], tmp_path: Path
 ) -> None:
-    client = make_server()
+    client = tiny_server()
     sender = Sender(20_000_000)
     tracemalloc.start()
     try:
@@ -101,8 +101,8 @@ def test_a_large_upload_within_the_cap_is_stored_in_bounded_memory(
     assert not list((tmp_path / "model-server" / "uploads").iterdir())
 
 
-def test_a_fine_tune_file_is_checked_line_by_line_after_streaming(make_server: Callable[..., TestClient]) -> None:
-    client = make_server()
+def test_a_fine_tune_file_is_checked_line_by_line_after_streaming(tiny_server: Callable[..., TestClient]) -> None:
+    client = tiny_server()
     answer = upload(client, GOOD_LINE * 3 + b'{"messages": [\n', purpose="fine-tune")
     assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_file_format"
     assert "line 4: not valid JSON" in answer.json()["error"]["message"]
@@ -110,8 +110,8 @@ def test_a_fine_tune_file_is_checked_line_by_line_after_streaming(make_server: C
     assert client.get(f"/v1/files/{stored_file['id']}/content").content == GOOD_LINE * 3
 
 
-def test_uploads_past_the_file_count_are_refused_until_one_is_deleted(make_server: Callable[..., TestClient]) -> None:
-    client = make_server(max_files=2)
+def test_uploads_past_the_file_count_are_refused_until_one_is_deleted(tiny_server: Callable[..., TestClient]) -> None:
+    client = tiny_server(max_files=2)
     first, _ = (upload(client, b"one").json(), upload(client, b"two").json())
     refused = upload(client, b"three")
     assert refused.status_code == 400
@@ -121,8 +121,8 @@ def test_uploads_past_the_file_count_are_refused_until_one_is_deleted(make_serve
     assert upload(client, b"three").status_code == 200
 
 
-def test_uploads_past_the_stored_bytes_are_refused(make_server: Callable[..., TestClient], tmp_path: Path) -> None:
-    client = make_server(max_stored_bytes=1_000)
+def test_uploads_past_the_stored_bytes_are_refused(tiny_server: Callable[..., TestClient], tmp_path: Path) -> None:
+    client = tiny_server(max_stored_bytes=1_000)
     assert upload(client, b"x" * 600).status_code == 200
     refused = upload(client, b"y" * 600)
     assert refused.status_code == 400 and refused.json()["error"]["code"] == "storage_limit_exceeded"

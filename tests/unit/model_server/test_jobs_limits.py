@@ -37,9 +37,9 @@ def finished(client: TestClient, job_id: str, timeout: float = 120) -> dict[str,
 
 
 @pytest.fixture
-def blocked(make_server: Callable[..., TestClient]) -> Iterator[TestClient]:
+def blocked(tiny_server: Callable[..., TestClient]) -> Iterator[TestClient]:
     """A server whose first job stays running (its base model never comes) until the test ends."""
-    client = make_server(max_active_jobs=2)
+    client = tiny_server(max_active_jobs=2)
     release = threading.Event()
 
     def base_model_never_ready() -> Path:
@@ -78,9 +78,9 @@ def test_a_job_past_the_active_limit_is_429_until_one_finishes_or_is_cancelled(b
     ],
 )
 def test_hyperparameters_past_the_server_s_limits_are_refused(
-    make_server: Callable[..., TestClient], hyperparameters: dict[str, Any], param: str, limit: str
+    tiny_server: Callable[..., TestClient], hyperparameters: dict[str, Any], param: str, limit: str
 ) -> None:
-    client = make_server()
+    client = tiny_server()
     answer = create_job(client, training_file(client), **hyperparameters)
     assert answer.status_code == 400
     error = answer.json()["error"]
@@ -90,9 +90,9 @@ def test_hyperparameters_past_the_server_s_limits_are_refused(
 
 
 def test_past_the_kept_count_the_least_recently_used_model_is_deleted_never_the_champion(
-    make_server: Callable[..., TestClient], tmp_path: Path
+    tiny_server: Callable[..., TestClient], tmp_path: Path
 ) -> None:
-    client = make_server(kept_fine_tuned_models=3)
+    client = tiny_server(kept_fine_tuned_models=3)
     training = training_file(client)
 
     def train() -> dict[str, Any]:
