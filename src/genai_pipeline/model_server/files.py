@@ -60,7 +60,11 @@ class FileStore:
         return record
 
     def _check_quotas(self, size: int) -> None:
-        """400 when one more file, or ``size`` more bytes, would pass the server's file quotas."""
+        """400 when one more file, or ``size`` more bytes, would pass the server's file quotas.
+
+        400, not 429: waiting frees nothing (files must be deleted), and on a 429 the official client would send
+        the whole upload again, up to its retry count.
+        """
         stored = [path.stat().st_size for path in self.root.glob("file-*.bin")]
         delete = "; delete files you no longer need (DELETE /v1/files/{file_id})"
         if len(stored) >= self.settings.max_files:
@@ -113,6 +117,7 @@ class FileStore:
 
 
 def _check_purpose(purpose: str) -> None:
+    """400 for a purpose the API does not know."""
     if purpose not in PURPOSES:
         raise APIError(400, f"Invalid purpose '{purpose}'; expected one of {sorted(PURPOSES)}", param="purpose")
 
