@@ -409,7 +409,28 @@ class ModelServerSettings(BaseModel):
     # the cache. At most one of the two.
     chat_model_dir: Path | None = None
     chat_model_gguf: Path | None = None
+    # Uploads (POST /v1/files) are streamed to disk and refused (413) as soon as one passes max_file_bytes.
+    # max_files and max_stored_bytes bound what all stored files together may hold; an upload past either is
+    # refused (400: waiting does not free space, files must be deleted).
     max_file_bytes: int = Field(50_000_000, ge=1)
+    max_files: int = Field(1_000, ge=1)
+    max_stored_bytes: int = Field(2_000_000_000, ge=1)
+    # Fine-tuning jobs not yet finished (validating, queued or running); one more is refused with a 429.
+    max_active_jobs: int = Field(4, ge=1)
+    # Fine-tuned models kept on disk (a full SmolLM2 checkpoint is 540 MB). When a job succeeds past this count,
+    # the least recently used models (trained, or asked for a chat completion) are deleted, never the champion
+    # the pipeline recorded in the store. At least 3: the champion is then kept even when the server cannot read
+    # the store (see model_server/retention.py).
+    kept_fine_tuned_models: int = Field(4, ge=3)
+    # A job's hyperparameters may go up to these (400 beyond). A batch's logits alone take batch x tokens x
+    # vocabulary x 4 bytes (SmolLM2: 100 MB per 512-token example), so the batch stays small on CPU.
+    max_n_epochs: int = Field(50, ge=1)
+    max_batch_size: int = Field(8, ge=1)
+    max_learning_rate_multiplier: float = Field(10.0, gt=0)
+    # Chat completions: max_tokens (or max_completion_tokens) up to max_completion_tokens; the prompt up to
+    # max_prompt_tokens and the model's context length, with the completion (400 beyond).
+    max_completion_tokens: int = Field(4_096, ge=1)
+    max_prompt_tokens: int = Field(4_096, ge=1)
     # Caps that keep a CPU fine-tune to demo/test scale; a job that hits one says so in its events.
     max_train_steps: int = Field(300, ge=1)
     max_train_seconds: float = Field(1800.0, gt=0)

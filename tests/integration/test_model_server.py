@@ -251,6 +251,22 @@ def test_chat_with_an_unknown_model_is_404(client: openai.OpenAI) -> None:
     assert error.value.code == "model_not_found" and error.value.param == "model"
 
 
+def test_a_long_prompt_or_a_large_max_tokens_is_refused_as_the_api_refuses_it(client: openai.OpenAI) -> None:
+    """Counted with the real model's tokenizer, before anything is generated (defaults: 4,096 each)."""
+    with pytest.raises(openai.BadRequestError) as error:
+        client.chat.completions.create(
+            model=BASE_CHAT_MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=4_097
+        )
+    assert error.value.param == "max_tokens" and error.value.code == "invalid_value"
+    started = time.monotonic()
+    with pytest.raises(openai.BadRequestError) as error:
+        client.chat.completions.create(
+            model=BASE_CHAT_MODEL, messages=[{"role": "user", "content": "word " * 5_000}], max_tokens=10
+        )
+    assert error.value.param == "messages" and error.value.code == "context_length_exceeded"
+    assert "at most 4096 tokens" in error.value.message and time.monotonic() - started < 60
+
+
 # -- files --------------------------------------------------------------------------------------------------
 
 

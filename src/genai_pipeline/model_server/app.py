@@ -20,6 +20,7 @@ from genai_pipeline.model_server.errors import APIError, api_error_handler, vali
 from genai_pipeline.model_server.files import FileStore
 from genai_pipeline.model_server.jobs import FineTuningService
 from genai_pipeline.model_server.registry import ModelRegistry
+from genai_pipeline.model_server.retention import store_champion
 from genai_pipeline.model_server.routers import chat, embeddings, files, fine_tuning, models
 
 
@@ -66,12 +67,19 @@ class Faults:
 def create_app(settings: Settings) -> FastAPI:
     """Build the app and its state (files, jobs, models) under ``settings.model_server_dir``."""
     app = FastAPI(title="genai-pipeline local model server", version="1")
+    app.state.settings = settings
     server = settings.model_server
     state = settings.model_server_dir
-    app.state.files = FileStore(state / "files", server.max_file_bytes)
+    app.state.files = FileStore(state / "files", server)
     app.state.registry = ModelRegistry(settings, lambda: app.state.jobs.fine_tuned_models())
     registry = app.state.registry
-    app.state.jobs = FineTuningService(state, app.state.files, server, {registry.base_model: registry.base_checkpoint})
+    app.state.jobs = FineTuningService(
+        state,
+        app.state.files,
+        server,
+        {registry.base_model: registry.base_checkpoint},
+        champion=lambda: store_champion(settings),
+    )
     app.state.faults = Faults(
         server.fault_rate_429,
         server.fault_rate_500,

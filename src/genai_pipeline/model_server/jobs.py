@@ -13,15 +13,18 @@ import json
 import logging
 import queue
 import secrets
+import shutil
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from genai_pipeline.config import FineTuneMethod, ModelServerSettings
 from genai_pipeline.model_server.errors import APIError, not_found
 from genai_pipeline.model_server.files import FileStore
+from genai_pipeline.model_server.retention import to_delete
 from genai_pipeline.model_server.training import (
     FULL_BYTES_PER_PARAMETER,
     LoraPlan,
@@ -44,12 +47,21 @@ RESULT_COLUMNS = ["step", "train_loss", "train_accuracy", "valid_loss", "valid_m
 class FineTuningService:
     """Creates, runs, lists and cancels jobs against the models the server knows."""
 
-    def __init__(self, root: Path, files: FileStore, settings: ModelServerSettings, base_models: dict[str, Any]):
+    def __init__(
+        self,
+        root: Path,
+        files: FileStore,
+        settings: ModelServerSettings,
+        base_models: dict[str, Any],
+        champion: Callable[[], str | None] = lambda: None,
+    ):
         self.root = root
         self.files = files
         self.settings = settings
         # Base model id -> callable returning its checkpoint folder (converted lazily).
         self.base_models = base_models
+        # The model the pipeline serves (None: none yet, or the server cannot read the store); never deleted.
+        self.champion = champion
         (root / "jobs").mkdir(parents=True, exist_ok=True)
         (root / "models").mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
@@ -142,7 +154,7 @@ class FineTuningService:
         for param in ("training_file", "validation_file"):
             if request.get(param):
                 self.files.get(request[param])
-        hyper = _hyperparameters(request)
+        hyper = _hyperparameters(request, self.settings)
         suffix = request.get("suffix")
         if suffix is not None and (len(suffix) > 64 or not suffix.replace("-", "").replace("_", "").isalnum()):
             raise APIError(400, "suffix may hold up to 64 letters, digits, - and _", param="suffix")
@@ -168,10 +180,29 @@ class FineTuningService:
             "metadata": request.get("metadata"),
             "user_provided_suffix": suffix,
         }
-        self._save(job)
+        with self._lock:
+            self._check_active_jobs()
+            self._save(job)
         self.event(job["id"], f"Created fine-tuning job: {job['id']}")
         threading.Thread(target=self._validate_and_queue, args=(job["id"],), daemon=True).start()
         return job
+
+    def _check_active_jobs(self) -> None:
+        """429 when ``max_active_jobs`` jobs have not finished yet.
+
+        429, not 400, as the hosted API answers when an organization has too many active fine-tuning jobs: the
+        limit clears by itself when a job finishes, so the client's back-off and retry can succeed.
+        """
+        active = [job["status"] for job in self.list() if job["status"] not in TERMINAL]
+        if len(active) >= self.settings.max_active_jobs:
+            running = active.count("running")
+            raise APIError(
+                429,
+                f"This fine-tune request has been rate-limited: the server has reached its maximum of "
+                f"{self.settings.max_active_jobs} active fine-tuning jobs ({running} running, "
+                f"{len(active) - running} waiting). Retry when one finishes, or cancel one.",
+                code="rate_limit_exceeded",
+            )
 
     def cancel(self, job_id: str) -> dict[str, Any]:
         """Cancel a job that has not finished; a running one stops before its next step."""
@@ -280,12 +311,32 @@ class FineTuningService:
         )
         self.event(job_id, f"New fine-tuned model created: {name}")
         self.event(job_id, "The job has successfully completed")
+        try:
+            self._delete_old_models(keep=name)
+        except OSError:  # the job succeeded; a model left on disk is retried after the next one
+            log.exception("deleting old fine-tuned models after %s failed", job_id)
+
+    def _delete_old_models(self, keep: str) -> None:
+        """Past ``kept_fine_tuned_models``, delete the least recently used models but ``keep`` and the champion."""
+        models = self.fine_tuned_models()
+        protected = {keep, self.champion()}
+        jobs = {job["fine_tuned_model"]: job["id"] for job in self.list() if job["fine_tuned_model"]}
+        for name in to_delete(models, self.settings.kept_fine_tuned_models, protected):
+            shutil.rmtree(models[name])
+            self.event(
+                jobs[name],
+                f"Deleted fine-tuned model {name}: the server keeps the "
+                f"{self.settings.kept_fine_tuned_models} most recently used "
+                "(PIPELINE_MODEL_SERVER__KEPT_FINE_TUNED_MODELS) and the champion",
+                level="warn",
+            )
 
     def fine_tuned_models(self) -> dict[str, Path]:
-        """Model name -> checkpoint of every succeeded job."""
-        return {
+        """Model name -> checkpoint of every succeeded job whose model has not been deleted."""
+        folders = {
             j["fine_tuned_model"]: self.root / "models" / j["id"] for j in self.list() if j["status"] == "succeeded"
         }
+        return {name: folder for name, folder in folders.items() if folder.is_dir()}
 
 
 def training_method(settings: ModelServerSettings, model: str, checkpoint: Path) -> tuple[LoraPlan | None, str]:
@@ -307,24 +358,34 @@ def training_method(settings: ModelServerSettings, model: str, checkpoint: Path)
     return lora, f"{with_lora}: {estimate}, over {share}"
 
 
-def _hyperparameters(request: dict[str, Any]) -> dict[str, Any]:
-    """Hyperparameters from ``method.supervised`` (current) or the deprecated top-level field; "auto" resolved."""
+def _hyperparameters(request: dict[str, Any], settings: ModelServerSettings) -> dict[str, Any]:
+    """Hyperparameters from ``method.supervised`` (current) or the deprecated top-level field; "auto" resolved.
+
+    Each must be positive and within the server's limit; epochs and batch size whole numbers (400 otherwise).
+    """
     method = request.get("method") or {}
     given = dict(request.get("hyperparameters") or {})
     given.update((method.get("supervised") or {}).get("hyperparameters") or {})
-    resolved = {
-        "n_epochs": AUTO_EPOCHS if given.get("n_epochs", "auto") == "auto" else given["n_epochs"],
-        "batch_size": AUTO_BATCH if given.get("batch_size", "auto") == "auto" else given["batch_size"],
-        "learning_rate_multiplier": AUTO_LR_MULTIPLIER
-        if given.get("learning_rate_multiplier", "auto") == "auto"
-        else given["learning_rate_multiplier"],
+    auto = {"n_epochs": AUTO_EPOCHS, "batch_size": AUTO_BATCH, "learning_rate_multiplier": AUTO_LR_MULTIPLIER}
+    limits = {
+        "n_epochs": settings.max_n_epochs,
+        "batch_size": settings.max_batch_size,
+        "learning_rate_multiplier": settings.max_learning_rate_multiplier,
     }
-    for key, value in resolved.items():
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise APIError(400, f"hyperparameters.{key} must be a positive number or 'auto'", param=key)
-    if resolved["n_epochs"] > 50 or resolved["batch_size"] > 256:
-        raise APIError(400, "n_epochs may be at most 50 and batch_size at most 256", param="hyperparameters")
-    resolved["n_epochs"], resolved["batch_size"] = int(resolved["n_epochs"]), int(resolved["batch_size"])
+    resolved = {}
+    for key, default in auto.items():
+        value = default if given.get(key, "auto") == "auto" else given[key]
+        kind = int if key != "learning_rate_multiplier" else int | float
+        if isinstance(value, bool) or not isinstance(value, kind) or not 0 < value <= limits[key]:
+            number = "a whole number" if kind is int else "a number"
+            raise APIError(
+                400,
+                f"hyperparameters.{key} must be 'auto' or {number} above 0 and at most {limits[key]:g} "
+                f"(PIPELINE_MODEL_SERVER__MAX_{key.upper()}); got {value!r}",
+                param=key,
+                code="invalid_value",
+            )
+        resolved[key] = value
     return resolved
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from genai_pipeline.config import Settings
 from genai_pipeline.model_server.errors import APIError, not_found
+from genai_pipeline.model_server.retention import mark_used
 from genai_pipeline.models.chat import ChatModel, adapter_base_model, base_checkpoint, chat_model_name
 from genai_pipeline.models.embeddings import LocalEmbedder, load_local_embedder
 from genai_pipeline.models.packaged import EMBEDDING_MODEL, ModelUnavailable, embedding_model_dir
@@ -65,26 +66,33 @@ class ModelRegistry:
         return load_local_embedder(folder, embedding.batch_size, embedding.threads)
 
     def chat_model(self, name: str) -> ChatModel:
-        """A loaded chat model, 404 for a name the server does not know, 500 saying why one cannot be loaded."""
-        with self._lock:
-            if name in self._chat:
-                self._chat.move_to_end(name)
-                return self._chat[name]
-            try:
-                model = self._load(name)
-            except ModelUnavailable as error:
-                raise APIError(500, str(error), type="server_error", code="model_unavailable") from error
-            self._chat[name] = model
-            while len(self._chat) > LOADED_CHAT_MODELS:
-                self._chat.popitem(last=False)
-            return model
+        """A loaded chat model, 404 for a name the server does not know, 500 saying why one cannot be loaded.
 
-    def _load(self, name: str) -> ChatModel:
-        if name == self.base_model:
-            return ChatModel(self.base_checkpoint())
-        checkpoint = self._fine_tuned().get(name)
+        A fine-tuned model is marked used each time, which decides what is deleted first (``retention``); one
+        deleted since it was loaded is dropped and 404, as if never loaded.
+        """
+        with self._lock:
+            checkpoint = None if name == self.base_model else self._fine_tuned().get(name)
+            if checkpoint is None and name != self.base_model:
+                self._chat.pop(name, None)
+                raise not_found("model", name)
+            if name not in self._chat:
+                try:
+                    self._chat[name] = self._load(name, checkpoint)
+                except ModelUnavailable as error:
+                    raise APIError(500, str(error), type="server_error", code="model_unavailable") from error
+                while len(self._chat) > LOADED_CHAT_MODELS:
+                    self._chat.popitem(last=False)
+            self._chat.move_to_end(name)
+            model = self._chat[name]
+        if checkpoint is not None:
+            mark_used(checkpoint)
+        return model
+
+    def _load(self, name: str, checkpoint: Path | None) -> ChatModel:
+        """The base model (``checkpoint`` None), or the full checkpoint or LoRA adapter of a fine-tuned one."""
         if checkpoint is None:
-            raise not_found("model", name)
+            return ChatModel(self.base_checkpoint())
         base = adapter_base_model(checkpoint)
         if base is None:
             return ChatModel(checkpoint)  # a full fine-tune

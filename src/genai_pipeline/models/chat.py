@@ -190,6 +190,11 @@ class ChatModel:
         self._stop_ids = {*(i for i in eos if i is not None), self.tokenizer.eos_token_id}
         self._lock = threading.Lock()
 
+    @property
+    def context_length(self) -> int:
+        """Tokens the model attends over: prompt and completion together."""
+        return int(self.model.config.max_position_embeddings)
+
     def prompt_ids(self, messages: list[dict[str, Any]]) -> list[int]:
         """Token ids of a conversation, ending with the assistant's turn."""
         return list(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True))

@@ -37,7 +37,7 @@ from genai_pipeline.steps import finetune_store as layout
 from genai_pipeline.steps import lineage
 from genai_pipeline.steps.contracts import Challenger, Decision, ModelScores, Scored, ScoreRequest
 from genai_pipeline.steps.documents import resolve_root
-from genai_pipeline.steps.finetune_store import safe_name, sha256
+from genai_pipeline.steps.finetune_store import champion_model, safe_name, sha256
 from genai_pipeline.steps.post_quality import Embed, as_written
 from genai_pipeline.steps.prompt import Source, build_messages
 from genai_pipeline.store import Store
@@ -215,11 +215,6 @@ def _challenger(store: Store, options: dict[str, Any]) -> Challenger:
             store.read_json(layout.model_file(store.read_json(key)["job_id"], "challenger.json"))
         )
     return Challenger.model_validate(store.read_json(layout.LATEST_CHALLENGER))
-
-
-def champion_model(store: Store) -> str | None:
-    """The model the current champion record names; None before the first promotion."""
-    return store.read_json(layout.CHAMPION)["model"] if store.exists(layout.CHAMPION) else None
 
 
 def score(settings: Settings, request: ScoreRequest) -> Scored:

@@ -7,6 +7,7 @@ reported with its number in both places.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 ROLES = {"system", "user", "assistant", "tool"}
@@ -39,13 +40,24 @@ def parse_example(text: str, line: int) -> list[dict[str, Any]]:
     return record["messages"]
 
 
+def iter_examples(lines: Iterable[bytes]) -> Iterator[list[dict[str, Any]]]:
+    """Examples of JSONL lines one at a time, so a file can be checked without reading it whole.
+
+    The first bad line raises; blank lines are allowed, but not a file without examples.
+    """
+    found = False
+    for number, raw in enumerate(lines, start=1):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidTrainingLine(number, "not valid UTF-8") from None
+        if text.strip():
+            found = True
+            yield parse_example(text, number)
+    if not found:
+        raise InvalidTrainingLine(1, "the file holds no examples")
+
+
 def parse_chat_jsonl(data: bytes) -> list[list[dict[str, Any]]]:
     """Every example of a file; the first bad line raises. Blank lines are allowed."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise InvalidTrainingLine(data[: error.start].count(b"\n") + 1, "not valid UTF-8") from None
-    examples = [parse_example(raw, number) for number, raw in enumerate(text.splitlines(), start=1) if raw.strip()]
-    if not examples:
-        raise InvalidTrainingLine(1, "the file holds no examples")
-    return examples
+    return list(iter_examples(data.splitlines()))

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from genai_pipeline.store import Store
 
 ROOT = "finetune"
 SPLITS = ("train", "validation")
@@ -75,6 +79,11 @@ LINEAGE_FOLDER = f"{ROOT}/lineage"
 LATEST_CHALLENGER = f"{ROOT}/challenger.json"
 CHAMPION = f"{ROOT}/champion/current.json"
 CHAMPION_HISTORY = f"{ROOT}/champion/history"
+
+
+def champion_model(store: Store) -> str | None:
+    """The model the current champion record names; None before the first promotion."""
+    return store.read_json(CHAMPION)["model"] if store.exists(CHAMPION) else None
 
 
 def decision(run_key: str) -> str:

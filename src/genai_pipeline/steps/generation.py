@@ -23,9 +23,8 @@ import fsspec
 from genai_pipeline.config import Settings
 from genai_pipeline.steps import finetune_store as layout
 from genai_pipeline.steps import lineage
-from genai_pipeline.steps.champion import champion_model
 from genai_pipeline.steps.contracts import GeneratedPost, PostsSummary, TopicsRequest, TopicTask
-from genai_pipeline.steps.finetune_store import sha256
+from genai_pipeline.steps.finetune_store import champion_model, sha256
 from genai_pipeline.steps.prompt import TEMPLATE_VERSION, Source, build_messages
 from genai_pipeline.store import Store
 

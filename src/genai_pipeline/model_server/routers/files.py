@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from genai_pipeline.model_server.uploads import receive_upload
 
 router = APIRouter()
 
 
 @router.post("/v1/files")
-async def create_file(
-    request: Request, file: Annotated[UploadFile, File()], purpose: Annotated[str, Form()]
-) -> dict[str, object]:
-    """Store an upload (fine-tune files are checked line by line)."""
-    data = await file.read()
-    return request.app.state.files.create(file.filename or "upload.jsonl", purpose, data)
+async def create_file(request: Request) -> dict[str, object]:
+    """Store a multipart upload (``file`` and ``purpose``), streamed to disk under the size cap."""
+    files = request.app.state.files
+    upload = await receive_upload(request, files.staging, files.settings.max_file_bytes)
+    return await run_in_threadpool(files.upload, upload)
 
 
 @router.get("/v1/files")
