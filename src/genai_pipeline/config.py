@@ -468,13 +468,16 @@ class ModelServerSettings(BaseModel):
 
 
 class WebPageSettings(BaseModel):
-    """What the post-writing web page accepts: the Host names it answers, and how big a request may be."""
+    """What the post-writing web page accepts: the Host names it answers, who may use it, how big a request may be."""
 
     # Host header names (a port is ignored; "*.example.com" matches subdomains). A page elsewhere that points
     # its own name at 127.0.0.1 (DNS rebinding) is refused. The chart adds its Service's names.
     allowed_hosts: list[str] = Field(default_factory=lambda: ["localhost", "127.0.0.1"], min_length=1)
     # A request body over this many bytes is refused (413) before it is read whole.
     max_request_bytes: int = Field(16_384, ge=1_024, le=10_000_000)
+    # When set, every page and API call but /health asks for it (HTTP Basic: the browser prompts; any user
+    # name). From env or a Kubernetes Secret only; set it wherever others share the page's network.
+    password: SecretStr | None = None
 
 
 class Settings(BaseSettings):

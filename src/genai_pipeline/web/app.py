@@ -46,7 +46,10 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="genai-pipeline posts", docs_url=None, redoc_url=None)
     page_settings = settings.web_page
     app.add_middleware(
-        RequestGuard, allowed_hosts=page_settings.allowed_hosts, max_bytes=page_settings.max_request_bytes
+        RequestGuard,
+        allowed_hosts=page_settings.allowed_hosts,
+        max_bytes=page_settings.max_request_bytes,
+        password=page_settings.password.get_secret_value() if page_settings.password else None,
     )
     gen = settings.generation
 

@@ -7,7 +7,7 @@ from fastapi.testclient import TestClient
 
 from genai_pipeline.config import Settings
 from genai_pipeline.web.app import create_app
-from genai_pipeline.web.guard import host_allowed, host_name
+from genai_pipeline.web.guard import host_allowed, host_name, password_given
 
 
 @pytest.fixture
@@ -45,3 +45,30 @@ def test_a_wildcard_matches_subdomains_only() -> None:
     assert host_allowed("a.svc.cluster.local", ["*.svc.cluster.local"])
     assert not host_allowed("svc.cluster.local.evil.test", ["*.svc.cluster.local"])
     assert not host_allowed("evilsvc.cluster.local", ["*.svc.cluster.local"])
+
+
+def test_with_a_password_the_page_asks_for_it_and_health_stays_open(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIPELINE_WEB_PAGE__PASSWORD", "s3cret-pass")
+    page = TestClient(create_app(Settings()), base_url="http://localhost:8090")
+    refused = page.get("/")
+    assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Basic ")  # browser prompts
+    assert page.post("/api/generate", json={"topic": "x"}, auth=("anyone", "wrong")).status_code == 401
+    assert page.get("/", auth=("editor", "s3cret-pass")).status_code == 200
+    assert page.get("/health").json() == {"status": "ok"}  # the kubelet's probe carries no password
+    assert "s3cret-pass" not in refused.text
+
+
+@pytest.mark.parametrize(
+    ("header", "given"),
+    [
+        ("Basic dTpwdw==", True),  # u:pw
+        ("basic dTpwdw==", True),
+        ("Basic OnB3", True),  # :pw, no user name
+        ("Basic dTpwdzI=", False),  # u:pw2
+        ("Bearer pw", False),
+        ("Basic not-base64!", False),
+        ("", False),
+    ],
+)
+def test_the_password_is_read_from_basic_authorization_only(header: str, given: bool) -> None:
+    assert password_given(header, "pw") is given
