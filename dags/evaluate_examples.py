@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from airflow.sdk import Param, get_current_context, task
 
+from genai_pipeline.bounds import Epochs, param_schema
 from genai_pipeline.config import get_settings
 from genai_pipeline.orchestration.assets import (
     COMBINED_TRAIN,
@@ -37,7 +38,7 @@ GATE = {
     doc_md=__doc__,
     params={
         "price_per_million_tokens": Param(TUNE.price_per_million_tokens, type="number", minimum=0),
-        "n_epochs": Param(TUNE.n_epochs, type="integer", minimum=1, maximum=50),
+        "n_epochs": Param(TUNE.n_epochs, **param_schema(Epochs)),
         "budget_usd": Param(TUNE.budget_usd, type="number", minimum=0),
     },
 )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from airflow.sdk import Param
 
+from genai_pipeline.bounds import BatchSize, Epochs, LearningRateMultiplier, param_schema
 from genai_pipeline.config import get_settings
 from genai_pipeline.orchestration.assets import CHALLENGER, COMBINED_TRAIN, COMBINED_VALIDATION
 from genai_pipeline.orchestration.finetune_wait import WaitForFineTuneJob
@@ -33,9 +34,9 @@ SUBMIT = {
     params={
         "base_model": Param(TUNE.base_model, type="string", minLength=1),
         "suffix": Param(TUNE.suffix, type="string", maxLength=64),
-        "n_epochs": Param(TUNE.n_epochs, type="integer", minimum=1, maximum=50),
-        "batch_size": Param(TUNE.batch_size, type="integer", minimum=1, maximum=256),
-        "learning_rate_multiplier": Param(TUNE.learning_rate_multiplier, type="number", exclusiveMinimum=0),
+        "n_epochs": Param(TUNE.n_epochs, **param_schema(Epochs)),
+        "batch_size": Param(TUNE.batch_size, **param_schema(BatchSize)),
+        "learning_rate_multiplier": Param(TUNE.learning_rate_multiplier, **param_schema(LearningRateMultiplier)),
         "dataset": Param(
             "", type="string", pattern=DATASET_KEY_PATTERN, description="a stored dataset key; empty: the latest"
         ),

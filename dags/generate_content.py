@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from airflow.sdk import Param
 
+from genai_pipeline.bounds import Distance, SourcesPerPost, param_schema
 from genai_pipeline.config import get_settings
 from genai_pipeline.orchestration.assets import POSTS, generation_schedule
 from genai_pipeline.orchestration.pipeline_dag import pipeline_dag
@@ -31,8 +32,8 @@ TOPICS = {
     params={
         # Empty: the topics file, else PIPELINE_GENERATION__TOPICS. Each topic is a title, never a document.
         "topics": Param([], type="array", items={"type": "string", "minLength": 1, "maxLength": GEN.max_topic_chars}),
-        "k": Param(GEN.k, type="integer", minimum=1, maximum=50),
-        "threshold": Param(GEN.distance_threshold, type="number", exclusiveMinimum=0, maximum=2),
+        "k": Param(GEN.k, **param_schema(SourcesPerPost)),
+        "threshold": Param(GEN.distance_threshold, **param_schema(Distance)),
     },
 )
 def generate_content():

@@ -17,6 +17,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from genai_pipeline.bounds import MAX_EPOCHS, BatchSize, Distance, Epochs, LearningRateMultiplier, SourcesPerPost
+
 ENV_PREFIX = "PIPELINE_"
 # The sample knowledge base ships inside the package; this URL resolves wherever the package is installed
 # (a laptop, or a step image), so settings handed to a pod never carry a host path.
@@ -259,9 +261,9 @@ class FineTuneSettings(BaseModel):
     token_encoding: str = "o200k_base"
     max_example_tokens: int = Field(4096, ge=16)
     price_per_million_tokens: float = Field(3.0, ge=0)
-    n_epochs: int = Field(3, ge=1, le=50)
-    batch_size: int = Field(1, ge=1, le=256)
-    learning_rate_multiplier: float = Field(2.0, gt=0)
+    n_epochs: Epochs = 3
+    batch_size: BatchSize = 1
+    learning_rate_multiplier: LearningRateMultiplier = 2.0
     budget_usd: float = Field(5.0, ge=0)
     suffix: str = "genai-pipeline"
     seed: int = 42
@@ -304,9 +306,9 @@ class PostQualitySettings(BaseModel):
 class GenerationSettings(BaseModel):
     """Retrieval and the post: how many sources, how near, which model when no champion exists yet."""
 
-    k: int = Field(5, ge=1, le=50)
+    k: SourcesPerPost = 5
     # Cosine distance (0 = same direction); chunks farther from the topic are not used.
-    distance_threshold: float = Field(0.8, gt=0, le=2)
+    distance_threshold: Distance = 0.8
     # None: pure vector search; 0..1: hybrid with BM25 (1 = vector only, 0 = keywords only).
     hybrid_alpha: float | None = Field(None, ge=0, le=1)
     fallback_model: str = "SmolLM2-135M-Instruct"
@@ -424,7 +426,7 @@ class ModelServerSettings(BaseModel):
     kept_fine_tuned_models: int = Field(4, ge=3)
     # A job's hyperparameters may go up to these (400 beyond). A batch's logits alone take batch x tokens x
     # vocabulary x 4 bytes (SmolLM2: 100 MB per 512-token example), so the batch stays small on CPU.
-    max_n_epochs: int = Field(50, ge=1)
+    max_n_epochs: int = Field(MAX_EPOCHS, ge=1)
     max_batch_size: int = Field(8, ge=1)
     max_learning_rate_multiplier: float = Field(10.0, gt=0)
     # Chat completions: max_tokens (or max_completion_tokens) up to max_completion_tokens; the prompt up to

@@ -262,3 +262,35 @@ def test_the_fine_tune_dataset_param_takes_only_a_dataset_key(dagbag) -> None:
     assert param.resolve("0123456789abcdef") == "0123456789abcdef" and param.resolve("") == ""
     with pytest.raises(ParamValidationError):
         param.resolve("../../reports/ingest")
+
+
+@pytest.mark.parametrize(
+    ("dag_id", "param", "contract", "setting"),
+    [
+        ("evaluate_examples", "n_epochs", "GateRequest", "fine_tune.n_epochs"),
+        ("fine_tune", "n_epochs", "SubmitRequest", "fine_tune.n_epochs"),
+        ("fine_tune", "batch_size", "SubmitRequest", "fine_tune.batch_size"),
+        ("fine_tune", "learning_rate_multiplier", "SubmitRequest", "fine_tune.learning_rate_multiplier"),
+        ("generate_content", "k", "TopicsRequest", "generation.k"),
+        ("generate_content", "threshold", "TopicsRequest", "generation.distance_threshold"),
+    ],
+)
+def test_a_dag_param_takes_exactly_what_its_step_and_the_settings_take(
+    dagbag, dag_id: str, param: str, contract: str, setting: str
+) -> None:
+    """A Param wider than its step's contract starts runs that fail in the pod; a narrower one refuses settings."""
+    from genai_pipeline.config import Settings
+    from genai_pipeline.steps import contracts
+
+    bounds = ("type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+
+    def keep(schema: dict) -> dict:
+        return {key: schema[key] for key in bounds if key in schema}
+
+    section, name = setting.split(".")
+    in_dag = keep(dagbag.dags[dag_id].params.get_param(param).schema)
+    in_step = keep(getattr(contracts, contract).model_json_schema()["properties"][param])
+    in_settings = keep(
+        Settings.model_json_schema()["$defs"][f"{section.title().replace('_', '')}Settings"]["properties"][name]
+    )
+    assert in_dag == in_step == in_settings and ("maximum" in in_dag or "exclusiveMinimum" in in_dag)

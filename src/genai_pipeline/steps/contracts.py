@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from genai_pipeline.bounds import BatchSize, Distance, Epochs, LearningRateMultiplier, SourcesPerPost
 from genai_pipeline.config import check_sources
 from genai_pipeline.steps.finetune_store import DATASET_KEY_PATTERN
 
@@ -222,7 +223,7 @@ class GateRequest(Descriptor):
 
     run_id: str = Field(min_length=1)
     price_per_million_tokens: float = Field(ge=0)
-    n_epochs: int = Field(ge=1, le=50)
+    n_epochs: Epochs
     budget_usd: float = Field(ge=0)
 
 
@@ -261,9 +262,9 @@ class SubmitRequest(Descriptor):
     run_id: str = Field(min_length=1)
     base_model: str = Field(min_length=1)
     suffix: str = ""
-    n_epochs: int = Field(ge=1, le=50)
-    batch_size: int = Field(ge=1, le=256)
-    learning_rate_multiplier: float = Field(gt=0)
+    n_epochs: Epochs
+    batch_size: BatchSize
+    learning_rate_multiplier: LearningRateMultiplier
     dataset: str = Field("", pattern=DATASET_KEY_PATTERN)
 
 
@@ -351,8 +352,8 @@ class TopicsRequest(Descriptor):
 
     run_id: str = Field(min_length=1)
     topics: list[str]
-    k: int = Field(ge=1, le=50)
-    threshold: float = Field(gt=0, le=2)
+    k: SourcesPerPost
+    threshold: Distance
 
     @field_validator("topics", mode="before")
     @classmethod
@@ -366,8 +367,8 @@ class TopicTask(Descriptor):
     run_key: str
     topic: str = Field(min_length=1)
     label: str
-    k: int = Field(ge=1, le=50)
-    threshold: float = Field(gt=0, le=2)
+    k: SourcesPerPost
+    threshold: Distance
 
 
 class GeneratedPost(Descriptor):

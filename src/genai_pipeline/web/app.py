@@ -18,8 +18,9 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
+from genai_pipeline.bounds import Distance, SourcesPerPost
 from genai_pipeline.config import Settings, get_settings
 from genai_pipeline.steps.generation import GenerationError, read_chunk, write_post
 from genai_pipeline.web.guard import RequestGuard
@@ -37,8 +38,8 @@ class GenerateRequest(BaseModel):
     """What the page sends: a topic, and optionally k and the distance threshold (else the settings')."""
 
     topic: str
-    k: int | None = Field(None, ge=1, le=50)
-    threshold: float | None = Field(None, gt=0, le=2)
+    k: SourcesPerPost | None = None
+    threshold: Distance | None = None
 
 
 def create_app(settings: Settings) -> FastAPI:
