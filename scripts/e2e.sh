@@ -97,6 +97,10 @@ deploy() {
     helm=$(uv run --frozen python -c 'from genai_pipeline.config import Settings; from genai_pipeline.local.go_tools import ensure_helm; print(ensure_helm(Settings().cache_dir))')
     chart=$(uv run --frozen python -m genai_pipeline.local.offline_chart "$E2E_DIR")
     KUBECTL="$KUBECTL" bash scripts/cluster/prepare.sh --fresh
+    # The clients' one key setting (docs/deploy.md), the key the host's model server asks for.
+    kctl -n "$NAMESPACE" delete secret genai-pipeline-secrets --ignore-not-found >/dev/null
+    kctl -n "$NAMESPACE" create secret generic genai-pipeline-secrets \
+        --from-file=PIPELINE_OPENAI__API_KEY="$MODEL_SERVER_HOME/api-key" >/dev/null
     "$helm" upgrade --install genai-pipeline "$chart" --namespace "$NAMESPACE" \
         --kubeconfig "$KUBECONFIG" -f k8s/e2e/values.yaml --set "images.tag=$TAG" --wait --timeout 5m >/dev/null
     overlay "$E2E_OVERLAY"
@@ -110,10 +114,13 @@ deploy() {
         | tee "$LOGS/helm-test.log"
 }
 
-# The model server in its own process group (stopped by finish), listening on every address so pods reach it.
+# The model server in its own process group (stopped by finish), listening on every address so pods reach it;
+# so it asks for a key, random per run, which the pods send from the pipeline Secret (deploy makes it).
 start_model_server() {
     rm -rf "$MODEL_SERVER_HOME" && mkdir -p "$MODEL_SERVER_HOME"
+    (umask 077 && printf %s "$(openssl rand -hex 24)" >"$MODEL_SERVER_HOME/api-key")
     PIPELINE_HOME="$MODEL_SERVER_HOME" PIPELINE_MODEL_SERVER__HOST=0.0.0.0 PIPELINE_MODEL_SERVER__PORT=8088 \
+        PIPELINE_MODEL_SERVER__API_KEY="$(cat "$MODEL_SERVER_HOME/api-key")" \
         PIPELINE_MODEL_SERVER__MAX_TRAIN_STEPS="$MODEL_SERVER_STEPS" HF_HUB_OFFLINE=1 \
         setsid uv run --frozen pipeline serve-models >"$LOGS/model-server.log" 2>&1 &
     echo $! >"$MODEL_SERVER_HOME/pid"

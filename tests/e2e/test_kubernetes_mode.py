@@ -9,9 +9,12 @@ from __future__ import annotations
 import json
 import os
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 from tests.e2e.cluster import (
     NAMESPACE,
     SHARED,
@@ -247,6 +250,14 @@ def follow_chain(api, first_run: str, timeout: float = 1800) -> dict[str, dict]:
         assert runs[dag_id]["state"] == "success", (dag_id, run_id)
         source = (dag_id, run_id)
     return runs
+
+
+def test_the_model_server_on_the_bridge_refuses_a_request_without_its_key() -> None:
+    """It listens on every address so the pods reach it; the pods pass (the test below) with the Secret's key."""
+    base_url = yaml.safe_load((REPO / "k8s/e2e/values.yaml").read_text())["pipeline"]["openai"]["base_url"]
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{base_url}/models", timeout=10)
+    assert refused.value.code == 401
 
 
 def test_the_fine_tuning_path_runs_its_steps_as_pods_against_the_model_server() -> None:
