@@ -15,6 +15,7 @@ from genai_pipeline.orchestration.assets import CHALLENGER, CHAMPION
 from genai_pipeline.orchestration.fine_tune_tasks import champion_branch
 from genai_pipeline.orchestration.pipeline_dag import pipeline_dag
 from genai_pipeline.orchestration.step_task import step_task
+from genai_pipeline.steps.decisions import FineTuneTask
 
 SCORE = {"run_id": "{{ run_id }}", "options": "{{ (dag_run.conf or {}) | tojson }}"}
 
@@ -31,8 +32,8 @@ def champion_challenger():
     def decide(scored: dict) -> str:
         return champion_branch(scored)
 
-    promoted = step_task("promote_challenger", outlets=[CHAMPION])(scored)
-    kept = step_task("keep_champion")(scored)
+    promoted = step_task(FineTuneTask.PROMOTE_CHALLENGER, outlets=[CHAMPION])(scored)
+    kept = step_task(FineTuneTask.KEEP_CHAMPION)(scored)
     decide(scored) >> [promoted, kept]
 
 

@@ -19,9 +19,10 @@ from genai_pipeline.orchestration.assets import (
     FORMATTED_TRAIN,
     FORMATTED_VALIDATION,
 )
-from genai_pipeline.orchestration.fine_tune_tasks import OVER_BUDGET, budget_branch, stop_over_budget
+from genai_pipeline.orchestration.fine_tune_tasks import budget_branch, stop_over_budget
 from genai_pipeline.orchestration.pipeline_dag import pipeline_dag
 from genai_pipeline.orchestration.step_task import step_task
+from genai_pipeline.steps.decisions import FineTuneTask
 
 TUNE = get_settings().fine_tune
 GATE = {
@@ -49,12 +50,12 @@ def evaluate_examples():
     def within_budget(evaluation: dict) -> str:
         return budget_branch(evaluation)
 
-    @task(task_id=OVER_BUDGET)
+    @task(task_id=FineTuneTask.OVER_BUDGET)
     def over_budget(evaluation: dict) -> str:
         context = get_current_context()
         return stop_over_budget(evaluation, dag_id=context["dag"].dag_id, run_id=context["run_id"])
 
-    combined = step_task("combine_examples", outlets=[COMBINED_TRAIN, COMBINED_VALIDATION])(evaluation)
+    combined = step_task(FineTuneTask.COMBINE_EXAMPLES, outlets=[COMBINED_TRAIN, COMBINED_VALIDATION])(evaluation)
     within_budget(evaluation) >> [combined, over_budget(evaluation)]
 
 

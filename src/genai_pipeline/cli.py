@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from genai_pipeline.config import Settings, get_settings
+from genai_pipeline.steps.decisions import FineTuneTask
 
 
 def _services(settings: Settings):
@@ -116,7 +117,7 @@ def _follow_fine_tuning(api, settings: Settings, start_run: str, timeout: float)
         if run["state"] != "success":
             _say(f"{dag_id} ended {run['state']}: see the Airflow UI or {settings.home / 'logs'}")
             return 1
-        if dag_id == "evaluate_examples" and _task_state(api, dag_id, run_id, "over_budget") == "success":
+        if dag_id == "evaluate_examples" and _task_state(api, dag_id, run_id, FineTuneTask.OVER_BUDGET) == "success":
             _say("the cost gate stopped fine-tuning: the estimate is over budget (see the over_budget task's log)")
             return 0
         source_dag, source_run = dag_id, run_id
@@ -129,7 +130,7 @@ GENERATE_DAG = "generate_content"
 
 def _follow_generation(api, settings: Settings, champion_run: str, timeout: float) -> int:
     """The posts: from the run a promotion triggered, else (the champion stayed) from a run started here."""
-    promoted = _task_state(api, "champion_challenger", champion_run, "promote_challenger") == "success"
+    promoted = _task_state(api, "champion_challenger", champion_run, FineTuneTask.PROMOTE_CHALLENGER) == "success"
     if promoted and settings.generation.regenerate_on_champion:
         run_id = _wait(
             lambda: api.run_caused_by(GENERATE_DAG, "champion_challenger", champion_run), timeout, "the generation run"

@@ -12,15 +12,18 @@ from typing import Any
 from genai_pipeline.config import get_settings
 from genai_pipeline.orchestration.notify import notify_budget_stop
 from genai_pipeline.steps.contracts import Evaluation, Scored
+from genai_pipeline.steps.decisions import FineTuneTask
 
 log = logging.getLogger(__name__)
-COMBINE, OVER_BUDGET = "combine_examples", "over_budget"
-PROMOTE, KEEP = "promote_challenger", "keep_champion"
 
 
 def budget_branch(evaluation: dict[str, Any]) -> str:
     """Publish the combined files when the estimate is within budget, else stop before any upload."""
-    return COMBINE if Evaluation.model_validate(evaluation).within_budget else OVER_BUDGET
+    return (
+        FineTuneTask.COMBINE_EXAMPLES
+        if Evaluation.model_validate(evaluation).within_budget
+        else FineTuneTask.OVER_BUDGET
+    )
 
 
 def stop_over_budget(evaluation: dict[str, Any], *, dag_id: str, run_id: str) -> str:
@@ -35,7 +38,9 @@ def stop_over_budget(evaluation: dict[str, Any], *, dag_id: str, run_id: str) ->
     estimate = gate.model_dump(
         include={"billing_tokens", "n_epochs", "price_per_million_tokens", "estimated_usd", "budget_usd"}
     )
-    notify_budget_stop(get_settings(), dag_id=dag_id, run_id=run_id, estimate=estimate, task_id=OVER_BUDGET)
+    notify_budget_stop(
+        get_settings(), dag_id=dag_id, run_id=run_id, estimate=estimate, task_id=FineTuneTask.OVER_BUDGET
+    )
     return message
 
 
@@ -43,4 +48,4 @@ def champion_branch(scored: dict[str, Any]) -> str:
     """Promote when there is no champion or the challenger won; otherwise keep the champion."""
     decision = Scored.model_validate(scored)
     log.info("%s: %s", decision.decision, decision.reason)
-    return PROMOTE if decision.decision in ("no_champion", "challenger_wins") else KEEP
+    return FineTuneTask.PROMOTE_CHALLENGER if decision.decision.promotes else FineTuneTask.KEEP_CHAMPION

@@ -36,6 +36,7 @@ from genai_pipeline.config import PostQualitySettings, ScoreWeights, Settings
 from genai_pipeline.steps import finetune_store as layout
 from genai_pipeline.steps import lineage
 from genai_pipeline.steps.contracts import Challenger, Decision, ModelScores, Scored, ScoreRequest
+from genai_pipeline.steps.decisions import ChampionDecision
 from genai_pipeline.steps.documents import resolve_root
 from genai_pipeline.steps.finetune_store import champion_model, safe_name, sha256
 from genai_pipeline.steps.post_quality import Embed, as_written
@@ -43,7 +44,6 @@ from genai_pipeline.steps.prompt import Source, build_messages
 from genai_pipeline.store import Store
 
 MIN_F1_GAIN = 0.01
-PROMOTING = ("no_champion", "challenger_wins")
 DIGITS = 4
 
 
@@ -169,12 +169,12 @@ def model_scores(model: str, answers: Sequence[AnswerScores], weights: ScoreWeig
     return ModelScores(model=model, **terms, score=round(score, DIGITS), items=len(answers))
 
 
-def decide(challenger: ModelScores, champion: ModelScores | None) -> tuple[str, str]:
+def decide(challenger: ModelScores, champion: ModelScores | None) -> tuple[ChampionDecision, str]:
     """The decision and its reason in words."""
     if champion is None:
-        return "no_champion", "there is no champion yet: the challenger becomes the first"
+        return ChampionDecision.NO_CHAMPION, "there is no champion yet: the challenger becomes the first"
     if challenger.model == champion.model:
-        return "already_champion", f"{challenger.model} is already the champion"
+        return ChampionDecision.ALREADY_CHAMPION, f"{challenger.model} is already the champion"
     figures = (
         f"score {challenger.score:.3f} vs {champion.score:.3f} "
         f"(fact coverage {challenger.fact_coverage:.2f} vs {champion.fact_coverage:.2f}, "
@@ -187,8 +187,8 @@ def decide(challenger: ModelScores, champion: ModelScores | None) -> tuple[str, 
         # Scores carry 4 decimals: compare the gain at that precision (0.82 - 0.81 is 0.00999... in floats).
         and round(challenger.answer_token_f1 - champion.answer_token_f1, DIGITS) >= MIN_F1_GAIN
     ):
-        return "challenger_wins", f"the challenger is better: {figures}"
-    return "challenger_loses", f"the champion stays: {figures}"
+        return ChampionDecision.CHALLENGER_WINS, f"the challenger is better: {figures}"
+    return ChampionDecision.CHALLENGER_LOSES, f"the champion stays: {figures}"
 
 
 def answer(client: Any, settings: Settings, model: str, items: list[HeldoutItem]) -> list[str]:
@@ -266,7 +266,7 @@ def score(settings: Settings, request: ScoreRequest) -> Scored:
 
 def promote(settings: Settings, scored: Scored) -> Decision:
     """Make the challenger the champion: the current record, plus one history entry per promotion."""
-    if scored.decision not in PROMOTING:
+    if not scored.decision.promotes:
         raise ValueError(f"{scored.decision}: the challenger is not promoted; the branch should have kept the champion")
     store = Store(settings.store)
     manifest = store.read_json(scored.challenger.lineage_key)
@@ -301,7 +301,7 @@ def promote(settings: Settings, scored: Scored) -> Decision:
 
 def keep_champion(settings: Settings, scored: Scored) -> Decision:
     """The champion stays; the scores and reason are in the run's decision record."""
-    if scored.decision in PROMOTING or scored.champion is None:
+    if scored.decision.promotes or scored.champion is None:
         raise ValueError(f"{scored.decision}: the challenger must be promoted, not kept out")
     return Decision(
         decision=scored.decision, champion=scored.champion, record_key=layout.decision(safe_name(scored.run_id))

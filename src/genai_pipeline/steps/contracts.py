@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from genai_pipeline.bounds import BatchSize, Distance, Epochs, LearningRateMultiplier, SourcesPerPost
 from genai_pipeline.config import check_sources
+from genai_pipeline.steps.decisions import ChampionDecision
 from genai_pipeline.steps.finetune_store import DATASET_KEY_PATTERN
 
 # A descriptor travels as XCom and on a pod's command line; anything bigger belongs in the store.
@@ -331,14 +332,14 @@ class Scored(Descriptor):
     champion_scores: ModelScores | None
     # The weights the scores were combined with, as configured for this run.
     score_weights: dict[str, float]
-    decision: str = Field(pattern="^(no_champion|challenger_wins|challenger_loses|already_champion)$")
+    decision: ChampionDecision
     reason: str
 
 
 class Decision(Descriptor):
     """What the champion/challenger run did: promoted (the champion record's key) or kept the champion."""
 
-    decision: str
+    decision: ChampionDecision
     champion: str
     record_key: str
     lineage: Lineage = Lineage()

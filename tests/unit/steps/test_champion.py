@@ -18,14 +18,7 @@ from openai.types.chat import ChatCompletion
 
 from conftest import isolated_settings
 from genai_pipeline.config import PostQualitySettings, ScoreWeights, Settings
-from genai_pipeline.orchestration.fine_tune_tasks import (
-    COMBINE,
-    KEEP,
-    OVER_BUDGET,
-    PROMOTE,
-    budget_branch,
-    champion_branch,
-)
+from genai_pipeline.orchestration.fine_tune_tasks import budget_branch, champion_branch
 from genai_pipeline.steps import champion
 from genai_pipeline.steps import finetune_store as layout
 from genai_pipeline.steps.champion import (
@@ -44,6 +37,7 @@ from genai_pipeline.steps.champion import (
     token_f1,
 )
 from genai_pipeline.steps.contracts import Challenger, Evaluation, ModelScores, Scored, ScoreRequest
+from genai_pipeline.steps.decisions import FineTuneTask
 from genai_pipeline.steps.documents import resolve_root
 from genai_pipeline.steps.prompt import INSTRUCTIONS, Source
 from genai_pipeline.store import Store
@@ -513,8 +507,8 @@ def evaluation(within_budget: bool) -> dict:
 
 
 def test_budget_branch() -> None:
-    assert budget_branch(evaluation(True)) == COMBINE == "combine_examples"
-    assert budget_branch(evaluation(False)) == OVER_BUDGET == "over_budget"
+    assert budget_branch(evaluation(True)) == FineTuneTask.COMBINE_EXAMPLES == "combine_examples"
+    assert budget_branch(evaluation(False)) == FineTuneTask.OVER_BUDGET == "over_budget"
 
 
 @pytest.mark.parametrize(
@@ -528,4 +522,4 @@ def test_budget_branch() -> None:
 )
 def test_champion_branch(decision: str, champ: str | None, task_id: str) -> None:
     assert champion_branch(scored(decision, champ=champ).model_dump(mode="json")) == task_id
-    assert task_id in (PROMOTE, KEEP)
+    assert task_id in (FineTuneTask.PROMOTE_CHALLENGER, FineTuneTask.KEEP_CHAMPION)
