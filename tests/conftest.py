@@ -11,7 +11,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -176,6 +176,29 @@ def webhook_receiver(path: str = "/hooks/pipeline", **answers: Any) -> Iterator[
     finally:
         server.shutdown()
         server.server_close()
+
+
+NOTIFY_TOKEN = "whk-token-must-not-leak"
+NOTIFY_PASSWORD = "smtp-password-must-not-leak"
+
+
+@pytest.fixture
+def receiver() -> Iterator[Callable[..., Receiver]]:
+    """Start webhook receivers on free ports for a test; each is shut down after it."""
+    with ExitStack() as stack:
+        yield lambda path="/hooks/pipeline", **answers: stack.enter_context(webhook_receiver(path, **answers))
+
+
+def notify_settings(
+    monkeypatch: pytest.MonkeyPatch, url: str | None, token: str | None = NOTIFY_TOKEN, **notify_env: str
+) -> Settings:
+    """Settings read from PIPELINE_NOTIFY__* variables (webhook URL and token, then others), as a worker reads them."""
+    for name, value in {"WEBHOOK_URL": url, "WEBHOOK_TOKEN": token, **notify_env}.items():
+        if value is None:
+            monkeypatch.delenv(f"PIPELINE_NOTIFY__{name}", raising=False)
+        else:
+            monkeypatch.setenv(f"PIPELINE_NOTIFY__{name}", value)
+    return Settings()
 
 
 @dataclass
