@@ -52,7 +52,7 @@ def test_a_run_conf_source_name_is_checked_like_the_settings() -> None:
 
 
 def test_pipeline_ingest_names_sources_after_their_folders(tmp_path) -> None:
-    from genai_pipeline.cli import ingest_sources
+    from genai_pipeline.cli.runs import ingest_sources
 
     (tmp_path / "my docs").mkdir()
     sources = ingest_sources([str(tmp_path / "my docs"), "s3://bucket/handbook/"], ["notes=./notes"])
