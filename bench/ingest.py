@@ -62,6 +62,7 @@ def raw_embedding_rate(env: dict[str, str]) -> dict[str, float]:
 
 def run_dags_test(settings, env: dict[str, str]) -> tuple[dict, float, int]:
     from genai_pipeline.local.airflow_env import airflow_bin, airflow_env
+    from genai_pipeline.steps import ingest_store
     from genai_pipeline.store import Store
 
     started = time.perf_counter()
@@ -87,11 +88,11 @@ def run_dags_test(settings, env: dict[str, str]) -> tuple[dict, float, int]:
         capture_output=True,
         text=True,
     )
-    return Store(settings.store).read_json("reports/ingest/latest.json"), wall, len(json.loads(states.stdout))
+    return Store(settings.store).read_json(ingest_store.LATEST_REPORT), wall, len(json.loads(states.stdout))
 
 
 def run_scheduled(settings, api) -> tuple[dict, float, int]:
-    from genai_pipeline.steps.ingest import run_key_for
+    from genai_pipeline.steps import ingest_store
     from genai_pipeline.store import Store
 
     started = time.perf_counter()
@@ -107,7 +108,7 @@ def run_scheduled(settings, api) -> tuple[dict, float, int]:
     tis = api.task_instances("ingest_knowledge_base", run_id)
     if os.environ.get("BENCH_TIMELINE"):
         print_timeline(tis)
-    return Store(settings.store).read_json(f"reports/ingest/{run_key_for(run_id)}.json"), wall, len(tis)
+    return Store(settings.store).read_json(ingest_store.report(ingest_store.run_key_for(run_id))), wall, len(tis)
 
 
 def print_timeline(tis: list[dict]) -> None:

@@ -28,6 +28,7 @@ from genai_pipeline.local.model_server import start_model_server
 from genai_pipeline.local.services import Services
 from genai_pipeline.steps import finetune_store as layout
 from genai_pipeline.steps.champion import history
+from genai_pipeline.steps.keys import safe_name
 from genai_pipeline.store import Store
 
 pytestmark = pytest.mark.integration
@@ -225,7 +226,7 @@ def test_a_worse_challenger_leaves_the_champion(stack: Stack) -> None:
     tis = stack.tis("champion_challenger", run_id)
     assert tis["promote_challenger"]["state"] == "skipped" and tis["keep_champion"]["state"] == "success"
     assert stack.store.read_json(layout.CHAMPION)["model"] == stack.models["strong"]
-    decision = stack.store.read_json(layout.decision(layout.safe_name(run_id)))
+    decision = stack.store.read_json(layout.decision(safe_name(run_id)))
     assert decision["decision"] == "challenger_loses" and len(history(stack.store)) == 2
 
 
@@ -287,7 +288,7 @@ def test_a_malformed_line_is_reported_with_its_file_and_line(stack: Stack) -> No
         assert stack.wait("evaluate_examples", gate_run)[0]["state"] == "success"
         log = stack.log("evaluate_examples", gate_run, "evaluate_examples")
         assert "train/short/extra.jsonl line 2" in log and "no assistant message" in log
-        report = stack.store.read_json(layout.gate_run(layout.safe_name(gate_run), "report.json"))
+        report = stack.store.read_json(layout.gate_run(safe_name(gate_run), "report.json"))
         assert [(i["file"], i["line"]) for i in report["invalid"]] == [("train/short/extra.jsonl", 2)]
         # The good line of the file is in; the rest of the batch went on to a new dataset and job.
         stack.after_gate(gate_run)

@@ -11,6 +11,7 @@ import pytest
 from genai_pipeline.cli import main
 from genai_pipeline.config import get_settings
 from genai_pipeline.steps import finetune_store as layout
+from genai_pipeline.steps.keys import safe_name
 from genai_pipeline.store import Store
 
 MODEL = "ft:SmolLM2-135M-Instruct:genai-pipeline:abc123"
@@ -67,4 +68,4 @@ def test_lineage_by_job_id_and_as_json(store: Store, capsys: pytest.CaptureFixtu
 def test_an_unknown_model_names_the_ones_there_are(store: Store, capsys: pytest.CaptureFixture) -> None:
     assert main(["lineage", "ft:other"]) == 1
     err = capsys.readouterr().err
-    assert "no lineage for 'ft:other'" in err and layout.safe_name(MODEL) in err
+    assert "no lineage for 'ft:other'" in err and safe_name(MODEL) in err

@@ -35,10 +35,11 @@ def print_posts(settings: Settings) -> None:
 
 def fine_tuning_summary(settings: Settings, champion_run: str) -> dict[str, Any]:
     from genai_pipeline.steps import finetune_store as layout
+    from genai_pipeline.steps.keys import safe_name
     from genai_pipeline.store import Store
 
     store = Store(settings.store)
-    decision = store.read_json(layout.decision(layout.safe_name(champion_run)))
+    decision = store.read_json(layout.decision(safe_name(champion_run)))
     challenger = decision["challenger"]
     return {
         "decision": decision,
@@ -132,11 +133,12 @@ def ti_name(ti: dict[str, Any]) -> str:
 
 
 def summary_for(settings: Settings, run: dict[str, Any]) -> dict[str, Any]:
-    from genai_pipeline.steps.ingest import run_key_for
+    """The stored report of an ingestion run, or its state when it ended before writing one."""
+    from genai_pipeline.steps import ingest_store
     from genai_pipeline.store import Store
 
     store = Store(settings.store)
-    key = f"reports/ingest/{run_key_for(run['dag_run_id'])}.json"
+    key = ingest_store.report(ingest_store.run_key_for(run["dag_run_id"]))
     return store.read_json(key) if store.exists(key) else {"run_key": run["dag_run_id"], "state": run["state"]}
 
 

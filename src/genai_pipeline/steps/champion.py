@@ -38,7 +38,8 @@ from genai_pipeline.steps import lineage
 from genai_pipeline.steps.contracts import Challenger, Decision, ModelScores, Scored, ScoreRequest
 from genai_pipeline.steps.decisions import ChampionDecision
 from genai_pipeline.steps.documents import resolve_root
-from genai_pipeline.steps.finetune_store import champion_model, safe_name, sha256
+from genai_pipeline.steps.finetune_store import champion_model, sha256
+from genai_pipeline.steps.keys import safe_name
 from genai_pipeline.steps.post_quality import Embed, as_written
 from genai_pipeline.steps.prompt import Source, build_messages
 from genai_pipeline.store import Store

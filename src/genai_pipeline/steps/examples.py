@@ -23,7 +23,8 @@ from genai_pipeline.steps import finetune_store as layout
 from genai_pipeline.steps import lineage
 from genai_pipeline.steps.contracts import DatasetRef, FormatSummary, Formatted, GroupTask, RunRequest
 from genai_pipeline.steps.documents import resolve_root
-from genai_pipeline.steps.finetune_store import safe_name, sha256
+from genai_pipeline.steps.finetune_store import sha256
+from genai_pipeline.steps.keys import safe_name
 from genai_pipeline.steps.post_quality import citations, split_sentences
 from genai_pipeline.steps.prompt import Source, build_messages
 from genai_pipeline.steps.text_formats import DocumentRejected, decode_text, too_large

@@ -7,8 +7,9 @@ lineage can point at any of them long after newer ones exist.
 from __future__ import annotations
 
 import hashlib
-import re
 from typing import TYPE_CHECKING
+
+from genai_pipeline.steps.keys import safe_name
 
 if TYPE_CHECKING:
     from genai_pipeline.store import Store
@@ -18,11 +19,6 @@ SPLITS = ("train", "validation")
 # A dataset's key, the first 16 hex digits of its files' hashes: a run's Param may name one, and nothing else
 # (it becomes a store path, so "../" must never pass).
 DATASET_KEY_PATTERN = "^([0-9a-f]{16})?$"
-
-
-def safe_name(value: str) -> str:
-    """A store-safe name for a run id or a model id (``ft:base:suffix:id`` has colons)."""
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", value)
 
 
 def sha256(data: bytes) -> str:

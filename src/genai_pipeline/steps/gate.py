@@ -17,7 +17,8 @@ from genai_pipeline.steps import finetune_store as layout
 from genai_pipeline.steps import lineage
 from genai_pipeline.steps.chat_jsonl import InvalidTrainingLine, parse_example
 from genai_pipeline.steps.contracts import Dataset, Evaluation, GateRequest
-from genai_pipeline.steps.finetune_store import SPLITS, safe_name, sha256
+from genai_pipeline.steps.finetune_store import SPLITS, sha256
+from genai_pipeline.steps.keys import safe_name
 from genai_pipeline.store import Store
 
 log = logging.getLogger(__name__)

@@ -21,10 +21,10 @@ from typing import Any
 import fsspec
 
 from genai_pipeline.config import Settings
-from genai_pipeline.steps import finetune_store as layout
 from genai_pipeline.steps import lineage
 from genai_pipeline.steps.contracts import GeneratedPost, PostsSummary, TopicsRequest, TopicTask
 from genai_pipeline.steps.finetune_store import champion_model, sha256
+from genai_pipeline.steps.keys import safe_name
 from genai_pipeline.steps.prompt import TEMPLATE_VERSION, Source, build_messages
 from genai_pipeline.store import Store
 
@@ -252,7 +252,7 @@ def plan_topics(settings: Settings, request: TopicsRequest) -> list[TopicTask]:
             continue
         tasks.append(
             TopicTask(
-                run_key=layout.safe_name(request.run_id),
+                run_key=safe_name(request.run_id),
                 topic=cleaned,
                 label=slug(cleaned),
                 k=request.k,

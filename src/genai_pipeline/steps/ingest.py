@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import re
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import PurePosixPath
@@ -23,6 +22,7 @@ from typing import Any
 from genai_pipeline.config import Settings
 from genai_pipeline.models.embeddings import make_embedder, make_token_counter
 from genai_pipeline.models.tokens import TokenSpans
+from genai_pipeline.steps import ingest_store as layout
 from genai_pipeline.steps import lineage, planning
 from genai_pipeline.steps.chunk import Chunk, chunk_text
 from genai_pipeline.steps.contracts import (
@@ -49,34 +49,6 @@ from genai_pipeline.steps.text_formats import structured_by_headings, to_markdow
 from genai_pipeline.store import Store
 
 log = logging.getLogger(__name__)
-
-
-def run_key_for(run_id: str) -> str:
-    """A store-safe folder name for an Airflow run id."""
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", run_id)
-
-
-def _prefix(run_key: str, *parts: str) -> str:
-    """The run's bulk files (chunks, vectors): temporary, removed by the ``cleanup`` teardown."""
-    return "/".join(["ingest", run_key, *parts])
-
-
-# Each run's record (plan, batch manifests, per-batch results): small, kept, so a cleared task can re-run.
-RUN_RECORDS = "runs/ingest"
-
-
-def _record(run_key: str, *parts: str) -> str:
-    return "/".join([RUN_RECORDS, run_key, *parts])
-
-
-# A batch's bulk folders; its other files (``batches``, ``late``, ``results``) belong to the run's record.
-BULK = frozenset({"chunks", "vectors"})
-
-
-def _batch_key(run_key: str, folder: str, index: int, suffix: str = "") -> str:
-    """A batch's file (or, without a suffix, its folder) in the run's bulk files or its record."""
-    where = _prefix if folder in BULK else _record
-    return where(run_key, folder, f"{index:05d}{suffix}")
 
 
 def create_schema(settings: Settings, _: Empty) -> SchemaResult:
@@ -110,10 +82,10 @@ def plan(settings: Settings, request: RunRequest) -> list[BatchTask]:
     from genai_pipeline.steps import load as loader
 
     started = time.time()
-    run_key = run_key_for(request.run_id)
+    run_key = layout.run_key_for(request.run_id)
     store = Store(settings.store)
     _remove_abandoned_runs(store, run_key)
-    store.remove(_record(run_key))  # a re-run of the plan starts the run's record over
+    store.remove(layout.record(run_key))  # a re-run of the plan starts the run's record over
     remove_old_records(store, keep=settings.ingest.run_records_kept - 1)
     sources = request.options.sources or settings.ingest.sources
     model = embedding_model_id(settings)
@@ -181,7 +153,7 @@ def plan(settings: Settings, request: RunRequest) -> list[BatchTask]:
         groups = []
     batches = []
     for index, group in enumerate(groups):
-        store.write_json(_batch_key(run_key, "batches", index, ".json"), [entry.to_dict() for entry in group])
+        store.write_json(layout.batch(run_key, "batches", index, ".json"), [entry.to_dict() for entry in group])
         first = group[0]
         where = first.document.uri + (f" (part {first.part + 1}/{first.parts})" if first.parts > 1 else "")
         batches.append(
@@ -194,7 +166,7 @@ def plan(settings: Settings, request: RunRequest) -> list[BatchTask]:
             )
         )
     store.write_json(
-        _record(run_key, "plan.json"),
+        layout.plan(run_key),
         {
             "started_at": started,
             "plan_seconds": round(time.time() - started, 3),
@@ -239,39 +211,39 @@ def plan(settings: Settings, request: RunRequest) -> list[BatchTask]:
 def cleanup(settings: Settings, request: RunRequest) -> Cleaned:
     """The run's teardown: remove its temporary keys, whatever happened to the work (also a failed plan)."""
     store = Store(settings.store)
-    run_key = run_key_for(request.run_id)
-    removed = store.count(_prefix(run_key))
-    store.remove(_prefix(run_key))
+    run_key = layout.run_key_for(request.run_id)
+    removed = store.count(layout.bulk(run_key))
+    store.remove(layout.bulk(run_key))
     log.info("cleanup: removed %d temporary files of run %s", removed, run_key)
     return Cleaned(run_key=run_key, removed_files=removed)
 
 
 def _remove_abandoned_runs(store: Store, run_key: str) -> None:
     """Drop the bulk files of earlier runs that never reached their report (one run at a time: they are dead)."""
-    for key in store.keys("ingest"):
+    for key in store.keys(layout.BULK_ROOT):
         if key != run_key:
             log.info("removing the bulk files of the unfinished run %s", key)
-            store.remove(_prefix(key))
+            store.remove(layout.bulk(key))
 
 
 def remove_old_records(store: Store, keep: int) -> None:
     """Keep the records of the ``keep`` most recent runs (by their plan's start); drop the rest."""
     started = {}
-    for key in store.keys(RUN_RECORDS):
-        plan_key = _record(key, "plan.json")
+    for key in store.keys(layout.RUN_RECORDS):
+        plan_key = layout.plan(key)
         started[key] = store.read_json(plan_key)["started_at"] if store.exists(plan_key) else 0.0
     for key in sorted(started, key=started.__getitem__, reverse=True)[keep:]:
-        store.remove(_record(key))
+        store.remove(layout.record(key))
 
 
 def chunk(settings: Settings, task: BatchTask) -> Chunked:
     """Chunk every document of a batch with the embedding model's tokenizer, streaming chunks to the store."""
     started = time.perf_counter()
     store = Store(settings.store)
-    roots: dict[str, str] = store.read_json(_record(task.run_key, "plan.json"))["sources"]
+    roots: dict[str, str] = store.read_json(layout.plan(task.run_key))["sources"]
     entries = [
         planning.BatchEntry(**entry)
-        for entry in store.read_json(_batch_key(task.run_key, "batches", task.batch, ".json"))
+        for entry in store.read_json(layout.batch(task.run_key, "batches", task.batch, ".json"))
     ]
     tokens = make_token_counter(settings)
     rejected: list[dict[str, str]] = []
@@ -290,9 +262,9 @@ def chunk(settings: Settings, task: BatchTask) -> Chunked:
             for piece in chunks[entry.part :: entry.parts]:
                 yield {**piece.to_dict(), "fingerprint": entry.fingerprint, "encoding": document.encoding}
 
-    chunks_key = _batch_key(task.run_key, "chunks", task.batch, ".jsonl")
+    chunks_key = layout.batch(task.run_key, "chunks", task.batch, ".jsonl")
     written = store.write_jsonl(chunks_key, rows())
-    store.write_json(_batch_key(task.run_key, "late", task.batch, ".json"), rejected)
+    store.write_json(layout.batch(task.run_key, "late", task.batch, ".json"), rejected)
     documents = lineage.bounded(
         (lineage.document(roots, e.document.uri) for e in entries),
         folders=(lineage.location(roots[e.document.source]) for e in entries),
@@ -348,7 +320,7 @@ def embed(settings: Settings, task: Chunked) -> Embedded:
     store = Store(settings.store)
     chunks_key = _chunks_present(settings, store, task)
     rows = store.iter_jsonl(chunks_key)
-    vectors_key = _batch_key(task.run_key, "vectors", task.batch)
+    vectors_key = layout.batch(task.run_key, "vectors", task.batch)
     embedder = make_embedder(settings)
     calls_before = embedder.calls
     seconds = 0.0
@@ -373,7 +345,7 @@ def _chunks_present(settings: Settings, store: Store, task: BatchTask) -> str:
     A cleared embed or load of a finished run runs after ``cleanup`` took the bulk files; the run's record
     still names the batch's documents, and chunking is deterministic, so the same chunks come back.
     """
-    key = _batch_key(task.run_key, "chunks", task.batch, ".jsonl")
+    key = layout.batch(task.run_key, "chunks", task.batch, ".jsonl")
     if not store.exists(key):
         log.info(
             "batch %d: its chunks are gone (the run's teardown ran before this re-run): chunking again", task.batch
@@ -394,7 +366,7 @@ def load(settings: Settings, task: Embedded) -> Loaded:
     started = time.perf_counter()
     store = Store(settings.store)
     chunks_key = _chunks_present(settings, store, task)
-    vector_parts = _batch_key(task.run_key, "vectors", task.batch)
+    vector_parts = layout.batch(task.run_key, "vectors", task.batch)
     if not store.count(vector_parts):
         log.info(
             "batch %d: its vectors are gone (the run's teardown ran before this re-run): embedding again", task.batch
@@ -428,7 +400,7 @@ def load(settings: Settings, task: Embedded) -> Loaded:
             [lineage.collection(settings)],
         ),
     )
-    store.write_json(_batch_key(task.run_key, "results", task.batch, ".json"), result.model_dump())
+    store.write_json(layout.batch(task.run_key, "results", task.batch, ".json"), result.model_dump())
     return result
 
 
@@ -439,9 +411,9 @@ def prune(settings: Settings, request: RunRequest) -> Pruned:
 
     started = time.perf_counter()
     store = Store(settings.store)
-    run_key = run_key_for(request.run_id)
-    plan_info = store.read_json(_record(run_key, "plan.json"))
-    loaded = len(store.keys(_record(run_key, "results")))
+    run_key = layout.run_key_for(request.run_id)
+    plan_info = store.read_json(layout.plan(run_key))
+    loaded = len(store.keys(layout.record(run_key, "results")))
     removed: list[str] = plan_info["removed"]
     if plan_info["dry_run"]:
         result = Pruned(skipped=f"dry run: {len(removed)} documents would be removed")
@@ -454,7 +426,7 @@ def prune(settings: Settings, request: RunRequest) -> Pruned:
             deleted = loader.delete_documents(client.collections.get(settings.weaviate.collection), removed)
         result = Pruned(removed_documents=len(removed), removed_chunks=deleted)
     result = result.model_copy(update={"prune_seconds": round(time.perf_counter() - started, 3)})
-    store.write_json(_record(run_key, "pruned.json"), result.model_dump())
+    store.write_json(layout.record(run_key, "pruned.json"), result.model_dump())
     return result
 
 
@@ -496,14 +468,20 @@ class BatchesFailedError(IngestionError):
 def report(settings: Settings, request: RunRequest) -> Summary:
     """Summarise the run (also a failed one) and store the summary; the ``cleanup`` teardown drops its files."""
     store = Store(settings.store)
-    run_key = run_key_for(request.run_id)
-    if not store.exists(_record(run_key, "plan.json")):
+    run_key = layout.run_key_for(request.run_id)
+    if not store.exists(layout.plan(run_key)):
         raise IngestionError("the plan step did not finish: nothing was ingested or pruned (see its log)")
-    plan_info = store.read_json(_record(run_key, "plan.json"))
-    results = [store.read_json(_record(run_key, "results", key)) for key in store.keys(_record(run_key, "results"))]
-    late = [r for key in store.keys(_record(run_key, "late")) for r in store.read_json(_record(run_key, "late", key))]
+    plan_info = store.read_json(layout.plan(run_key))
+    results = [
+        store.read_json(layout.record(run_key, "results", key)) for key in store.keys(layout.record(run_key, "results"))
+    ]
+    late = [
+        r
+        for key in store.keys(layout.record(run_key, "late"))
+        for r in store.read_json(layout.record(run_key, "late", key))
+    ]
     loaded_batches = {r["batch"] for r in results}
-    pruned_key = _record(run_key, "pruned.json")
+    pruned_key = layout.record(run_key, "pruned.json")
     pruned = (
         store.read_json(pruned_key) if store.exists(pruned_key) else Pruned(skipped="prune did not run").model_dump()
     )
@@ -550,8 +528,8 @@ def report(settings: Settings, request: RunRequest) -> Summary:
     }
     summary["docs_per_s"] = round(summary["ingested"] / seconds, 2)
     summary["chunks_per_s"] = round(summary["chunks"] / seconds, 2)
-    store.write_json(f"reports/ingest/{run_key}.json", summary)
-    store.write_json("reports/ingest/latest.json", summary)
+    store.write_json(layout.report(run_key), summary)
+    store.write_json(layout.LATEST_REPORT, summary)
     if not summary["dry_run"]:  # a dry run shows what a run would refuse or fail on, and succeeds
         _raise_for(summary, settings)
     return capped_summary(summary)

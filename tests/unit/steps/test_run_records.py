@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from genai_pipeline.steps.ingest import RUN_RECORDS, remove_old_records
+from genai_pipeline.steps.ingest import remove_old_records
+from genai_pipeline.steps.ingest_store import RUN_RECORDS
 from genai_pipeline.store import Store
 
 
