@@ -37,6 +37,7 @@ import re
 import statistics
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,8 @@ class Row:
     distinct: list[float] = field(default_factory=list)
     facts: int = 0
     seconds: list[float] = field(default_factory=list)
+    # Why the gate sent posts to review: each reason with its numbers masked ("N sentence(s) passed, ...").
+    review: Counter[str] = field(default_factory=Counter)
 
 
 def distinct_2(text: str) -> float:
@@ -201,6 +204,7 @@ def main() -> int:
                 )
                 # Gate on: what it publishes, cited as published (a repaired citation counts).
                 kept = [s for s in verdict.sentences if s.kept] if verdict.status == "published" else None
+                on.review.update(re.sub(r"\d+", "N", reason) for reason in verdict.reasons)
                 measure(
                     on,
                     kept,
@@ -247,6 +251,9 @@ def main() -> int:
             f"{statistics.mean(r.seconds):.1f}",
         )
         print(f"{r.label:{width}}" + "".join(f"{c:>11}" for c in cells))
+    for r in rows:
+        if r.review:
+            print(f"{r.label}: sent to review because " + "; ".join(f"{n}x {why}" for why, n in r.review.most_common()))
     print(f"load average at the end (1/5/15 min): {' / '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if args.home and not champion:
         print(f"no champion in {args.home}: base model only (make demo promotes one)")
