@@ -243,19 +243,17 @@ def smtp_receiver(**server_options: Any) -> Iterator[Mailbox]:
         controller.stop()
 
 
-@contextmanager
-def trusted_tls(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, *, trusted: bool = True) -> Iterator[ssl.SSLContext]:
-    """A server-side TLS context for 127.0.0.1 from a throwaway CA; with ``trusted`` the CA is the client's store.
+def tls_authority(folder: Path) -> tuple[ssl.SSLContext, Path]:
+    """A server-side TLS context for 127.0.0.1 from a throwaway CA, and that CA's file for clients to trust.
 
-    Clients that build ``ssl.create_default_context()`` read ``SSL_CERT_FILE``, as they would a company CA.
+    Clients that build ``ssl.create_default_context()`` trust it through ``SSL_CERT_FILE``, as they would a
+    company CA; without it, the server's certificate is one nobody trusts.
     """
     authority = trustme.CA()
     server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     authority.issue_cert("127.0.0.1").configure_cert(server)
-    if trusted:
-        authority.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
-        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
-    yield server
+    authority.cert_pem.write_to_path(str(folder / "ca.pem"))
+    return server, folder / "ca.pem"
 
 
 def isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **env: str) -> Settings:

@@ -20,7 +20,7 @@ import openai
 import pytest
 from PIL import Image
 
-from conftest import Mailbox, Receiver, environ, free_port, smtp_receiver, webhook_receiver
+from conftest import Mailbox, Receiver, environ, free_port, smtp_receiver, tls_authority, webhook_receiver
 from genai_pipeline.airflow_api import AirflowAPI
 from genai_pipeline.config import Settings
 from genai_pipeline.local.airflow_env import start_airflow, stop_airflow
@@ -100,7 +100,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     examples = root / "examples"
     shutil.copytree(EXAMPLES, examples)
     api_port, server_port = free_port(), free_port()
-    with webhook_receiver() as webhook, smtp_receiver() as mailbox:
+    tls, authority = tls_authority(root)  # the mail relay speaks STARTTLS with a certificate the tasks trust
+    with webhook_receiver() as webhook, smtp_receiver(tls_context=tls, require_starttls=True) as mailbox:
         env = {
             "PIPELINE_HOME": str(root / "home"),
             "PIPELINE_MODEL_SERVER__PORT": str(server_port),
@@ -119,6 +120,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "PIPELINE_NOTIFY__WEBHOOK_TOKEN": TOKEN,
             "PIPELINE_NOTIFY__SMTP_HOST": mailbox.host,
             "PIPELINE_NOTIFY__SMTP_PORT": str(mailbox.port),
+            "PIPELINE_NOTIFY__SMTP_SECURITY": "starttls",
+            "SSL_CERT_FILE": str(authority),
             "PIPELINE_NOTIFY__SMTP_USER": "alerts",
             "PIPELINE_NOTIFY__SMTP_PASSWORD": SMTP_PASSWORD,
             "PIPELINE_NOTIFY__EMAIL_TO": '["ml-team@example.com"]',

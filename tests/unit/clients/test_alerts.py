@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import NOTIFY_PASSWORD, free_port, notify_settings, smtp_receiver, trusted_tls
+from conftest import NOTIFY_PASSWORD, free_port, notify_settings, smtp_receiver, tls_authority
 from genai_pipeline.clients import alerts
 from genai_pipeline.clients.alerts import send_email, send_webhook
 
@@ -92,21 +92,21 @@ def test_a_429s_retry_after_is_waited_out_when_longer_than_the_backoff(receiver,
 def test_a_mail_server_whose_certificate_is_not_trusted_never_sees_the_password(
     monkeypatch, tmp_path, caplog, security
 ) -> None:
-    with trusted_tls(monkeypatch, tmp_path, trusted=False) as tls:
-        options = {"tls_context": tls, "require_starttls": True} if security == "starttls" else {"ssl_context": tls}
-        with smtp_receiver(**options) as mailbox:
-            settings = notify_settings(
-                monkeypatch,
-                None,
-                SMTP_HOST=mailbox.host,
-                SMTP_PORT=str(mailbox.port),
-                SMTP_SECURITY=security,
-                SMTP_USER="alerts",
-                SMTP_PASSWORD=NOTIFY_PASSWORD,
-                EMAIL_TO='["ops@example.com"]',
-            )
-            with caplog.at_level(logging.INFO, logger=alerts.__name__):
-                assert send_email(settings, {"kind": "test"}, attempts=3, backoff_seconds=0.01) is False
+    tls, _ = tls_authority(tmp_path)  # a CA this client does not trust (no SSL_CERT_FILE)
+    options = {"tls_context": tls, "require_starttls": True} if security == "starttls" else {"ssl_context": tls}
+    with smtp_receiver(**options) as mailbox:
+        settings = notify_settings(
+            monkeypatch,
+            None,
+            SMTP_HOST=mailbox.host,
+            SMTP_PORT=str(mailbox.port),
+            SMTP_SECURITY=security,
+            SMTP_USER="alerts",
+            SMTP_PASSWORD=NOTIFY_PASSWORD,
+            EMAIL_TO='["ops@example.com"]',
+        )
+        with caplog.at_level(logging.INFO, logger=alerts.__name__):
+            assert send_email(settings, {"kind": "test"}, attempts=3, backoff_seconds=0.01) is False
     assert mailbox.logins == [] and mailbox.messages == []
     assert "certificate not trusted" in caplog.text and "retrying" not in caplog.text  # final, not retried
 

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from airflow.sdk import DAG
 
-from conftest import NOTIFY_PASSWORD, NOTIFY_TOKEN, free_port, notify_settings, smtp_receiver, trusted_tls
+from conftest import NOTIFY_PASSWORD, NOTIFY_TOKEN, free_port, notify_settings, smtp_receiver, tls_authority
 from genai_pipeline.clients import alerts
 from genai_pipeline.clients.alerts import send_webhook
 from genai_pipeline.orchestration import notify
@@ -125,7 +125,9 @@ def test_notifier_never_raises_into_the_task(receiver, monkeypatch) -> None:
 
 
 def test_a_failed_task_is_mailed_with_dag_task_run_and_reason_and_no_secret(monkeypatch, tmp_path) -> None:
-    with trusted_tls(monkeypatch, tmp_path) as tls, smtp_receiver(tls_context=tls, require_starttls=True) as mailbox:
+    tls, authority = tls_authority(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(authority))
+    with smtp_receiver(tls_context=tls, require_starttls=True) as mailbox:
         settings = notify_settings(
             monkeypatch,
             None,
