@@ -1,7 +1,9 @@
 """The shared store steps use for bulk data; only small descriptors travel through XCom.
 
 A folder here, a shared volume or an S3-compatible bucket on a cluster: anything fsspec opens (the same
-URLs Airflow's ``ObjectStoragePath`` accepts).
+URLs Airflow's ``ObjectStoragePath`` accepts). A bucket's endpoint and credentials come from the environment
+(``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` from a Secret, or workload identity),
+never from settings.
 """
 
 from __future__ import annotations
@@ -15,14 +17,19 @@ from typing import IO, Any
 
 import fsspec
 import numpy as np
+from fsspec.implementations.local import LocalFileSystem
 
 
 class Store:
     """Read and write JSON, JSON lines and arrays under one root URL."""
 
     def __init__(self, root: str) -> None:
-        self.fs, self.root = fsspec.core.url_to_fs(root)
+        local = fsspec.utils.get_protocol(root) in LocalFileSystem.protocol
+        # Other pods write to a bucket too: a listing cached in this process would hide their keys (and give
+        # stale sizes to reads), so object stores are listed afresh each time.
+        self.fs, self.root = fsspec.core.url_to_fs(root, **({} if local else {"use_listings_cache": False}))
         self.root = self.root.rstrip("/")
+        self.local = isinstance(self.fs, LocalFileSystem)
 
     def path(self, *parts: str) -> str:
         """Absolute store path of a relative key."""
@@ -36,10 +43,18 @@ class Store:
     def writer(self, key: str) -> Iterator[IO[bytes]]:
         """A binary handle whose bytes appear under ``key`` only when the block ends without an error.
 
-        Written to a temp name, then renamed (atomic where the filesystem allows it), so a reader never sees
-        half a file and a step can stream rows out without holding them all.
+        A reader never sees half a value, and a step can stream rows out without holding them all.
         """
-        path = self.path(key)
+        if self.local:
+            with self._renamed(self.path(key)) as handle:
+                yield handle
+        else:
+            with self._uploaded(self.path(key)) as handle:
+                yield handle
+
+    @contextmanager
+    def _renamed(self, path: str) -> Iterator[IO[bytes]]:
+        """Written to a temp name, then renamed: atomic on a local or shared filesystem."""
         self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
         # A temp name of its own per writer: a zombie task and its retry never write the same temp file.
         tmp = f"{path}.{uuid.uuid4().hex}.partial"
@@ -50,6 +65,26 @@ class Store:
             self.fs.rm(tmp)
             raise
         self.fs.mv(tmp, path)
+
+    @contextmanager
+    def _uploaded(self, path: str) -> Iterator[IO[bytes]]:
+        """Written straight to the key: an object appears whole when its upload completes, at close.
+
+        A move on an object store is a copy and a delete (not atomic, and twice the traffic), so there is no
+        temp key. A small value goes in one PUT, a large one as a multipart upload. Concurrent writers of a key
+        each upload a whole value; the last to complete wins. A read racing an overwrite gets the old value, the
+        new one, or (s3fs checks the ETag between requests) ``FileExpired``, never a mix.
+        """
+        handle = self.fs.open(path, "wb")
+        try:
+            yield handle
+        except BaseException:
+            # Abort the multipart upload if one began and drop the buffer; marked closed, neither this block
+            # nor the garbage collector's close() publishes the bytes written so far.
+            handle.discard()
+            handle.closed = True
+            raise
+        handle.close()
 
     def write_bytes(self, key: str, data: bytes) -> str:
         """Write one value atomically and return its path."""

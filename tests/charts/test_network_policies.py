@@ -205,3 +205,15 @@ def test_the_evaluator_allows_only_what_a_rule_names() -> None:
     assert not allowed([deny, egress], a, b, 80)  # b's ingress is still denied
     ingress = {"metadata": {"name": "i"}, "spec": {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{}]}}
     assert allowed([deny, egress, ingress], a, b, 80) and not allowed([deny, egress, ingress], a, b, 81)
+
+
+def test_an_object_store_is_reachable_only_when_the_store_is_one(offline: Path) -> None:
+    bucket = Endpoint("bucket", "52.216.1.2", namespace=None)
+    policies, pods = policies_and_pods(offline)  # the store on the claim: a volume, no peer
+    assert not any(allowed(policies, pods[name], bucket, 443) for name in ("step", "model-server", "web-page"))
+    policies, pods = policies_and_pods(
+        offline, "storeUri=s3://pipeline/store", "networkPolicy.objectStore.ports[0]=9000"
+    )
+    for name in ("step", "web-page", "scheduler", "triggerer", "model-server"):
+        assert allowed(policies, pods[name], bucket, 9000), name
+    assert not allowed(policies, pods["step"], bucket, 443)

@@ -130,3 +130,12 @@ HELM_DOCS_VERSION = "v1.14.2"
 def ensure_helm_docs(cache_dir: Path) -> Path:
     """The pinned helm-docs, which writes the chart's README from the ``# --`` comments of its values."""
     return go_install(cache_dir, HELM_DOCS_MODULE, HELM_DOCS_VERSION)
+
+
+VERSITYGW_MODULE = "github.com/versity/versitygw/cmd/versitygw"
+VERSITYGW_VERSION = "v1.8.0"
+
+
+def ensure_versitygw(cache_dir: Path) -> Path:
+    """The pinned versitygw, an S3 gateway over a local folder: the real S3 API the store is tested against."""
+    return go_install(cache_dir, VERSITYGW_MODULE, VERSITYGW_VERSION)

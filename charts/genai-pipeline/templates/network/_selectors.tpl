@@ -77,6 +77,21 @@ ports, the model server, and an API the chart does not run when pipeline.openai.
     - {protocol: TCP, port: {{ . }}}
     {{- end }}
 {{- end }}
+{{- include "genai-pipeline.egressToObjectStore" . }}
+{{- end -}}
+
+{{/* Egress to the store's endpoint when storeUri names an object store (s3://…) rather than a path. */}}
+{{- define "genai-pipeline.egressToObjectStore" -}}
+{{- if contains "://" .Values.storeUri }}
+- to:
+    {{- range .Values.networkPolicy.objectStore.cidrs }}
+    - ipBlock: {cidr: {{ . | quote }}}
+    {{- end }}
+  ports:
+    {{- range .Values.networkPolicy.objectStore.ports }}
+    - {protocol: TCP, port: {{ . }}}
+    {{- end }}
+{{- end }}
 {{- end -}}
 
 {{/* Metadata of one NetworkPolicy: call with (dict "root" $ "name" "steps"). */}}
