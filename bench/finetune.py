@@ -15,19 +15,13 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import tempfile
 import time
 from pathlib import Path
 
+from processes import free_port, status_bytes
+
 EPOCHS, BATCH_SIZE, SEED = 3, 1, 42
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def example_lines(root: str, system_prompt: str, max_bytes: int) -> list[dict]:
@@ -45,12 +39,6 @@ def example_lines(root: str, system_prompt: str, max_bytes: int) -> list[dict]:
 def jsonl(rows: list[dict]) -> bytes:
     """Rows as JSON Lines."""
     return "".join(json.dumps(row) + "\n" for row in rows).encode()
-
-
-def peak_rss_mb(pid: int) -> float:
-    """A process's peak resident memory so far (VmHWM), in MB."""
-    line = next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines() if x.startswith("VmHWM:"))
-    return int(line.split()[1]) / 1024
 
 
 def main() -> int:
@@ -126,7 +114,7 @@ def main() -> int:
         train_seconds = max(metric_events[-1].created_at - metric_events[0].created_at, 1) if metric_events else 1
         method = next(e.message for e in events if e.message.startswith("Training "))
         saved_mb = sum(f.stat().st_size for f in (settings.model_server_dir / "models" / job.id).iterdir()) / 1e6
-        peak_mb = peak_rss_mb(server_pid)  # base answers, then the job
+        peak_mb = status_bytes(server_pid, "VmHWM") / 2**20  # base answers, then the job
         tuned = answers(job.fine_tuned_model)
     finally:
         services.stop("model-server")

@@ -16,6 +16,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from processes import status_bytes
+
 MB = 1_000_000
 UPLOAD_BYTES = 200 * MB
 CHUNK = MB
@@ -26,8 +28,7 @@ UNITS = {"Mi": 2**20, "Gi": 2**30}
 
 def memory(pid: int) -> dict[str, int]:
     """VmRSS and VmHWM of a process, in MB."""
-    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
-    return {key: int(fields[key].split()[0]) * 1024 // MB for key in ("VmRSS", "VmHWM")}
+    return {key: status_bytes(pid, key) // MB for key in ("VmRSS", "VmHWM")}
 
 
 def chart_limit() -> str:

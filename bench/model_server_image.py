@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from finetune import example_lines, free_port, jsonl  # the shipped examples as chat JSONL, as the fine-tune bench
+from finetune import example_lines, jsonl  # the shipped examples as chat JSONL, as the fine-tune bench
+from processes import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 QUESTION = [{"role": "user", "content": "What is the capital of France? Answer in one sentence."}]

@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import sys
 import tempfile
@@ -37,6 +36,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from processes import free_port
 
 EVAL_FILE = Path(__file__).resolve().parents[1] / "src" / "genai_pipeline" / "examples" / "retrieval_eval.jsonl"
 BASE_MODEL = "SmolLM2-135M-Instruct"
@@ -66,13 +67,6 @@ def spread(count: int, total: int) -> list[int]:
     """``count`` indices spread evenly over ``range(total)``, so a subset still covers every document."""
     count = max(0, min(count, total))
     return [i * total // count for i in range(count)]
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def served_state(home: Path, state: Path) -> None:
