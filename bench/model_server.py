@@ -57,9 +57,9 @@ def main() -> int:
         "short": rate(lambda: embedder.embed(short), len(short)),
     }
     chat = ChatModel(base_checkpoint(settings.cache_dir))
-    reply = chat.complete(CHAT_PROMPT, max_tokens=96)
+    reply = chat.complete(chat.prompt_ids(CHAT_PROMPT), max_tokens=96)
     started = time.perf_counter()
-    reply = chat.complete(CHAT_PROMPT, max_tokens=96)
+    reply = chat.complete(chat.prompt_ids(CHAT_PROMPT), max_tokens=96)
     local["chat"] = reply.completion_tokens / (time.perf_counter() - started)
     del chat
 

@@ -201,7 +201,7 @@ class ChatModel:
 
     def complete(
         self,
-        messages: list[dict[str, Any]],
+        ids: list[int],
         *,
         max_tokens: int = 256,
         temperature: float = 0.0,
@@ -211,7 +211,7 @@ class ChatModel:
         presence_penalty: float = 0.0,
         seed: int | None = None,
     ) -> Completion:
-        """Generate the assistant's reply; greedy at temperature 0.
+        """Generate the assistant's reply to a conversation's :meth:`prompt_ids`; greedy at temperature 0.
 
         The penalties and ``stop`` have OpenAI's semantics: penalties count only generated tokens, and decoding
         stops as soon as a stop string appears (it is not part of the text).
@@ -219,7 +219,6 @@ class ChatModel:
         from transformers import LogitsProcessorList
 
         torch = self._torch
-        ids = self.prompt_ids(messages)
         inputs = torch.tensor([ids])
         sampling = temperature > 0
         stops = [marker for marker in stop or [] if marker]

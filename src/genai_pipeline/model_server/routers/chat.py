@@ -33,12 +33,12 @@ async def create_chat_completion(body: ChatRequest, request: Request) -> dict[st
         )
     model = await run_in_threadpool(request.app.state.registry.chat_model, body.model)
     messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in body.messages]
-    prompt_tokens = len(await run_in_threadpool(model.prompt_ids, messages))
-    _check_context(prompt_tokens, max_tokens, model.context_length, limits.max_prompt_tokens)
+    ids = await run_in_threadpool(model.prompt_ids, messages)
+    _check_context(len(ids), max_tokens, model.context_length, limits.max_prompt_tokens)
     stop = [body.stop] if isinstance(body.stop, str) else body.stop
     completion = await run_in_threadpool(
         model.complete,
-        messages,
+        ids,
         max_tokens=max_tokens,
         temperature=body.temperature,
         top_p=body.top_p,
