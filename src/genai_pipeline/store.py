@@ -20,16 +20,20 @@ import numpy as np
 from fsspec.implementations.local import LocalFileSystem
 
 
+def is_local(url: str) -> bool:
+    """Whether a path or fsspec URL names this machine's filesystem (a plain path, ``file://``, ``local://``)."""
+    return fsspec.utils.get_protocol(url) in LocalFileSystem.protocol
+
+
 class Store:
     """Read and write JSON, JSON lines and arrays under one root URL."""
 
     def __init__(self, root: str) -> None:
-        local = fsspec.utils.get_protocol(root) in LocalFileSystem.protocol
+        self.local = is_local(root)
         # Other pods write to a bucket too: a listing cached in this process would hide their keys (and give
         # stale sizes to reads), so object stores are listed afresh each time.
-        self.fs, self.root = fsspec.core.url_to_fs(root, **({} if local else {"use_listings_cache": False}))
+        self.fs, self.root = fsspec.core.url_to_fs(root, **({} if self.local else {"use_listings_cache": False}))
         self.root = self.root.rstrip("/")
-        self.local = isinstance(self.fs, LocalFileSystem)
 
     def path(self, *parts: str) -> str:
         """Absolute store path of a relative key."""

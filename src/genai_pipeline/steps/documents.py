@@ -18,6 +18,7 @@ from pathlib import Path, PurePosixPath
 import fsspec
 
 from genai_pipeline.steps.text_formats import DocumentRejected, decode_text, structured_by_headings, too_large
+from genai_pipeline.store import is_local
 
 # A Markdown H1: "# " after at most three spaces (four make it code).
 _H1 = re.compile(r"^ {0,3}# ")
@@ -114,8 +115,9 @@ def resolve_root(root: str) -> str:
 
 def _place(root: str) -> tuple[str, str]:
     """A root as (protocol, normalised absolute path): local ones with symlinks and ``..`` resolved."""
-    protocol, path = fsspec.core.split_protocol(resolve_root(root))
-    if protocol in (None, "file", "local"):
+    url = resolve_root(root)
+    protocol, path = fsspec.core.split_protocol(url)
+    if is_local(url):
         return "file", str(Path(path).expanduser().resolve())
     return protocol, posixpath.normpath("/" + path)
 
@@ -144,8 +146,9 @@ def scan_source(name: str, root: str, *, max_bytes: int, refuse_hard_links: bool
     A local file with more than one hard link is listed in ``hard_links`` (and refused with
     ``refuse_hard_links``): unlike a symlink, nothing shows whether its other name lies outside the corpus.
     """
-    fs, base = fsspec.core.url_to_fs(resolve_root(root))
-    if getattr(fs, "protocol", None) in ("file", ("file", "local")) or fs.__class__.__name__ == "LocalFileSystem":
+    url = resolve_root(root)
+    fs, base = fsspec.core.url_to_fs(url)
+    if is_local(url):
         return _scan_local(name, Path(base), max_bytes=max_bytes, refuse_hard_links=refuse_hard_links)
     scan = SourceScan([], [], [])
     for path, info in sorted(fs.find(base, detail=True).items()):
