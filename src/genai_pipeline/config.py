@@ -219,6 +219,11 @@ class IngestSettings(BaseModel):
     def _source_names_are_safe(cls, value: dict[str, str]) -> dict[str, str]:
         return check_sources(value)
 
+    @property
+    def run_roots(self) -> list[str]:
+        """The roots a run's own ``sources`` may lie under: ``allowed_roots``, else the configured sources' roots."""
+        return self.allowed_roots or list(self.sources.values())
+
 
 def check_sources(value: dict[str, str]) -> dict[str, str]:
     """At least one source, each named so it can start a document URI (the settings and a run's conf)."""

@@ -97,11 +97,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     }
     for name, root in sources.items():
         say(f"source {name}: {root}")
-    ingest = get_settings().ingest
-    if local_services(get_settings()).pid("airflow-scheduler") is not None:
+    configured = get_settings()
+    if local_services(configured).pid("airflow-scheduler") is not None:
         say("Airflow is running already: it reads only the folders allowed when it started (`pipeline down` first)")
     # The stack this command starts may read the folders its user named, besides what the operator allowed.
-    allowed = [*(ingest.allowed_roots or ingest.sources.values()), *sources.values()]
+    allowed = [*configured.ingest.run_roots, *sources.values()]
     os.environ["PIPELINE_INGEST__ALLOWED_ROOTS"] = json.dumps(allowed)
     cmd_up(args)
     settings = get_settings()

@@ -94,8 +94,7 @@ def plan(settings: Settings, request: RunRequest) -> list[BatchTask]:
     aliases: list[str] = []
     hidden: list[str] = []
     hard_links: list[str] = []
-    allowed = settings.ingest.allowed_roots or list(settings.ingest.sources.values())
-    unavailable = outside_roots(request.options.sources or {}, allowed)
+    unavailable = outside_roots(request.options.sources or {}, settings.ingest.run_roots)
     for name, root in sources.items():
         if name in unavailable:
             continue
