@@ -152,7 +152,7 @@ def main() -> int:
     champion = home_champion(args.home) if args.home else None
 
     with pipeline(args.home, {SOURCE: str(args.corpus)}) as (settings, summary, startup):
-        from genai_pipeline.models.embeddings import make_embedder
+        from genai_pipeline.clients.context import service_context
         from genai_pipeline.steps.generation import retrieve, write_post
         from genai_pipeline.steps.post_quality import as_written, check_post
 
@@ -162,7 +162,8 @@ def main() -> int:
         retrieval_seconds = time.perf_counter() - started
         models = [BASE_MODEL] + ([champion] if champion and champion in available_models(settings) else [])
         penalties = [float(p) for p in args.penalties.split(",")] if args.penalties else [gen.frequency_penalty]
-        embed = make_embedder(settings).embed
+        services = service_context(settings)
+        embed = services.embedder.embed
         rows: list[Row] = []
         for model, penalty in itertools.product(models, penalties):
             role = "base" if model == BASE_MODEL else "champion"
@@ -178,13 +179,14 @@ def main() -> int:
                     )
                 }
             )
-            write_post(raw, chosen[0].question, alpha=gen.hybrid_alpha, model=model)  # loads the model, untimed
+            raw_services = service_context(raw)
+            write_post(raw_services, chosen[0].question, alpha=gen.hybrid_alpha, model=model)  # loads it, untimed
             for item in chosen:
-                result = write_post(raw, item.question, alpha=gen.hybrid_alpha, model=model)
+                result = write_post(raw_services, item.question, alpha=gen.hybrid_alpha, model=model)
                 chunks = [
                     s.text
                     for s in retrieve(
-                        settings, item.question, k=gen.k, threshold=gen.distance_threshold, alpha=gen.hybrid_alpha
+                        services, item.question, k=gen.k, threshold=gen.distance_threshold, alpha=gen.hybrid_alpha
                     )
                 ]
                 began = time.perf_counter()

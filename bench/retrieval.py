@@ -162,11 +162,12 @@ def short(uri: str) -> str:
 
 def retrieval_scores(settings: Any, items: list[EvalItem], alpha: float | None) -> tuple[dict[int, dict], dict]:
     """Recall, hit rate and MRR at every k of ``KS``, and the ranked source URIs per question at every k."""
+    from genai_pipeline.clients.context import service_context
     from genai_pipeline.steps.generation import retrieve
 
-    threshold = settings.generation.distance_threshold
+    threshold, services = settings.generation.distance_threshold, service_context(settings)
     ranked = {
-        k: [[s.uri for s in retrieve(settings, i.question, k=k, threshold=threshold, alpha=alpha)] for i in items]
+        k: [[s.uri for s in retrieve(services, i.question, k=k, threshold=threshold, alpha=alpha)] for i in items]
         for k in KS
     }
     scores = {}
@@ -189,20 +190,20 @@ def retrieval_scores(settings: Any, items: list[EvalItem], alpha: float | None) 
 
 def answer_scores(settings: Any, items: list[EvalItem], model: str, alpha: float | None) -> dict[str, Any]:
     """``write_post`` for every item with ``model``; fact coverage, fact recall, tokens and seconds."""
-    from genai_pipeline.clients.openai_compat import make_openai_client
+    from genai_pipeline.clients.context import service_context
     from genai_pipeline.steps.champion import covers
     from genai_pipeline.steps.generation import GenerationError, write_post
 
-    gen = settings.generation
+    gen, services = settings.generation, service_context(settings)
     # The server loads a model on first use: load it before any post is timed.
-    make_openai_client(settings).chat.completions.create(
+    services.openai.chat.completions.create(
         model=model, messages=[{"role": "user", "content": "Hello"}], max_tokens=1
     )
     covered, facts_found, facts_total, tokens, seconds, failed, answers = 0, 0, 0, [], [], 0, []
     for item in items:
         try:
             result = write_post(
-                settings, item.question, k=gen.k, threshold=gen.distance_threshold, alpha=alpha, model=model
+                services, item.question, k=gen.k, threshold=gen.distance_threshold, alpha=alpha, model=model
             )
         except GenerationError:
             failed += 1

@@ -19,6 +19,7 @@ import psutil
 import pytest
 from s3fs import S3FileSystem
 from s3fs.utils import FileExpired
+from tests.fakes import fake_context
 
 from conftest import environ, free_port, write_tree
 from genai_pipeline.config import Settings, get_settings
@@ -197,11 +198,11 @@ def test_the_fine_tuning_gate_publishes_a_dataset_in_the_bucket(
 
     def publish(run: str) -> str:
         request = RunRequest(run_id=f"format-{run}")
-        for group in list_groups(settings, request):
-            format_group(settings, group)
-        format_report(settings, request)
+        for group in list_groups(fake_context(settings), request):
+            format_group(fake_context(settings), group)
+        format_report(fake_context(settings), request)
         gate = GateRequest(run_id=f"gate-{run}", price_per_million_tokens=2.0, n_epochs=1, budget_usd=100.0)
-        return combine(settings, evaluate(settings, gate)).dataset
+        return combine(fake_context(settings), evaluate(fake_context(settings), gate)).dataset
 
     first = publish("1")
     assert store.read_json(layout.LATEST_DATASET) == {"dataset": first}

@@ -30,6 +30,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     Needs the knowledge base (``pipeline demo`` or ``pipeline ingest`` first); Weaviate and, with no hosted API,
     the local model server are started for the call when they are not running, and stopped again.
     """
+    from genai_pipeline.clients.context import service_context
     from genai_pipeline.clients.weaviate import WeaviateUnavailable
     from genai_pipeline.local.model_server import start_model_server
     from genai_pipeline.local.weaviate_server import start_weaviate
@@ -47,7 +48,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
             start_model_server(settings, services)
             started.append("model-server")
         result = write_post(
-            settings,
+            service_context(settings),
             args.topic,
             k=args.k,
             threshold=args.threshold,

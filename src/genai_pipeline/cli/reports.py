@@ -13,6 +13,7 @@ def print_posts(settings: Settings) -> None:
 
     Posts the gate sent to review are written and flagged, not an error of the command: it names them and why.
     """
+    from genai_pipeline.clients.context import service_context
     from genai_pipeline.steps.contracts import TopicsRequest
     from genai_pipeline.steps.generation import GenerationError, output_store, report_posts, slug, topics_of
 
@@ -23,7 +24,7 @@ def print_posts(settings: Settings) -> None:
         print(f"\n==> {store.path(name)}\n")
         print(store.read_bytes(name).decode())
     try:
-        summary = report_posts(settings, request)
+        summary = report_posts(service_context(settings), request)
     except GenerationError as error:
         say(str(error))
         return

@@ -12,6 +12,7 @@ from weaviate.classes.init import AdditionalConfig, Auth, Timeout
 from weaviate.exceptions import WeaviateConnectionError, WeaviateGRPCUnavailableError, WeaviateStartUpError
 
 from genai_pipeline.config import WeaviateSettings
+from genai_pipeline.steps.load import EXACT_PROPERTIES, FILTERED_PROPERTIES, PROPERTIES
 
 _UNREACHABLE = (WeaviateConnectionError, WeaviateGRPCUnavailableError, WeaviateStartUpError)
 # Connecting is retried this many times with doubling waits (a server restarting, a Service not ready yet).
@@ -87,21 +88,17 @@ def create_collection(client: weaviate.WeaviateClient, name: str, description: s
 
     The description records the embedding model, so a query never compares vectors of two models.
     """
-    exact = Tokenization.FIELD
     client.collections.create(
         name,
         description=description,
         vector_config=Configure.Vectors.self_provided(),
         properties=[
-            Property(name="source_uri", data_type=DataType.TEXT, tokenization=exact, index_filterable=True),
-            Property(name="title", data_type=DataType.TEXT),
-            Property(name="section", data_type=DataType.TEXT),
-            Property(name="text", data_type=DataType.TEXT),
-            Property(name="chunk_index", data_type=DataType.INT),
-            Property(name="chunks_per_doc", data_type=DataType.INT),
-            Property(name="content_hash", data_type=DataType.TEXT, tokenization=exact),
-            Property(name="fingerprint", data_type=DataType.TEXT, tokenization=exact, index_filterable=True),
-            # What the source file was decoded from (a legacy encoding is detected, never refused).
-            Property(name="encoding", data_type=DataType.TEXT, tokenization=exact),
+            Property(
+                name=field,
+                data_type=DataType.INT if kind is int else DataType.TEXT,
+                tokenization=Tokenization.FIELD if field in EXACT_PROPERTIES else None,
+                index_filterable=True if field in FILTERED_PROPERTIES else None,
+            )
+            for field, kind in PROPERTIES.items()
         ],
     )

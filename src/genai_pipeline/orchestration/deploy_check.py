@@ -23,13 +23,15 @@ PROBE_STEP = "chunk"
 def check_weaviate(settings: Settings) -> str:
     """Ready, and the collection there (created from the schema in code when missing).
 
-    ``create_schema`` connects through the client factory, which retries and then raises ``WeaviateUnavailable``
-    naming the host: a connection of its own here would only wait twice for an unready server.
+    ``create_schema`` connects through the knowledge base's client factory, which retries and then raises
+    ``WeaviateUnavailable`` naming the host: a connection of its own here would only wait twice for an unready
+    server.
     """
+    from genai_pipeline.clients.context import service_context
     from genai_pipeline.steps.contracts import Empty
     from genai_pipeline.steps.ingest import create_schema
 
-    result = create_schema(settings, Empty())
+    result = create_schema(service_context(settings), Empty())
     where = f"{settings.weaviate.host}:{settings.weaviate.http_port}"
     return f"Weaviate {where} ready; collection {result.collection} {'created' if result.created else 'exists'}"
 

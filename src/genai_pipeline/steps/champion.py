@@ -31,10 +31,10 @@ from typing import Any
 
 import fsspec
 
-from genai_pipeline.clients.openai_compat import make_openai_client
 from genai_pipeline.config import PostQualitySettings, ScoreWeights, Settings
 from genai_pipeline.steps import finetune_store as layout
 from genai_pipeline.steps import lineage
+from genai_pipeline.steps.context import StepContext
 from genai_pipeline.steps.contracts import Challenger, Decision, ModelScores, Scored, ScoreRequest
 from genai_pipeline.steps.decisions import ChampionDecision
 from genai_pipeline.steps.documents import resolve_root
@@ -218,21 +218,19 @@ def _challenger(store: Store, options: dict[str, Any]) -> Challenger:
     return Challenger.model_validate(store.read_json(layout.LATEST_CHALLENGER))
 
 
-def score(settings: Settings, request: ScoreRequest) -> Scored:
+def score(ctx: StepContext, request: ScoreRequest) -> Scored:
     """Score the challenger and the current champion on the held-out set and decide; answers are stored."""
-    from genai_pipeline.models.embeddings import make_embedder
-
-    store = Store(settings.store)
+    settings, store = ctx.settings, ctx.store
     challenger = _challenger(store, request.options)
     champion = champion_model(store)
     with fsspec.open(resolve_root(settings.fine_tune.heldout), "rb") as handle:
         data = handle.read()
     items = load_heldout(data)
-    client = make_openai_client(settings)
+    client = ctx.openai
     answers = {challenger.model: answer(client, settings, challenger.model, items)}
     if champion is not None and champion != challenger.model:
         answers[champion] = answer(client, settings, champion, items)
-    embed, quality = make_embedder(settings).embed, settings.generation.quality
+    embed, quality = ctx.embedder.embed, settings.generation.quality
     per_item = {
         model: [score_answer(item, text, embed, quality) for item, text in zip(items, replies, strict=True)]
         for model, replies in answers.items()
@@ -265,11 +263,11 @@ def score(settings: Settings, request: ScoreRequest) -> Scored:
     return scored
 
 
-def promote(settings: Settings, scored: Scored) -> Decision:
+def promote(ctx: StepContext, scored: Scored) -> Decision:
     """Make the challenger the champion: the current record, plus one history entry per promotion."""
     if not scored.decision.promotes:
         raise ValueError(f"{scored.decision}: the challenger is not promoted; the branch should have kept the champion")
-    store = Store(settings.store)
+    settings, store = ctx.settings, ctx.store
     manifest = store.read_json(scored.challenger.lineage_key)
     record = {
         "model": scored.challenger.model,
@@ -300,7 +298,7 @@ def promote(settings: Settings, scored: Scored) -> Decision:
     )
 
 
-def keep_champion(settings: Settings, scored: Scored) -> Decision:
+def keep_champion(_: StepContext, scored: Scored) -> Decision:
     """The champion stays; the scores and reason are in the run's decision record."""
     if scored.decision.promotes or scored.champion is None:
         raise ValueError(f"{scored.decision}: the challenger must be promoted, not kept out")

@@ -21,6 +21,7 @@ import fsspec
 from genai_pipeline.config import Settings
 from genai_pipeline.steps import finetune_store as layout
 from genai_pipeline.steps import lineage
+from genai_pipeline.steps.context import StepContext
 from genai_pipeline.steps.contracts import DatasetRef, FormatSummary, Formatted, GroupTask, RunRequest
 from genai_pipeline.steps.documents import resolve_root
 from genai_pipeline.steps.finetune_store import sha256
@@ -28,7 +29,6 @@ from genai_pipeline.steps.keys import safe_name
 from genai_pipeline.steps.post_quality import citations, split_sentences
 from genai_pipeline.steps.prompt import Source, build_messages
 from genai_pipeline.steps.text_formats import DocumentRejected, decode_text, too_large
-from genai_pipeline.store import Store
 
 log = logging.getLogger(__name__)
 SOURCES_HEADING = "## Sources"
@@ -135,25 +135,27 @@ def _hidden(relpath: str) -> bool:
     return any(part.startswith(".") for part in relpath.strip("/").split("/"))
 
 
-def list_groups(settings: Settings, request: RunRequest) -> list[GroupTask]:
+def list_groups(ctx: StepContext, request: RunRequest) -> list[GroupTask]:
     """One task per group folder of both splits; the run's list is stored for the report."""
+    settings = ctx.settings
     run_key = safe_name(request.run_id)
     tasks = [
         GroupTask(run_key=run_key, split=split, group=group, label=f"{split}/{group}")
         for split, root in _split_roots(settings).items()
         for group in _group_folders(split, root)[2]
     ]
-    Store(settings.store).write_json(layout.format_run(run_key), [t.label for t in tasks])
+    ctx.store.write_json(layout.format_run(run_key), [t.label for t in tasks])
     return tasks
 
 
-def format_group(settings: Settings, task: GroupTask) -> Formatted:
+def format_group(ctx: StepContext, task: GroupTask) -> Formatted:
     """Every file of one group as chat examples, each line remembering its file and line for the gate.
 
     A ``.txt``/``.md`` post becomes one example; a ``.jsonl`` file's lines are taken as they are, so the gate
     reports a bad line with the user's own file and line number. A file that cannot be a post is listed with
     its reason and the rest of the group goes on.
     """
+    settings = ctx.settings
     fs, base, _ = _group_folders(task.split, _split_roots(settings)[task.split])
     folder = f"{base.rstrip('/')}/{task.group}"
     rows: list[dict[str, Any]] = []
@@ -176,7 +178,7 @@ def format_group(settings: Settings, task: GroupTask) -> Formatted:
             continue
         files.append({"file": name, "sha256": sha256(data), "examples": len(rows) - before})
         used.append(lineage.location(fs.unstrip_protocol(path)))
-    store = Store(settings.store)
+    store = ctx.store
     formatted = layout.formatted(task.split, task.group)
     store.write_jsonl(formatted, rows)
     manifest = {"run_id": task.run_key, "split": task.split, "group": task.group, "files": files, "rejected": rejected}
@@ -209,9 +211,9 @@ def _jsonl_rows(name: str, data: bytes, *, max_bytes: int) -> list[dict[str, Any
     ]
 
 
-def format_report(settings: Settings, request: RunRequest) -> FormatSummary:
+def format_report(ctx: StepContext, request: RunRequest) -> FormatSummary:
     """Publish this run's groups as the formatted set the gate reads (groups removed since are dropped)."""
-    store = Store(settings.store)
+    store = ctx.store
     run_key = safe_name(request.run_id)
     labels = store.read_json(layout.format_run(run_key))
     examples = {"train": 0, "validation": 0}

@@ -13,10 +13,9 @@ import logging
 import time
 from typing import Any
 
-from genai_pipeline.clients.openai_compat import make_openai_client
-from genai_pipeline.config import Settings
 from genai_pipeline.steps import finetune_store as layout
 from genai_pipeline.steps import lineage
+from genai_pipeline.steps.context import StepContext
 from genai_pipeline.steps.contracts import Challenger, SubmitRequest, Submitted
 from genai_pipeline.steps.finetune_store import SPLITS, sha256
 from genai_pipeline.store import Store
@@ -39,9 +38,9 @@ def submission_key(train_sha256: str, validation_sha256: str, base_model: str, h
     return sha256(json.dumps(identity, sort_keys=True).encode())[:32]
 
 
-def submit(settings: Settings, request: SubmitRequest) -> Submitted:
+def submit(ctx: StepContext, request: SubmitRequest) -> Submitted:
     """Upload the dataset and create the job, unless a live job with the same key exists."""
-    store = Store(settings.store)
+    settings, store = ctx.settings, ctx.store
     dataset = request.dataset or store.read_json(layout.LATEST_DATASET)["dataset"]
     manifest = store.read_json(layout.dataset(dataset, "manifest.json"))
     hyper: dict[str, float | int] = {
@@ -50,7 +49,7 @@ def submit(settings: Settings, request: SubmitRequest) -> Submitted:
         "learning_rate_multiplier": request.learning_rate_multiplier,
     }
     key = submission_key(manifest["train_sha256"], manifest["validation_sha256"], request.base_model, hyper)
-    client = make_openai_client(settings)
+    client = ctx.openai
     found = _existing_job(client, store, key)
     if found is not None:
         log.info("job %s (%s) already made for key %s: not submitting again", found.id, found.status, key)
@@ -113,12 +112,12 @@ def _upload(client: Any, filename: str, data: bytes) -> str:
     return client.files.create(file=(filename, data), purpose="fine-tune").id
 
 
-def results(settings: Settings, submitted: Submitted) -> Challenger:
+def results(ctx: StepContext, submitted: Submitted) -> Challenger:
     """Metrics JSON, loss plot and lineage manifest of a succeeded job; it becomes the challenger."""
     # matplotlib is imported here, not at module import: submission never draws.
     from genai_pipeline.steps.finetune_metrics import parse_results, plot, summarize
 
-    client = make_openai_client(settings)
+    settings, client = ctx.settings, ctx.openai
     job = client.fine_tuning.jobs.retrieve(submitted.job_id)
     if job.status != "succeeded" or not job.fine_tuned_model:
         raise RuntimeError(f"job {job.id} is {job.status}, not succeeded: no model to evaluate")
@@ -126,7 +125,7 @@ def results(settings: Settings, submitted: Submitted) -> Challenger:
         raise RuntimeError(f"job {job.id} succeeded without a result file: no metrics to report")
     rows = parse_results(client.files.content(job.result_files[0]).read())
     summary = summarize(rows)
-    store = Store(settings.store)
+    store = ctx.store
     metrics = {"model": job.fine_tuned_model, "job_id": job.id, "trained_tokens": job.trained_tokens, **summary}
     metrics_key = layout.model_file(job.id, "metrics.json")
     store.write_json(metrics_key, metrics)

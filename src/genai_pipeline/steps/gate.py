@@ -12,10 +12,10 @@ import logging
 from functools import lru_cache
 from typing import Any
 
-from genai_pipeline.config import Settings
 from genai_pipeline.steps import finetune_store as layout
 from genai_pipeline.steps import lineage
 from genai_pipeline.steps.chat_jsonl import InvalidTrainingLine, parse_example
+from genai_pipeline.steps.context import StepContext
 from genai_pipeline.steps.contracts import Dataset, Evaluation, GateRequest
 from genai_pipeline.steps.finetune_store import SPLITS, sha256
 from genai_pipeline.steps.keys import safe_name
@@ -68,9 +68,9 @@ def check_example(text: str, line: int, *, encoding: str, max_tokens: int) -> tu
     return messages, tokens
 
 
-def evaluate(settings: Settings, request: GateRequest) -> Evaluation:
+def evaluate(ctx: StepContext, request: GateRequest) -> Evaluation:
     """Validate both splits line by line, count the training tokens and price them; write only the run's files."""
-    store = Store(settings.store)
+    settings, store = ctx.settings, ctx.store
     run_key = safe_name(request.run_id)
     _remove_staging_of_other_runs(store, run_key)
     index = store.read_json(layout.FORMATTED_INDEX)
@@ -169,11 +169,12 @@ def _remove_staging_of_other_runs(store: Store, run_key: str) -> None:
                 store.remove(layout.gate_run(other, f"{split}.jsonl"))
 
 
-def combine(settings: Settings, evaluation: Evaluation) -> Dataset:
+def combine(ctx: StepContext, evaluation: Evaluation) -> Dataset:
     """Publish the run's valid lines as a dataset named by its content, with a manifest for lineage."""
+    settings = ctx.settings
     if not evaluation.within_budget:
         raise ValueError("combine runs only within budget; the gate's branch should have stopped this run")
-    store = Store(settings.store)
+    store = ctx.store
     data = {split: store.read_bytes(layout.gate_run(evaluation.run_key, f"{split}.jsonl")) for split in SPLITS}
     hashes = {split: sha256(data[split]) for split in SPLITS}
     key = sha256(f"{hashes['train']}:{hashes['validation']}".encode())[:16]

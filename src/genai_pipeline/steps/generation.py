@@ -22,9 +22,11 @@ import fsspec
 
 from genai_pipeline.config import Settings
 from genai_pipeline.steps import lineage
+from genai_pipeline.steps.context import StepContext
 from genai_pipeline.steps.contracts import GeneratedPost, PostsSummary, TopicsRequest, TopicTask
 from genai_pipeline.steps.finetune_store import champion_model, sha256
 from genai_pipeline.steps.keys import safe_name
+from genai_pipeline.steps.load import embedding_model_id
 from genai_pipeline.steps.prompt import TEMPLATE_VERSION, Source, build_messages
 from genai_pipeline.store import Store
 
@@ -59,72 +61,38 @@ def dedupe_by_source(candidates: list[Source], k: int, threshold: float) -> list
     return list(kept.values())[:k]
 
 
-def current_model(settings: Settings) -> tuple[str, str]:
+def current_model(ctx: StepContext) -> tuple[str, str]:
     """The champion model, or the fallback when none was promoted yet; and which of the two it is."""
-    champion = champion_model(Store(settings.store))
+    champion = champion_model(ctx.store)
     if champion is not None:
         return champion, "champion"
-    log.warning(
-        "no champion model yet: writing with the fallback %s (PIPELINE_GENERATION__FALLBACK_MODEL)",
-        settings.generation.fallback_model,
-    )
-    return settings.generation.fallback_model, "fallback"
+    fallback = ctx.settings.generation.fallback_model
+    log.warning("no champion model yet: writing with the fallback %s (PIPELINE_GENERATION__FALLBACK_MODEL)", fallback)
+    return fallback, "fallback"
 
 
-def retrieve(settings: Settings, topic: str, *, k: int, threshold: float, alpha: float | None) -> list[Source]:
+def retrieve(ctx: StepContext, topic: str, *, k: int, threshold: float, alpha: float | None) -> list[Source]:
     """Nearest chunks of the knowledge base to a topic, one per source; GenerationError if it cannot be done."""
-    from weaviate.classes.query import MetadataQuery
-
-    from genai_pipeline.clients.weaviate import recorded_embedding, weaviate_client
-    from genai_pipeline.models.embeddings import make_embedder
-    from genai_pipeline.steps.ingest import embedding_model_id
-
-    name, wanted = settings.weaviate.collection, embedding_model_id(settings)
-    with weaviate_client(settings.weaviate) as client:
-        if not client.collections.exists(name):
+    name, wanted = ctx.settings.weaviate.collection, embedding_model_id(ctx.settings)
+    with ctx.knowledge_base() as kb:
+        if not kb.exists():
             raise GenerationError(f"the knowledge base {name!r} does not exist yet: run ingestion first")
-        collection = client.collections.get(name)
-        recorded = recorded_embedding(collection.config.get().description)
+        recorded = kb.embedding_model()
         if recorded != wanted:
             raise GenerationError(
                 f"the collection {name!r} was built with the embedding model {recorded or 'unknown'}, but this "
                 f"pipeline embeds with {wanted}: their vectors are not comparable (re-ingest, or set "
                 "PIPELINE_EMBEDDING__PROVIDER / __MODEL to the collection's)"
             )
-        if len(collection) == 0:
+        if kb.count() == 0:
             raise GenerationError(f"the knowledge base {name!r} is empty: run ingestion first; nothing was invented")
-        vector = make_embedder(settings).embed([topic])[0].tolist()
-        fields = ["source_uri", "chunk_index", "section", "title", "text"]
-        metadata = MetadataQuery(distance=True)
-        if alpha is None:
-            found = collection.query.near_vector(
-                vector, limit=k * OVERFETCH, return_metadata=metadata, return_properties=fields
-            )
-        else:
-            found = collection.query.hybrid(
-                topic,
-                vector=vector,
-                alpha=alpha,
-                limit=k * OVERFETCH,
-                return_metadata=metadata,
-                return_properties=fields,
-            )
-    candidates = [
-        Source(
-            uri=o.properties["source_uri"],
-            chunk_index=int(o.properties["chunk_index"]),
-            section=o.properties.get("section") or "",
-            title=o.properties.get("title") or "",
-            text=o.properties["text"],
-            distance=float(o.metadata.distance if o.metadata.distance is not None else 0.0),
-        )
-        for o in found.objects
-    ]
+        vector = ctx.embedder.embed([topic])[0].tolist()
+        candidates = kb.nearest(vector, text=topic, limit=k * OVERFETCH, alpha=alpha)
     return dedupe_by_source(candidates, k, threshold)
 
 
 def write_post(
-    settings: Settings,
+    ctx: StepContext,
     topic: str,
     *,
     alpha: float | None,
@@ -136,22 +104,21 @@ def write_post(
 
     k and the threshold default to the generation settings (the CLI and the web page pass what the user set).
     """
-    from genai_pipeline.clients.openai_compat import make_openai_client
-
+    settings = ctx.settings
     gen = settings.generation
     k = gen.k if k is None else k
     threshold = gen.distance_threshold if threshold is None else threshold
     topic = check_topic(topic, gen.max_topic_chars)
     started = time.perf_counter()
-    sources = retrieve(settings, topic, k=k, threshold=threshold, alpha=alpha)
+    sources = retrieve(ctx, topic, k=k, threshold=threshold, alpha=alpha)
     if not sources:
         raise GenerationError(
             f"nothing in the knowledge base is within distance {threshold} of this topic: no post without sources "
             "(raise the threshold, or ingest documents about it)"
         )
-    chosen, role = (model, "requested") if model else current_model(settings)
+    chosen, role = (model, "requested") if model else current_model(ctx)
     messages = build_messages(settings.fine_tune.system_prompt, gen.group, topic, sources)
-    reply = make_openai_client(settings).chat.completions.create(
+    reply = ctx.openai.chat.completions.create(
         model=chosen,
         messages=messages,
         temperature=gen.temperature,
@@ -162,7 +129,7 @@ def write_post(
     usage = reply.usage
     return {
         "topic": topic,
-        **gate(settings, (reply.choices[0].message.content or "").strip(), sources),
+        **gate(ctx, (reply.choices[0].message.content or "").strip(), sources),
         "model": chosen,
         "model_role": role,
         "template": TEMPLATE_VERSION,
@@ -185,18 +152,17 @@ def write_post(
     }
 
 
-def gate(settings: Settings, text: str, sources: list[Source]) -> dict[str, Any]:
+def gate(ctx: StepContext, text: str, sources: list[Source]) -> dict[str, Any]:
     """The post as the quality gate leaves it: text, status, figures, and every sentence with its findings.
 
     With the gate off the text is the model's, ``unchecked``, with no figures.
     """
-    from genai_pipeline.models.embeddings import make_embedder
     from genai_pipeline.steps.post_quality import check_post
 
-    quality = settings.generation.quality
+    quality = ctx.settings.generation.quality
     if not quality.enabled:
         return {"post": text, "status": "unchecked", "quality": None, "sentences": []}
-    result = check_post(text, [s.text for s in sources], make_embedder(settings).embed, quality)
+    result = check_post(text, [s.text for s in sources], ctx.embedder.embed, quality)
     if result.status != "published":
         log.warning("post sent to review: %s", "; ".join(result.reasons))
     return {
@@ -207,22 +173,13 @@ def gate(settings: Settings, text: str, sources: list[Source]) -> dict[str, Any]
     }
 
 
-def read_chunk(settings: Settings, uri: str, chunk_index: int) -> dict[str, Any]:
+def read_chunk(ctx: StepContext, uri: str, chunk_index: int) -> dict[str, Any]:
     """One stored chunk (title, section, text) by source URI and index, or GenerationError if there is none."""
-    from weaviate.classes.query import Filter
-
-    from genai_pipeline.clients.weaviate import weaviate_client
-
-    with weaviate_client(settings.weaviate) as client:
-        collection = client.collections.get(settings.weaviate.collection)
-        found = collection.query.fetch_objects(
-            filters=Filter.by_property("source_uri").equal(uri) & Filter.by_property("chunk_index").equal(chunk_index),
-            limit=1,
-            return_properties=["source_uri", "chunk_index", "title", "section", "text"],
-        )
-    if not found.objects:
+    with ctx.knowledge_base() as kb:
+        found = kb.chunk(uri, chunk_index)
+    if found is None:
         raise GenerationError(f"no chunk {chunk_index} of {uri} in the knowledge base")
-    return dict(found.objects[0].properties)
+    return found
 
 
 def slug(topic: str) -> str:
@@ -241,8 +198,9 @@ def topics_of(settings: Settings, request: TopicsRequest) -> list[str]:
     return settings.generation.topics
 
 
-def plan_topics(settings: Settings, request: TopicsRequest) -> list[TopicTask]:
+def plan_topics(ctx: StepContext, request: TopicsRequest) -> list[TopicTask]:
     """One task per valid topic; an empty or oversized one is reported and left out."""
+    settings = ctx.settings
     tasks, refused = [], []
     for topic in topics_of(settings, request):
         try:
@@ -271,10 +229,11 @@ def output_store(settings: Settings) -> Store:
     return Store(settings.generation.output_uri or f"{settings.store.rstrip('/')}/posts")
 
 
-def generate_post(settings: Settings, task: TopicTask) -> GeneratedPost:
+def generate_post(ctx: StepContext, task: TopicTask) -> GeneratedPost:
     """Write one post as Markdown with front matter (model, template, sources, time, usage)."""
+    settings = ctx.settings
     result = write_post(
-        settings, task.topic, k=task.k, threshold=task.threshold, alpha=settings.generation.hybrid_alpha, model=None
+        ctx, task.topic, k=task.k, threshold=task.threshold, alpha=settings.generation.hybrid_alpha, model=None
     )
     store = output_store(settings)
     name = f"{task.label}.md"
@@ -309,15 +268,15 @@ def front_matter(markdown: str) -> dict[str, Any]:
     return {key: json.loads(value) for key, _, value in (line.partition(": ") for line in lines[1:end])}
 
 
-def report_posts(settings: Settings, request: TopicsRequest) -> PostsSummary:
+def report_posts(ctx: StepContext, request: TopicsRequest) -> PostsSummary:
     """How many of the run's posts the quality gate published; GenerationError when it published none.
 
     A run whose every post was sent to review must not end green: its posts are written, flagged, and the run
     says so.
     """
-    store = output_store(settings)
+    store = output_store(ctx.settings)
     posts = []
-    for task in plan_topics(settings, request):
+    for task in plan_topics(ctx, request):
         front = front_matter(store.read_bytes(f"{task.label}.md").decode())
         quality = front.get("quality") or {}
         posts.append(

@@ -6,8 +6,9 @@ Within a batch every step streams in sub-batches of ``ingest.sub_batch_chunks`` 
 depends on that setting, not on the batch. Nothing here imports Airflow, so the same functions run in the
 Airflow worker (embedded mode) and in a step image (cluster mode).
 
-The Weaviate client is imported inside the steps that talk to Weaviate: it takes over a second to import,
-and every task process pays for what this module imports at the top (chunk and embed never need it).
+Steps reach the knowledge base, the embedder and the store through their context
+(:class:`~genai_pipeline.steps.context.StepContext`); the Weaviate client behind it is imported only when a step
+opens the knowledge base (chunk and embed never do).
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from genai_pipeline.config import Settings
-from genai_pipeline.models.embeddings import make_embedder, make_token_counter
+from genai_pipeline.models.embeddings import make_token_counter
 from genai_pipeline.models.tokens import TokenSpans
 from genai_pipeline.steps import ingest_store as layout
 from genai_pipeline.steps import lineage, planning
+from genai_pipeline.steps import load as loader
 from genai_pipeline.steps.chunk import Chunk, chunk_text
+from genai_pipeline.steps.context import StepContext
 from genai_pipeline.steps.contracts import (
     BatchTask,
     Chunked,
@@ -51,44 +54,26 @@ from genai_pipeline.store import Store
 log = logging.getLogger(__name__)
 
 
-def create_schema(settings: Settings, _: Empty) -> SchemaResult:
+def create_schema(ctx: StepContext, _: Empty) -> SchemaResult:
     """Create the collection from the schema in code if it is missing; report which happened."""
-    from genai_pipeline.clients.weaviate import (
-        collection_exists,
-        create_collection,
-        embedding_description,
-        recorded_embedding,
-        weaviate_client,
-    )
-
-    name, model = settings.weaviate.collection, embedding_model_id(settings)
-    with weaviate_client(settings.weaviate) as client:
-        if not collection_exists(client, name):
-            create_collection(client, name, embedding_description(model))
-            return SchemaResult(collection=name, created=True)
-        collection = client.collections.get(name)
-        if recorded_embedding(collection.config.get().description) is None:
-            # Made before the model was recorded: every stored chunk's fingerprint names this model's run.
-            collection.config.update(description=embedding_description(model))
-    return SchemaResult(collection=name, created=False)
+    with ctx.knowledge_base() as kb:
+        created = kb.ensure(loader.embedding_model_id(ctx.settings))
+    return SchemaResult(collection=ctx.settings.weaviate.collection, created=created)
 
 
-def plan(settings: Settings, request: RunRequest) -> list[BatchTask]:
+def plan(ctx: StepContext, request: RunRequest) -> list[BatchTask]:
     """Scan every source, skip documents already loaded whole, decide what is proven gone, cut batches.
 
     Returns one small descriptor per batch (none on a dry run); the full plan goes to the store.
     """
-    from genai_pipeline.clients.weaviate import weaviate_client
-    from genai_pipeline.steps import load as loader
-
+    settings, store = ctx.settings, ctx.store
     started = time.time()
     run_key = layout.run_key_for(request.run_id)
-    store = Store(settings.store)
     _remove_abandoned_runs(store, run_key)
     store.remove(layout.record(run_key))  # a re-run of the plan starts the run's record over
     remove_old_records(store, keep=settings.ingest.run_records_kept - 1)
     sources = request.options.sources or settings.ingest.sources
-    model = embedding_model_id(settings)
+    model = loader.embedding_model_id(settings)
     documents: list[Document] = []
     rejected: list[dict[str, str]] = []
     aliases: list[str] = []
@@ -119,8 +104,8 @@ def plan(settings: Settings, request: RunRequest) -> list[BatchTask]:
     for rejection in rejected:
         log.warning("rejected %s: %s", rejection["uri"], rejection["reason"])
 
-    with weaviate_client(settings.weaviate) as client:
-        stored = loader.stored_documents(client.collections.get(settings.weaviate.collection))
+    with ctx.knowledge_base() as kb:
+        stored = kb.stored_documents()
     changed: list[tuple[Document, str]] = []
     for document in documents:
         wanted = loader.fingerprint(
@@ -207,9 +192,9 @@ def plan(settings: Settings, request: RunRequest) -> list[BatchTask]:
     return batches
 
 
-def cleanup(settings: Settings, request: RunRequest) -> Cleaned:
+def cleanup(ctx: StepContext, request: RunRequest) -> Cleaned:
     """The run's teardown: remove its temporary keys, whatever happened to the work (also a failed plan)."""
-    store = Store(settings.store)
+    store = ctx.store
     run_key = layout.run_key_for(request.run_id)
     removed = store.count(layout.bulk(run_key))
     store.remove(layout.bulk(run_key))
@@ -235,10 +220,10 @@ def remove_old_records(store: Store, keep: int) -> None:
         store.remove(layout.record(key))
 
 
-def chunk(settings: Settings, task: BatchTask) -> Chunked:
+def chunk(ctx: StepContext, task: BatchTask) -> Chunked:
     """Chunk every document of a batch with the embedding model's tokenizer, streaming chunks to the store."""
     started = time.perf_counter()
-    store = Store(settings.store)
+    settings, store = ctx.settings, ctx.store
     roots: dict[str, str] = store.read_json(layout.plan(task.run_key))["sources"]
     entries = [
         planning.BatchEntry(**entry)
@@ -314,13 +299,13 @@ def _sub_batches(rows: Iterable[dict[str, Any]], size: int) -> Iterator[list[dic
         yield group
 
 
-def embed(settings: Settings, task: Chunked) -> Embedded:
+def embed(ctx: StepContext, task: Chunked) -> Embedded:
     """Embed a batch's chunks a sub-batch at a time; the call count proves unchanged documents cost nothing."""
-    store = Store(settings.store)
-    chunks_key = _chunks_present(settings, store, task)
+    settings, store = ctx.settings, ctx.store
+    chunks_key = _chunks_present(ctx, task)
     rows = store.iter_jsonl(chunks_key)
     vectors_key = layout.batch(task.run_key, "vectors", task.batch)
-    embedder = make_embedder(settings)
+    embedder = ctx.embedder
     calls_before = embedder.calls
     seconds = 0.0
     for part, group in enumerate(_sub_batches(rows, settings.ingest.sub_batch_chunks)):
@@ -338,18 +323,18 @@ def embed(settings: Settings, task: Chunked) -> Embedded:
     )
 
 
-def _chunks_present(settings: Settings, store: Store, task: BatchTask) -> str:
+def _chunks_present(ctx: StepContext, task: BatchTask) -> str:
     """The batch's chunk file, chunked again from its manifest if the run's teardown removed it.
 
     A cleared embed or load of a finished run runs after ``cleanup`` took the bulk files; the run's record
     still names the batch's documents, and chunking is deterministic, so the same chunks come back.
     """
     key = layout.batch(task.run_key, "chunks", task.batch, ".jsonl")
-    if not store.exists(key):
+    if not ctx.store.exists(key):
         log.info(
             "batch %d: its chunks are gone (the run's teardown ran before this re-run): chunking again", task.batch
         )
-        chunk(settings, BatchTask(**task.model_dump(include=set(BatchTask.model_fields))))
+        chunk(ctx, BatchTask(**task.model_dump(include=set(BatchTask.model_fields))))
     return key
 
 
@@ -357,38 +342,27 @@ def _embedding_text(row: dict[str, Any]) -> str:
     return f"{row['section']}\n{row['text']}" if row["section"] else str(row["text"])
 
 
-def load(settings: Settings, task: Embedded) -> Loaded:
+def load(ctx: StepContext, task: Embedded) -> Loaded:
     """Upsert a batch's chunks a sub-batch at a time, then delete the stale chunks of the documents it replaced."""
-    from genai_pipeline.clients.weaviate import weaviate_client
-    from genai_pipeline.steps import load as loader
-
     started = time.perf_counter()
-    store = Store(settings.store)
-    chunks_key = _chunks_present(settings, store, task)
+    settings, store = ctx.settings, ctx.store
+    chunks_key = _chunks_present(ctx, task)
     vector_parts = layout.batch(task.run_key, "vectors", task.batch)
     if not store.count(vector_parts):
         log.info(
             "batch %d: its vectors are gone (the run's teardown ran before this re-run): embedding again", task.batch
         )
-        embed(settings, Chunked(**task.model_dump(include=set(Chunked.model_fields))))
+        embed(ctx, Chunked(**task.model_dump(include=set(Chunked.model_fields))))
     rows = store.iter_jsonl(chunks_key)
     latest: dict[str, str] = {}
     written = 0
-    with weaviate_client(settings.weaviate) as client:
-        collection = client.collections.get(settings.weaviate.collection)
+    with ctx.knowledge_base() as kb:
         for part, group in enumerate(_sub_batches(rows, settings.ingest.sub_batch_chunks)):
-            vectors = store.read_array(f"{vector_parts}/{part:05d}.npy")
-            written += loader.upsert_chunks(
-                collection,
-                group,
-                vectors,
-                batch_size=settings.weaviate.batch_size,
-                concurrent_requests=settings.weaviate.concurrent_requests,
-            )
+            written += kb.upsert(group, store.read_array(f"{vector_parts}/{part:05d}.npy"))
             latest.update((str(row["source_uri"]), str(row["fingerprint"])) for row in group)
         if written != task.chunks:
             raise RuntimeError(f"batch {task.batch}: {written} chunks loaded, {task.chunks} were chunked")
-        stale = sum(loader.delete_stale(collection, uri, fp) for uri, fp in latest.items())
+        stale = sum(kb.delete_stale(uri, fp) for uri, fp in latest.items())
     result = Loaded(
         **task.model_dump(exclude={"lineage"}),
         written=written,
@@ -403,13 +377,10 @@ def load(settings: Settings, task: Embedded) -> Loaded:
     return result
 
 
-def prune(settings: Settings, request: RunRequest) -> Pruned:
+def prune(ctx: StepContext, request: RunRequest) -> Pruned:
     """Delete the chunks of documents proven gone, and only once every batch of the run has loaded."""
-    from genai_pipeline.clients.weaviate import weaviate_client
-    from genai_pipeline.steps import load as loader
-
     started = time.perf_counter()
-    store = Store(settings.store)
+    store = ctx.store
     run_key = layout.run_key_for(request.run_id)
     plan_info = store.read_json(layout.plan(run_key))
     loaded = len(store.keys(layout.record(run_key, "results")))
@@ -421,8 +392,8 @@ def prune(settings: Settings, request: RunRequest) -> Pruned:
     elif not removed:
         result = Pruned()
     else:
-        with weaviate_client(settings.weaviate) as client:
-            deleted = loader.delete_documents(client.collections.get(settings.weaviate.collection), removed)
+        with ctx.knowledge_base() as kb:
+            deleted = kb.delete_documents(removed)
         result = Pruned(removed_documents=len(removed), removed_chunks=deleted)
     result = result.model_copy(update={"prune_seconds": round(time.perf_counter() - started, 3)})
     store.write_json(layout.record(run_key, "pruned.json"), result.model_dump())
@@ -464,9 +435,9 @@ class BatchesFailedError(IngestionError):
     """Some batches did not load: nothing was pruned, and the next run ingests their documents."""
 
 
-def report(settings: Settings, request: RunRequest) -> Summary:
+def report(ctx: StepContext, request: RunRequest) -> Summary:
     """Summarise the run (also a failed one) and store the summary; the ``cleanup`` teardown drops its files."""
-    store = Store(settings.store)
+    settings, store = ctx.settings, ctx.store
     run_key = layout.run_key_for(request.run_id)
     if not store.exists(layout.plan(run_key)):
         raise IngestionError("the plan step did not finish: nothing was ingested or pruned (see its log)")
@@ -582,8 +553,3 @@ def capped_summary(summary: dict[str, Any]) -> Summary:
     capped = {key: value[:XCOM_LIST_CAP] if key in _LISTS else value for key, value in summary.items()}
     capped["totals"] = {key: len(summary[key]) for key in _LISTS}
     return Summary(**capped)
-
-
-def embedding_model_id(settings: Settings) -> str:
-    """Provider and model, as recorded in fingerprints: switching either re-embeds everything."""
-    return f"{settings.embedding.provider.value}:{settings.embedding.model}"

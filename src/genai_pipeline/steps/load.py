@@ -1,28 +1,48 @@
-"""Idempotent, incremental writes of chunks into Weaviate.
+"""What makes loading idempotent and incremental: fingerprints, deterministic object IDs, stored documents.
 
-Order matters: a changed document's new chunks are written first, its stale chunks deleted only after
-every write succeeded, so a failure never leaves a document with nothing. Deletes loop until nothing
-matches, because one ``delete_many`` call stops at the server's query limit.
+The knowledge base (:class:`genai_pipeline.steps.context.KnowledgeBase`) does the writes; the load step orders
+them: a changed document's new chunks are written first, its stale chunks deleted only after every write
+succeeded, so a failure never leaves a document with nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-import numpy as np
-from weaviate.classes.query import Filter
-from weaviate.collections import Collection
-from weaviate.util import generate_uuid5
+from genai_pipeline.config import Settings
 
 # Bumped when chunking changes in a way that must re-embed every document.
 CHUNKER_VERSION = "1"
+# The properties each chunk object carries and their types, written as the chunk step made them: the schema
+# of the knowledge base. ``encoding`` is what the source file was decoded from (a legacy one is detected, never
+# refused).
+PROPERTIES: dict[str, type] = {
+    "source_uri": str,
+    "title": str,
+    "section": str,
+    "text": str,
+    "chunk_index": int,
+    "chunks_per_doc": int,
+    "content_hash": str,
+    "fingerprint": str,
+    "encoding": str,
+}
+# Compared whole (no word splitting), and the ones queries filter on.
+EXACT_PROPERTIES = frozenset({"source_uri", "content_hash", "fingerprint", "encoding"})
+FILTERED_PROPERTIES = frozenset({"source_uri", "fingerprint"})
 
 
 class PartialWriteError(RuntimeError):
-    """Weaviate accepted a batch but dropped objects; the message lists the first few."""
+    """The knowledge base accepted a batch but dropped objects; the message lists the first few."""
+
+
+def embedding_model_id(settings: Settings) -> str:
+    """Provider and model, as the collection records it and fingerprints name it: switching either re-embeds all."""
+    return f"{settings.embedding.provider.value}:{settings.embedding.model}"
 
 
 def fingerprint(content_hash: str, *, model: str, size: int, overlap: int) -> str:
@@ -32,13 +52,17 @@ def fingerprint(content_hash: str, *, model: str, size: int, overlap: int) -> st
 
 
 def chunk_uuid(source_uri: str, chunk_index: int, content_hash: str) -> str:
-    """Deterministic object ID from one canonical string, so a re-run overwrites, never duplicates."""
-    return generate_uuid5(f"{source_uri}\x1f{chunk_index}\x1f{content_hash}")
+    """Deterministic object ID from one canonical string, so a re-run overwrites, never duplicates.
+
+    A UUIDv5 in the DNS namespace, as Weaviate's ``generate_uuid5`` makes it: collections loaded before keep
+    their IDs.
+    """
+    return str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{source_uri}\x1f{chunk_index}\x1f{content_hash}"))
 
 
 @dataclass(frozen=True)
 class StoredDocument:
-    """What Weaviate holds of one document: its chunks' fingerprints, how many there are and should be."""
+    """What the knowledge base holds of one document: its chunks' fingerprints, how many there are and should be."""
 
     fingerprints: frozenset[str]
     objects: int
@@ -53,77 +77,20 @@ class StoredDocument:
         return self.fingerprints == {fingerprint} and self.objects == self.expected
 
 
-def stored_documents(collection: Collection) -> dict[str, StoredDocument]:
-    """Every stored document by source URI, read with the cursor API (no query-limit truncation)."""
+def stored_documents(objects: Iterable[dict[str, object]]) -> dict[str, StoredDocument]:
+    """Stored documents by source URI, from every object's ``source_uri``, ``fingerprint`` and ``chunks_per_doc``."""
     fingerprints: dict[str, set[str]] = defaultdict(set)
     counts: dict[str, int] = defaultdict(int)
     expected: dict[str, int] = defaultdict(int)
-    for item in collection.iterator(return_properties=["source_uri", "fingerprint", "chunks_per_doc"]):
-        uri = str(item.properties["source_uri"])
-        fingerprints[uri].add(str(item.properties["fingerprint"]))
+    for properties in objects:
+        uri = str(properties["source_uri"])
+        fingerprints[uri].add(str(properties["fingerprint"]))
         counts[uri] += 1
-        expected[uri] = max(expected[uri], int(item.properties.get("chunks_per_doc") or 0))
+        expected[uri] = max(expected[uri], int(properties.get("chunks_per_doc") or 0))  # type: ignore[call-overload]
     return {uri: StoredDocument(frozenset(fps), counts[uri], expected[uri]) for uri, fps in fingerprints.items()}
 
 
-def upsert_chunks(
-    collection: Collection,
-    chunks: Sequence[dict[str, object]],
-    vectors: np.ndarray,
-    *,
-    batch_size: int,
-    concurrent_requests: int,
-) -> int:
-    """Write every chunk with its vector; raise :class:`PartialWriteError` if any object failed."""
-    if len(chunks) != len(vectors):
-        raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
-    with collection.batch.fixed_size(batch_size=batch_size, concurrent_requests=concurrent_requests) as batch:
-        for chunk, vector in zip(chunks, vectors, strict=True):
-            properties = {key: chunk[key] for key in _PROPERTIES}
-            uuid = chunk_uuid(str(chunk["source_uri"]), int(chunk["chunk_index"]), str(chunk["content_hash"]))
-            batch.add_object(properties=properties, vector=vector.tolist(), uuid=uuid)
-    failed = collection.batch.failed_objects
-    if failed:
-        sample = "; ".join(
-            f"{f.object_.properties.get('source_uri')}#{f.object_.properties.get('chunk_index')}: {f.message}"
-            for f in failed[:3]
-        )
-        raise PartialWriteError(f"{len(failed)} of {len(chunks)} chunks were not written ({sample})")
-    return len(chunks)
-
-
-_PROPERTIES = (
-    "source_uri",
-    "title",
-    "section",
-    "text",
-    "chunk_index",
-    "chunks_per_doc",
-    "content_hash",
-    "fingerprint",
-    "encoding",
-)
-
-
-def delete_stale(collection: Collection, source_uri: str, keep_fingerprint: str) -> int:
-    """Delete a document's chunks made from an older version of it."""
-    where = Filter.by_property("source_uri").equal(source_uri) & Filter.by_property("fingerprint").not_equal(
-        keep_fingerprint
-    )
-    return _delete_all(collection, where)
-
-
-def delete_documents(collection: Collection, source_uris: Iterable[str]) -> int:
-    """Delete every chunk of documents that left the corpus."""
-    return sum(_delete_all(collection, Filter.by_property("source_uri").equal(uri)) for uri in source_uris)
-
-
-def _delete_all(collection: Collection, where) -> int:
-    deleted = 0
-    while True:
-        result = collection.data.delete_many(where=where)
-        if result.failed:
-            raise PartialWriteError(f"{result.failed} objects could not be deleted")
-        deleted += result.successful
-        if result.matches == 0 or result.successful == 0:
-            return deleted
+def failure_summary(failed: list[tuple[dict[str, object], str]], total: int) -> PartialWriteError:
+    """The error for objects a write dropped: how many of how many, and the first three with their reasons."""
+    sample = "; ".join(f"{p.get('source_uri')}#{p.get('chunk_index')}: {message}" for p, message in failed[:3])
+    return PartialWriteError(f"{len(failed)} of {total} chunks were not written ({sample})")

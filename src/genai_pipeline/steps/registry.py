@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
 
+from genai_pipeline.clients.context import service_context
 from genai_pipeline.config import get_settings
 from genai_pipeline.steps import contracts as c
 
@@ -99,7 +100,7 @@ def spec(name: str) -> StepSpec:
 
 
 def run_step(name: str, payload: Any) -> Any:
-    """Run one step with settings from the environment: input checked, output checked, JSON out.
+    """Run one step on the configured services (settings from the environment): input checked, output checked.
 
     Ends with one log line: the step, its seconds and the numbers its result carries (counts, seconds, bytes).
     """
@@ -107,7 +108,7 @@ def run_step(name: str, payload: Any) -> Any:
     module, function = entry.target.split(":")
     step = getattr(importlib.import_module(module), function)
     started = time.perf_counter()
-    result = entry.check_output(step(get_settings(), entry.check_input(payload)))
+    result = entry.check_output(step(service_context(get_settings()), entry.check_input(payload)))
     log.info("step %s done in %.2f s: %s", name, time.perf_counter() - started, result_summary(result))
     return result
 

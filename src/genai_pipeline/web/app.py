@@ -21,6 +21,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 
 from genai_pipeline.bounds import Distance, SourcesPerPost
+from genai_pipeline.clients.context import service_context
 from genai_pipeline.config import Settings, get_settings
 from genai_pipeline.steps.generation import GenerationError, read_chunk, write_post
 from genai_pipeline.web.guard import RequestGuard
@@ -53,6 +54,7 @@ def create_app(settings: Settings) -> FastAPI:
         password=page_settings.password.get_secret_value() if page_settings.password else None,
     )
     gen = settings.generation
+    services = service_context(settings)  # one API client and embedder for every request; Weaviate per request
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:
@@ -69,7 +71,7 @@ def create_app(settings: Settings) -> FastAPI:
         """Write one post; a request that cannot be answered is a 400 whose detail says why."""
         try:
             result = write_post(
-                settings,
+                services,
                 request.topic,
                 k=request.k,
                 threshold=request.threshold,
@@ -94,7 +96,7 @@ def create_app(settings: Settings) -> FastAPI:
     def chunk(uri: str = Query(min_length=1), index: int = Query(ge=0)) -> HTMLResponse:
         """One source chunk as a page: its title, section, URI and text; 404 if it is not stored."""
         try:
-            found = read_chunk(settings, uri, index)
+            found = read_chunk(services, uri, index)
         except GenerationError as error:
             return HTMLResponse(_error_page("Source not found", str(error)), status_code=404)
         except _upstream_errors() as error:

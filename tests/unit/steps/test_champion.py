@@ -9,12 +9,10 @@ from functools import cache
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
-from unittest import mock
 
 import numpy as np
-import openai
 import pytest
-from openai.types.chat import ChatCompletion
+from tests.fakes import InMemoryOpenAI, fake_context
 
 from conftest import isolated_settings
 from genai_pipeline.config import PostQualitySettings, ScoreWeights, Settings
@@ -314,18 +312,6 @@ def test_the_shipped_reference_answers_are_cited_and_grounded_and_lose_both_term
     assert bare.score == 0.5 < cited.score
 
 
-def completion(text: str) -> ChatCompletion:
-    return ChatCompletion.model_validate(
-        {
-            "id": "chatcmpl-1",
-            "object": "chat.completion",
-            "created": 0,
-            "model": "m",
-            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
-        }
-    )
-
-
 def test_score_asks_with_the_items_sources_and_records_both_terms_in_the_decision_and_the_champion(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -339,15 +325,12 @@ def test_score_asks_with_the_items_sources_and_records_both_terms_in_the_decisio
     replies = {SECOND: {i.title: i.answer for i in items}, FIRST: {i.title: uncited(i.answer) for i in items}}
     asked: list[list[dict]] = []
 
-    def create(*, model: str, messages: list[dict], **_: Any) -> ChatCompletion:
+    def reply(model: str, messages: list[dict]) -> str:
         asked.append(messages)
-        return completion(replies[model][messages[1]["content"].split("titled: ", 1)[1].split("\n", 1)[0]])
+        return replies[model][messages[1]["content"].split("titled: ", 1)[1].split("\n", 1)[0]]
 
-    client = mock.Mock(spec=openai.OpenAI)
-    client.chat = SimpleNamespace(completions=SimpleNamespace(create=create))
-    monkeypatch.setattr(champion, "make_openai_client", lambda _: client)
-
-    scored = score(settings, ScoreRequest(run_id="manual__1", options={}))
+    context = fake_context(settings, openai=InMemoryOpenAI(reply=reply))
+    scored = score(context, ScoreRequest(run_id="manual__1", options={}))
     assert len(asked) == 2 * len(items)
     for messages, item in zip(asked, items * 2, strict=True):  # asked as generation asks: the sources, fenced
         assert INSTRUCTIONS in messages[1]["content"] and all(s.text in messages[1]["content"] for s in item.sources)
@@ -368,7 +351,7 @@ def test_score_asks_with_the_items_sources_and_records_both_terms_in_the_decisio
         "groundedness": 0.0,
         "answer_token_f1": first["scores"][FIRST]["answer_token_f1"],
     }
-    promote(settings, scored)
+    promote(fake_context(settings), scored)
     current = store.read_json(layout.CHAMPION)
     assert current["scores"]["challenger"]["citation_share"] == 1.0 and current["scores"]["champion"]["score"] == 0.5
     assert current["score_weights"] == record["score_weights"]
@@ -417,7 +400,7 @@ def test_promote_writes_the_current_record_and_one_history_entry_per_promotion(
     first_lineage = write_lineage(store, FIRST, "ftjob-1")
     second_lineage = write_lineage(store, SECOND, "ftjob-2")
 
-    first = promote(settings, scored("no_champion", FIRST, "ftjob-1", champ=None))
+    first = promote(fake_context(settings), scored("no_champion", FIRST, "ftjob-1", champ=None))
     assert (first.decision, first.champion, first.record_key) == ("no_champion", FIRST, layout.CHAMPION)
     current = store.read_json(layout.CHAMPION)
     assert current["model"] == FIRST and current["job_id"] == "ftjob-1"
@@ -428,7 +411,7 @@ def test_promote_writes_the_current_record_and_one_history_entry_per_promotion(
     assert history(store) == [current]
 
     clock.tick()
-    second = promote(settings, scored("challenger_wins", SECOND, "ftjob-2", champ=FIRST))
+    second = promote(fake_context(settings), scored("challenger_wins", SECOND, "ftjob-2", champ=FIRST))
     assert second.champion == SECOND
     current = store.read_json(layout.CHAMPION)
     assert current["model"] == SECOND and current["previous_champion"] == FIRST
@@ -447,8 +430,8 @@ def test_history_is_oldest_first_within_one_second(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(champion, "time", Clock(start=1_700_000_000, step=0).module())
     write_lineage(store, FIRST, "ftjob-1")
     write_lineage(store, SECOND, "ftjob-2")
-    promote(settings, scored("no_champion", SECOND, "ftjob-2", champ=None))
-    promote(settings, scored("challenger_wins", FIRST, "ftjob-1", champ=SECOND))
+    promote(fake_context(settings), scored("no_champion", SECOND, "ftjob-2", champ=None))
+    promote(fake_context(settings), scored("challenger_wins", FIRST, "ftjob-1", champ=SECOND))
     assert [e["model"] for e in history(store)] == [SECOND, FIRST]
 
 
@@ -460,17 +443,17 @@ def test_promote_refuses_a_decision_that_keeps_the_champion(
     store = Store(settings.store)
     write_lineage(store, SECOND, "ftjob-2")
     with pytest.raises(ValueError, match=f"{decision}: the challenger is not promoted"):
-        promote(settings, scored(decision))
+        promote(fake_context(settings), scored(decision))
     assert not store.exists(layout.CHAMPION)
     assert history(store) == []
 
 
 def test_keep_champion_points_at_the_runs_decision_record(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     settings = make_settings(monkeypatch, tmp_path)
-    kept = keep_champion(settings, scored("challenger_loses"))
+    kept = keep_champion(fake_context(settings), scored("challenger_loses"))
     assert (kept.decision, kept.champion) == ("challenger_loses", FIRST)
     assert kept.record_key == layout.decision("manual__2025-01-01T00_00_00_00_00")
-    already = keep_champion(settings, scored("already_champion", FIRST, "ftjob-1", champ=FIRST))
+    already = keep_champion(fake_context(settings), scored("already_champion", FIRST, "ftjob-1", champ=FIRST))
     assert already.champion == FIRST
 
 
@@ -483,7 +466,7 @@ def test_keep_champion_refuses_a_promoting_decision(
     settings = make_settings(monkeypatch, tmp_path)
     decision, champ = case
     with pytest.raises(ValueError, match="must be promoted"):
-        keep_champion(settings, scored(decision, champ=champ))
+        keep_champion(fake_context(settings), scored(decision, champ=champ))
 
 
 # -- the DAG branches ---------------------------------------------------------------------------------------

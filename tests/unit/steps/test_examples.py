@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+from tests.fakes import fake_context
 
 from conftest import example_settings, isolated_settings, write_tree
 from genai_pipeline.config import Settings
@@ -59,9 +60,9 @@ def task(run_key: str, label: str) -> GroupTask:
 
 
 def format_all(settings: Settings, run_id: str) -> list[GroupTask]:
-    tasks = list_groups(settings, RunRequest(run_id=run_id))
+    tasks = list_groups(fake_context(settings), RunRequest(run_id=run_id))
     for item in tasks:
-        format_group(settings, item)
+        format_group(fake_context(settings), item)
     return tasks
 
 
@@ -180,7 +181,7 @@ def test_a_post_with_sources_becomes_generations_prompt_answered_by_its_cited_bo
 ) -> None:
     write_tree(tmp_path / "examples", {**POSTS, "train/short/chunks.txt": SOURCED})
     settings = make_settings(monkeypatch, tmp_path)
-    format_group(settings, task("run-1", "train/short"))
+    format_group(fake_context(settings), task("run-1", "train/short"))
     (row,) = [r for r in rows(settings, "train/short") if r["source"] == "train/short/chunks.txt"]
     post = parse_post(SOURCED.encode(), max_bytes=MAX_BYTES)
     # Generation asks with build_messages(system, group, topic, sources): the example is that, plus the body.
@@ -207,7 +208,7 @@ def test_unusable_files_are_refused_with_a_reason_and_the_rest_of_the_group_is_f
         },
     )
     settings = make_settings(monkeypatch, tmp_path)
-    formatted = format_group(settings, task("run-1", "train/short"))
+    formatted = format_group(fake_context(settings), task("run-1", "train/short"))
     assert (formatted.examples, formatted.rejected) == (2, 4)
 
     stored = manifest(settings, "train/short")
@@ -240,7 +241,7 @@ def test_a_jsonl_files_lines_are_kept_as_written_with_their_own_line_numbers(
         {**POSTS, "train/short/chat.jsonl": f"{good}\n\n   \nnot json at all\r\n{good}\n"},
     )
     settings = make_settings(monkeypatch, tmp_path)
-    formatted = format_group(settings, task("run-1", "train/short"))
+    formatted = format_group(fake_context(settings), task("run-1", "train/short"))
     chat = [r for r in rows(settings, "train/short") if r["source"] == "train/short/chat.jsonl"]
     # Blank lines are dropped but do not shift the numbers; bad lines are kept for the gate to report.
     assert [(r["line"], r["text"]) for r in chat] == [(1, good), (4, "not json at all"), (5, good)]
@@ -254,7 +255,7 @@ def test_a_jsonl_file_that_is_not_utf8_is_refused_naming_the_line(
 ) -> None:
     write_tree(tmp_path / "examples", {**POSTS, "train/short/latin.jsonl": b'{"a": 1}\n{"b": "caf\xe9"}\n'})
     settings = make_settings(monkeypatch, tmp_path)
-    assert format_group(settings, task("run-1", "train/short")).rejected == 1
+    assert format_group(fake_context(settings), task("run-1", "train/short")).rejected == 1
     (item,) = manifest(settings, "train/short")["rejected"]
     assert item["file"] == "train/short/latin.jsonl" and "line 2" in item["reason"]
 
@@ -267,10 +268,10 @@ def test_a_missing_split_folder_raises_naming_it_and_writes_nothing(
     nowhere = tmp_path / "nowhere" / missing
     settings = make_settings(monkeypatch, tmp_path, **{f"PIPELINE_FINE_TUNE__{missing.upper()}_EXAMPLES": str(nowhere)})
     with pytest.raises(ExamplesUnavailableError, match=f"{missing} examples: folder {nowhere} does not exist"):
-        list_groups(settings, RunRequest(run_id="run-1"))
+        list_groups(fake_context(settings), RunRequest(run_id="run-1"))
     label = "train/short" if missing == "train" else "validation/short"
     with pytest.raises(ExamplesUnavailableError, match=str(nowhere)):
-        format_group(settings, task("run-1", label))
+        format_group(fake_context(settings), task("run-1", label))
     assert stored_files(settings) == []
 
 
@@ -280,7 +281,7 @@ def test_a_split_folder_without_group_folders_is_unavailable(monkeypatch: pytest
         monkeypatch, tmp_path, PIPELINE_FINE_TUNE__VALIDATION_EXAMPLES=str(tmp_path / "examples/bare")
     )
     with pytest.raises(ExamplesUnavailableError, match="has no group folders"):
-        list_groups(settings, RunRequest(run_id="run-1"))
+        list_groups(fake_context(settings), RunRequest(run_id="run-1"))
     assert stored_files(settings) == []
 
 
@@ -295,9 +296,9 @@ def test_hidden_files_and_group_folders_are_skipped(monkeypatch: pytest.MonkeyPa
         },
     )
     settings = make_settings(monkeypatch, tmp_path)
-    tasks = list_groups(settings, RunRequest(run_id="run-1"))
+    tasks = list_groups(fake_context(settings), RunRequest(run_id="run-1"))
     assert [t.label for t in tasks] == ["train/long", "train/short", "validation/short"]
-    formatted = format_group(settings, task("run-1", "train/short"))
+    formatted = format_group(fake_context(settings), task("run-1", "train/short"))
     assert (formatted.examples, formatted.rejected) == (2, 0)
     assert [f["file"] for f in manifest(settings, "train/short")["files"]] == [
         "train/short/alpha.txt",
@@ -308,7 +309,7 @@ def test_hidden_files_and_group_folders_are_skipped(monkeypatch: pytest.MonkeyPa
 def test_files_inside_a_hidden_folder_of_a_group_are_skipped(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     write_tree(tmp_path / "examples", {**POSTS, "train/short/.notes/idea.txt": "Idea\nA private note.\n"})
     settings = make_settings(monkeypatch, tmp_path)
-    format_group(settings, task("run-1", "train/short"))
+    format_group(fake_context(settings), task("run-1", "train/short"))
     assert [f["file"] for f in manifest(settings, "train/short")["files"]] == [
         "train/short/alpha.txt",
         "train/short/beta.md",
@@ -321,7 +322,7 @@ def test_list_groups_gives_readable_labels_and_stores_the_runs_list(
     write_tree(tmp_path / "examples", POSTS)
     settings = make_settings(monkeypatch, tmp_path)
     run_id = "manual__2025-01-02T03:04:05+00:00"
-    tasks = list_groups(settings, RunRequest(run_id=run_id))
+    tasks = list_groups(fake_context(settings), RunRequest(run_id=run_id))
     assert [(t.split, t.group, t.label) for t in tasks] == [
         ("train", "long", "train/long"),
         ("train", "short", "train/short"),
@@ -340,7 +341,7 @@ def test_format_report_publishes_this_runs_groups_only(monkeypatch: pytest.Monke
     settings = make_settings(monkeypatch, tmp_path)
     store = Store(settings.store)
     format_all(settings, "run-1")
-    first = format_report(settings, RunRequest(run_id="run-1"))
+    first = format_report(fake_context(settings), RunRequest(run_id="run-1"))
     assert first.groups == ["train/long", "train/short", "validation/short"]
     assert first.examples == {"train": 3, "validation": 1}
     assert first.rejected == [{"file": "train/short/empty.txt", "reason": "empty file"}]
@@ -350,7 +351,7 @@ def test_format_report_publishes_this_runs_groups_only(monkeypatch: pytest.Monke
     (tmp_path / "examples" / "train" / "long" / "gamma.txt").unlink()
     (tmp_path / "examples" / "train" / "long").rmdir()
     format_all(settings, "run-2")
-    second = format_report(settings, RunRequest(run_id="run-2"))
+    second = format_report(fake_context(settings), RunRequest(run_id="run-2"))
     assert second.groups == ["train/short", "validation/short"]
     assert second.examples == {"train": 2, "validation": 1}
     assert store.read_json(layout.FORMATTED_INDEX) == {"run_id": "run-2", "groups": second.groups}
@@ -363,15 +364,15 @@ def test_format_report_refuses_a_group_formatted_by_another_run(
     settings = make_settings(monkeypatch, tmp_path)
     store = Store(settings.store)
     format_all(settings, "run-1")
-    format_report(settings, RunRequest(run_id="run-1"))
+    format_report(fake_context(settings), RunRequest(run_id="run-1"))
 
     # run-2 formats only some of its groups: train/long still holds run-1's output.
-    tasks = list_groups(settings, RunRequest(run_id="run-2"))
+    tasks = list_groups(fake_context(settings), RunRequest(run_id="run-2"))
     for item in tasks:
         if item.label != "train/long":
-            format_group(settings, item)
+            format_group(fake_context(settings), item)
     with pytest.raises(RuntimeError, match="train/long was not formatted by this run"):
-        format_report(settings, RunRequest(run_id="run-2"))
+        format_report(fake_context(settings), RunRequest(run_id="run-2"))
     assert store.read_json(layout.FORMATTED_INDEX)["run_id"] == "run-1"
 
 
@@ -388,7 +389,7 @@ def test_the_shipped_examples_format_without_rejections_and_splits_share_no_file
     assert settings.fine_tune.validation_examples == "package://genai_pipeline/examples/validation"
 
     tasks = format_all(settings, "shipped")
-    summary = format_report(settings, RunRequest(run_id="shipped"))
+    summary = format_report(fake_context(settings), RunRequest(run_id="shipped"))
     assert summary.rejected == []
     assert summary.examples["train"] > 0 and summary.examples["validation"] > 0
     hashes: dict[str, set[str]] = {"train": set(), "validation": set()}

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import bpe_openai
 import pytest
+from tests.fakes import fake_context
 
 from conftest import example_settings, isolated_settings, write_tree
 from genai_pipeline.config import Settings
@@ -73,9 +74,9 @@ def make_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **env: str) -
 def formatted(settings: Settings, run_id: str = "format-1") -> None:
     """Run the formatting steps as the format DAG does: list, each group, report."""
     request = RunRequest(run_id=run_id)
-    for item in list_groups(settings, request):
-        format_group(settings, item)
-    format_report(settings, request)
+    for item in list_groups(fake_context(settings), request):
+        format_group(fake_context(settings), item)
+    format_report(fake_context(settings), request)
 
 
 def prepared(
@@ -103,7 +104,7 @@ def test_every_bad_line_is_reported_with_file_line_and_reason_and_the_valid_ones
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     settings = prepared(monkeypatch, tmp_path)
-    result = evaluate(settings, gate())
+    result = evaluate(fake_context(settings), gate())
     found = [(item["file"], item["line"], item["reason"]) for item in result.invalid]
     lines = "train/short/lines.jsonl"
     expected = [
@@ -155,7 +156,7 @@ def test_a_split_with_nothing_valid_stops_the_run(monkeypatch: pytest.MonkeyPatc
         files["validation/short/lines.jsonl"] = f"{SAME_AS_TRAIN}\n[]\n"
     settings = prepared(monkeypatch, tmp_path, files)
     with pytest.raises(NoValidExamplesError, match=f"no valid {empty} example left"):
-        evaluate(settings, gate())
+        evaluate(fake_context(settings), gate())
     assert files_under(settings, "finetune/datasets") == []
 
 
@@ -192,7 +193,7 @@ def test_estimate_is_price_times_epochs_times_tokens_per_million() -> None:
 
 def test_evaluate_prices_the_training_tokens(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     settings = prepared(monkeypatch, tmp_path)
-    result = evaluate(settings, gate(price=2.5, epochs=4, budget=100.0))
+    result = evaluate(fake_context(settings), gate(price=2.5, epochs=4, budget=100.0))
     store = Store(settings.store)
     train = list(store.iter_jsonl(layout.gate_run("gate-1", "train.jsonl")))
     validation = list(store.iter_jsonl(layout.gate_run("gate-1", "validation.jsonl")))
@@ -205,11 +206,11 @@ def test_evaluate_prices_the_training_tokens(monkeypatch: pytest.MonkeyPatch, tm
 
 def test_within_budget_at_the_boundary(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     settings = prepared(monkeypatch, tmp_path)
-    tokens = evaluate(settings, gate("probe")).billing_tokens
+    tokens = evaluate(fake_context(settings), gate("probe")).billing_tokens
     cost = estimate_usd(tokens, 3, 2.0)
-    assert evaluate(settings, gate("at", budget=cost)).within_budget is True
-    assert evaluate(settings, gate("under", budget=cost - 1e-6)).within_budget is False
-    assert evaluate(settings, gate("free", price=0.0, budget=0.0)).within_budget is True
+    assert evaluate(fake_context(settings), gate("at", budget=cost)).within_budget is True
+    assert evaluate(fake_context(settings), gate("under", budget=cost - 1e-6)).within_budget is False
+    assert evaluate(fake_context(settings), gate("free", price=0.0, budget=0.0)).within_budget is True
 
 
 # -- publishing ---------------------------------------------------------------------------------------------
@@ -217,7 +218,7 @@ def test_within_budget_at_the_boundary(monkeypatch: pytest.MonkeyPatch, tmp_path
 
 def test_evaluate_writes_nothing_under_datasets(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     settings = prepared(monkeypatch, tmp_path)
-    evaluate(settings, gate("manual__2025-01-01T00:00:00+00:00"))
+    evaluate(fake_context(settings), gate("manual__2025-01-01T00:00:00+00:00"))
     assert files_under(settings, "finetune/datasets") == []
     assert files_under(settings, "finetune/gate") == [
         "manual__2025-01-01T00_00_00_00_00/report.json",
@@ -229,15 +230,15 @@ def test_evaluate_writes_nothing_under_datasets(monkeypatch: pytest.MonkeyPatch,
 def test_combine_publishes_a_content_addressed_dataset(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     settings = prepared(monkeypatch, tmp_path)
     store = Store(settings.store)
-    evaluation = evaluate(settings, gate("gate-1"))
-    first = combine(settings, evaluation)
+    evaluation = evaluate(fake_context(settings), gate("gate-1"))
+    first = combine(fake_context(settings), evaluation)
     train, validation = (store.read_bytes(layout.dataset(first.dataset, f"{s}.jsonl")) for s in ("train", "validation"))
     assert first.train_sha256 == sha256(train) and first.validation_sha256 == sha256(validation)
     assert first.dataset == sha256(f"{sha256(train)}:{sha256(validation)}".encode())[:16]
     assert (first.train_examples, first.validation_examples) == (2, 1)
     assert store.read_json(layout.LATEST_DATASET) == {"dataset": first.dataset}
     # combine can run again (an Airflow retry); the next gate run removes these staging copies.
-    assert combine(settings, evaluation) == first
+    assert combine(fake_context(settings), evaluation) == first
 
     manifest = store.read_json(layout.dataset(first.dataset, "manifest.json"))
     source = tmp_path / "examples"
@@ -251,7 +252,7 @@ def test_combine_publishes_a_content_addressed_dataset(monkeypatch: pytest.Monke
     assert (manifest["train_sha256"], manifest["validation_sha256"]) == (first.train_sha256, first.validation_sha256)
 
     # Same input, another run: the same key and bytes.
-    second = combine(settings, evaluate(settings, gate("gate-2")))
+    second = combine(fake_context(settings), evaluate(fake_context(settings), gate("gate-2")))
     assert second.dataset == first.dataset
     assert "gate-1/train.jsonl" not in files_under(settings, "finetune/gate")
     assert "gate-1/report.json" in files_under(settings, "finetune/gate")
@@ -260,7 +261,7 @@ def test_combine_publishes_a_content_addressed_dataset(monkeypatch: pytest.Monke
     # Other content: another key, and the first dataset stays.
     (source / "validation/short/more.txt").write_text("More\nAnother validation post.\n", encoding="utf-8")
     formatted(settings, "format-2")
-    third = combine(settings, evaluate(settings, gate("gate-3")))
+    third = combine(fake_context(settings), evaluate(fake_context(settings), gate("gate-3")))
     assert third.dataset != first.dataset and third.validation_examples == 2
     names = ("manifest.json", "train.jsonl", "validation.jsonl")
     published = [f"{key}/{name}" for key in (first.dataset, third.dataset) for name in names]
@@ -269,14 +270,14 @@ def test_combine_publishes_a_content_addressed_dataset(monkeypatch: pytest.Monke
 
 def test_combine_refuses_a_run_over_budget(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     settings = prepared(monkeypatch, tmp_path)
-    over = evaluate(settings, gate(budget=0.0))
+    over = evaluate(fake_context(settings), gate(budget=0.0))
     assert over.within_budget is False
     with pytest.raises(ValueError, match="within budget"):
-        combine(settings, over)
+        combine(fake_context(settings), over)
     assert files_under(settings, "finetune/datasets") == []
     forged = Evaluation.model_validate({**over.model_dump(), "within_budget": False, "budget_usd": 1e9})
     with pytest.raises(ValueError):
-        combine(settings, forged)
+        combine(fake_context(settings), forged)
 
 
 def test_the_shipped_examples_pass_the_gate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -286,7 +287,7 @@ def test_the_shipped_examples_pass_the_gate(monkeypatch: pytest.MonkeyPatch, tmp
     formatted(settings, "shipped")
     defaults = settings.fine_tune
     result = evaluate(
-        settings,
+        fake_context(settings),
         gate(price=defaults.price_per_million_tokens, epochs=defaults.n_epochs, budget=defaults.budget_usd),
     )
     assert result.invalid == [] and result.within_budget

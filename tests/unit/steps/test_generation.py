@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tests.fakes import fake_context
 
 from genai_pipeline.clients.weaviate import embedding_description, recorded_embedding
 from genai_pipeline.config import Settings
@@ -54,18 +55,18 @@ def test_topics_come_from_the_param_else_the_file_else_the_settings(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     request = TopicsRequest(run_id="manual__1", topics="[]", k=3, threshold=0.7)
-    defaults = [t.topic for t in plan_topics(Settings(), request)]
+    defaults = [t.topic for t in plan_topics(fake_context(Settings()), request)]
     assert defaults == Settings().generation.topics
     topics = tmp_path / "topics.txt"
     topics.write_text("# ideas\nWhy Assets\n\n" + "y" * 600 + "\nRetries\n", encoding="utf-8")
     monkeypatch.setenv("PIPELINE_GENERATION__TOPICS_FILE", str(topics))
-    tasks = plan_topics(Settings(), request)
+    tasks = plan_topics(fake_context(Settings()), request)
     assert [t.topic for t in tasks] == ["Why Assets", "Retries"]  # the oversized one is left out
     assert tasks[0].label.startswith("why-assets-") and tasks[0].k == 3 and tasks[0].threshold == 0.7
     given = TopicsRequest(run_id="manual__1", topics=json.dumps(["Only this"]), k=3, threshold=0.7)
-    assert [t.topic for t in plan_topics(Settings(), given)] == ["Only this"]
+    assert [t.topic for t in plan_topics(fake_context(Settings()), given)] == ["Only this"]
     with pytest.raises(GenerationError, match="no topic to write about"):
-        plan_topics(Settings(), TopicsRequest(run_id="r", topics=["  "], k=3, threshold=0.7))
+        plan_topics(fake_context(Settings()), TopicsRequest(run_id="r", topics=["  "], k=3, threshold=0.7))
 
 
 def test_slugs_are_readable_and_distinct() -> None:
@@ -101,6 +102,7 @@ def test_the_markdown_file_has_front_matter_with_model_template_sources_usage_an
 def test_an_unreachable_weaviate_is_retried_then_named(monkeypatch: pytest.MonkeyPatch) -> None:
     from conftest import free_port
     from genai_pipeline.clients import weaviate as factory
+    from genai_pipeline.clients.context import service_context
     from genai_pipeline.steps.generation import retrieve
 
     monkeypatch.setattr(factory, "CONNECT_BACKOFF_SECONDS", 0.01)
@@ -111,5 +113,5 @@ def test_an_unreachable_weaviate_is_retried_then_named(monkeypatch: pytest.Monke
     monkeypatch.setenv("PIPELINE_WEAVIATE__HTTP_PORT", str(port))
     monkeypatch.setenv("PIPELINE_WEAVIATE__GRPC_PORT", str(free_port()))
     with pytest.raises(factory.WeaviateUnavailable, match=f"127.0.0.1:{port} .* did not answer after 4 attempts"):
-        retrieve(Settings(), "anything", k=3, threshold=0.8, alpha=None)
+        retrieve(service_context(Settings()), "anything", k=3, threshold=0.8, alpha=None)
     assert len(attempts) == factory.CONNECT_ATTEMPTS
