@@ -26,7 +26,7 @@ test: install  ## Unit, DAG, chart and integration tests (starts real Weaviate, 
 
 test-fast: install  ## The everyday loop, about a minute: ruff, unit, DAG and chart tests (no servers)
 	$(UV) run ruff check src dags tests bench
-	$(UV) run pytest -n 2 -m "not integration" tests/unit tests/dags tests/charts
+	$(UV) run pytest -n 2 -m "not integration" tests/unit tests/contracts tests/dags tests/charts
 
 lint: install
 	$(UV) run ruff check src dags tests bench

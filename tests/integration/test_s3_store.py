@@ -19,9 +19,9 @@ import psutil
 import pytest
 from s3fs import S3FileSystem
 from s3fs.utils import FileExpired
-from tests.fakes import fake_context
 
 from conftest import environ, free_port, write_tree
+from fakes import fake_context
 from genai_pipeline.config import Settings, get_settings
 from genai_pipeline.local.s3_server import SERVICE, S3Server, start_s3_server
 from genai_pipeline.local.services import Services
@@ -196,13 +196,15 @@ def test_the_fine_tuning_gate_publishes_a_dataset_in_the_bucket(
     settings = Settings()
     assert settings.store == f"s3://{store.root}"
 
+    ctx = fake_context(settings)
+
     def publish(run: str) -> str:
         request = RunRequest(run_id=f"format-{run}")
-        for group in list_groups(fake_context(settings), request):
-            format_group(fake_context(settings), group)
-        format_report(fake_context(settings), request)
+        for group in list_groups(ctx, request):
+            format_group(ctx, group)
+        format_report(ctx, request)
         gate = GateRequest(run_id=f"gate-{run}", price_per_million_tokens=2.0, n_epochs=1, budget_usd=100.0)
-        return combine(fake_context(settings), evaluate(fake_context(settings), gate)).dataset
+        return combine(ctx, evaluate(ctx, gate)).dataset
 
     first = publish("1")
     assert store.read_json(layout.LATEST_DATASET) == {"dataset": first}

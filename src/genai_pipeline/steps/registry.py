@@ -19,6 +19,7 @@ from pydantic import BaseModel, TypeAdapter
 from genai_pipeline.clients.context import service_context
 from genai_pipeline.config import get_settings
 from genai_pipeline.steps import contracts as c
+from genai_pipeline.steps.context import StepContext
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +100,10 @@ def spec(name: str) -> StepSpec:
     return STEPS[name]
 
 
-def run_step(name: str, payload: Any) -> Any:
-    """Run one step on the configured services (settings from the environment): input checked, output checked.
+def run_step(name: str, payload: Any, context: StepContext | None = None) -> Any:
+    """Run one step, input checked and output checked, on the configured services (settings from the environment).
+
+    Tests pass a context of in-memory services.
 
     Ends with one log line: the step, its seconds and the numbers its result carries (counts, seconds, bytes).
     """
@@ -108,7 +111,8 @@ def run_step(name: str, payload: Any) -> Any:
     module, function = entry.target.split(":")
     step = getattr(importlib.import_module(module), function)
     started = time.perf_counter()
-    result = entry.check_output(step(service_context(get_settings()), entry.check_input(payload)))
+    context = context or service_context(get_settings())
+    result = entry.check_output(step(context, entry.check_input(payload)))
     log.info("step %s done in %.2f s: %s", name, time.perf_counter() - started, result_summary(result))
     return result
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from tests.fakes import InMemoryOpenAI, fake_context
 
 from conftest import isolated_settings
+from fakes import InMemoryOpenAI, fake_context
 from genai_pipeline.config import PostQualitySettings, ScoreWeights, Settings
 from genai_pipeline.orchestration.fine_tune_tasks import budget_branch, champion_branch
 from genai_pipeline.steps import champion

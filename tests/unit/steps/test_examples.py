@@ -7,9 +7,9 @@ import re
 from pathlib import Path
 
 import pytest
-from tests.fakes import fake_context
 
 from conftest import example_settings, isolated_settings, write_tree
+from fakes import fake_context
 from genai_pipeline.config import Settings
 from genai_pipeline.steps import finetune_store as layout
 from genai_pipeline.steps.contracts import GroupTask, RunRequest

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tests.fakes import fake_context
 
+from conftest import isolated_settings, write_tree
+from fakes import InMemoryOpenAI, fake_context
 from genai_pipeline.clients.weaviate import embedding_description, recorded_embedding
 from genai_pipeline.config import Settings
 from genai_pipeline.steps.contracts import TopicsRequest
+from genai_pipeline.steps.finetune_store import CHAMPION
 from genai_pipeline.steps.generation import (
     GenerationError,
     Source,
@@ -19,9 +21,13 @@ from genai_pipeline.steps.generation import (
     dedupe_by_source,
     front_matter,
     plan_topics,
+    read_chunk,
+    retrieve,
     slug,
     to_markdown,
+    write_post,
 )
+from genai_pipeline.steps.registry import run_step
 
 
 def source(uri: str, distance: float, text: str = "Chunks are loaded into Weaviate.", index: int = 0) -> Source:
@@ -103,7 +109,6 @@ def test_an_unreachable_weaviate_is_retried_then_named(monkeypatch: pytest.Monke
     from conftest import free_port
     from genai_pipeline.clients import weaviate as factory
     from genai_pipeline.clients.context import service_context
-    from genai_pipeline.steps.generation import retrieve
 
     monkeypatch.setattr(factory, "CONNECT_BACKOFF_SECONDS", 0.01)
     attempts = []
@@ -115,3 +120,82 @@ def test_an_unreachable_weaviate_is_retried_then_named(monkeypatch: pytest.Monke
     with pytest.raises(factory.WeaviateUnavailable, match=f"127.0.0.1:{port} .* did not answer after 4 attempts"):
         retrieve(service_context(Settings()), "anything", k=3, threshold=0.8, alpha=None)
     assert len(attempts) == factory.CONNECT_ATTEMPTS
+
+
+# -- the steps on the in-memory knowledge base and API -------------------------------------------------------
+
+FACTS = {
+    "ports.md": "# Ports\n\nThe Airflow API server listens on port 8080 inside the cluster.\n",
+    "store.md": "# Store\n\nBulk files of a run live in the shared store under the ingest folder.\n",
+}
+
+
+def ingested(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, api: InMemoryOpenAI | None = None, **env: str):
+    """A context whose knowledge base holds two small documents, loaded by the real steps."""
+    corpus = tmp_path / "kb"
+    write_tree(corpus, FACTS)
+    settings = isolated_settings(monkeypatch, tmp_path, PIPELINE_INGEST__SOURCES=json.dumps({"kb": str(corpus)}), **env)
+    ctx = fake_context(settings, openai=api)
+    run_step("create_schema", {}, ctx)
+    for batch in run_step("plan", {"run_id": "gen"}, ctx):
+        run_step("load", run_step("embed", run_step("chunk", batch, ctx), ctx), ctx)
+    return ctx
+
+
+def test_no_collection_or_an_empty_one_is_a_clear_refusal_with_no_sources(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    api = InMemoryOpenAI()
+    ctx = fake_context(isolated_settings(monkeypatch, tmp_path), openai=api)
+    with pytest.raises(GenerationError, match="does not exist yet: run ingestion first"):
+        retrieve(ctx, "anything", k=3, threshold=0.8, alpha=None)
+    run_step("create_schema", {}, ctx)
+    with pytest.raises(GenerationError, match="is empty: run ingestion first; nothing was invented"):
+        write_post(ctx, "anything", k=3, threshold=0.8, alpha=None, model="unused")
+    assert api.chats == []  # no model was asked
+
+
+def test_a_collection_of_another_embedding_model_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    ctx = ingested(monkeypatch, tmp_path)
+    other = isolated_settings(
+        monkeypatch, tmp_path, PIPELINE_EMBEDDING__PROVIDER="openai", PIPELINE_EMBEDDING__MODEL="text-embedding-3-small"
+    )
+    with ctx.knowledge_base() as kb:
+        elsewhere = fake_context(other, knowledge_base=kb)
+    with pytest.raises(GenerationError, match="built with the embedding model local:all-MiniLM-L6-v2, but this"):
+        retrieve(elsewhere, "anything", k=3, threshold=0.8, alpha=None)
+
+
+def test_a_post_is_written_by_the_champion_from_the_nearest_sources_and_read_by_the_gate(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def reply(model: str, messages: list[dict]) -> str:
+        return (
+            "The Airflow API server listens on port 8080 inside the cluster [1]. "
+            "Bulk files of a run live in the shared store under the ingest folder [2]."
+        )
+
+    api = InMemoryOpenAI(reply=reply)
+    ctx = ingested(monkeypatch, tmp_path, api)
+    with caplog.at_level("WARNING", logger="genai_pipeline.steps.generation"):
+        fallback = write_post(ctx, "Which port does the API server use?", alpha=None, model=None, threshold=1.0)
+    assert fallback["model"] == "SmolLM2-135M-Instruct" and fallback["model_role"] == "fallback"
+    assert "no champion model yet: writing with the fallback SmolLM2-135M-Instruct" in caplog.text
+
+    ctx.store.write_json(CHAMPION, {"model": "ft:SmolLM2-135M-Instruct:pipeline:1"})
+    result = write_post(ctx, "Which port does the API server use?", alpha=None, model=None, k=2, threshold=2.0)
+    assert (result["model"], result["model_role"]) == ("ft:SmolLM2-135M-Instruct:pipeline:1", "champion")
+    assert result["sources"][0]["uri"] == "kb/ports.md" and len(result["sources"]) == 2
+    asked = api.chats[-1]
+    assert asked["model"] == result["model"] and "port 8080" in asked["messages"][1]["content"]
+    assert result["status"] == "published" and result["quality"]["supported_share"] == 1.0
+    assert "port 8080 inside the cluster" in read_chunk(ctx, "kb/ports.md", 0)["text"]
+    with pytest.raises(GenerationError, match=r"no chunk 5 of kb/ports\.md"):
+        read_chunk(ctx, "kb/ports.md", 5)
+
+
+def test_an_invented_post_is_written_for_review_not_published(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    api = InMemoryOpenAI(reply=lambda model, messages: "The API server listens on port 9999 and runs on Mars [1].")
+    ctx = ingested(monkeypatch, tmp_path, api)
+    result = write_post(ctx, "Which port does the API server use?", alpha=None, model=None, threshold=1.0)
+    assert result["status"] == "needs_review" and result["quality"]["supported_share"] == 0.0
