@@ -146,12 +146,10 @@ class Pruned(Descriptor):
     prune_seconds: float = Field(0.0, ge=0)
 
 
-class Summary(Descriptor):
-    """An ingestion run's summary as XCom: counts, and each list cut to its first entries.
+class RunReport(BaseModel):
+    """An ingestion run's report as stored (``reports/ingest/<run_key>.json``): every list whole."""
 
-    ``totals`` gives every list's full length; the stored report (``reports/ingest/<run_key>.json``) has them
-    whole.
-    """
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     run_key: str
     collection: str
@@ -187,6 +185,14 @@ class Summary(Descriptor):
     seconds: float
     docs_per_s: float
     chunks_per_s: float
+
+
+class Summary(RunReport, Descriptor):
+    """An ingestion run's report as XCom: counts, and each list cut to its first entries.
+
+    ``totals`` gives every list's full length; the stored report (:class:`RunReport`) has them whole.
+    """
+
     totals: dict[str, int]
 
 

@@ -36,6 +36,7 @@ from genai_pipeline.steps.contracts import (
     Empty,
     Loaded,
     Pruned,
+    RunReport,
     RunRequest,
     SchemaResult,
     Summary,
@@ -69,6 +70,7 @@ def plan(ctx: StepContext, request: RunRequest) -> list[BatchTask]:
     settings, store = ctx.settings, ctx.store
     started = time.time()
     run_key = layout.run_key_for(request.run_id)
+    run = layout.RunRecord(store, run_key)
     _remove_abandoned_runs(store, run_key)
     store.remove(layout.record(run_key))  # a re-run of the plan starts the run's record over
     remove_old_records(store, keep=settings.ingest.run_records_kept - 1)
@@ -137,7 +139,7 @@ def plan(ctx: StepContext, request: RunRequest) -> list[BatchTask]:
         groups = []
     batches = []
     for index, group in enumerate(groups):
-        store.write_json(layout.batch(run_key, "batches", index, ".json"), [entry.to_dict() for entry in group])
+        run.write_manifest(index, group)
         first = group[0]
         where = first.document.uri + (f" (part {first.part + 1}/{first.parts})" if first.parts > 1 else "")
         batches.append(
@@ -149,35 +151,34 @@ def plan(ctx: StepContext, request: RunRequest) -> list[BatchTask]:
                 label=f"batch {index + 1}/{len(groups)}: {len(group)} docs from {where}"[:200],
             )
         )
-    store.write_json(
-        layout.plan(run_key),
-        {
-            "started_at": started,
-            "plan_seconds": round(time.time() - started, 3),
-            "dry_run": request.options.dry_run,
-            "sources": dict(sources),
-            "documents": len(documents),
-            "changed": len(changed),
-            "unchanged": len(documents) - len(changed),
-            "decoded": sorted(
+    run.write_plan(
+        layout.RunPlan(
+            started_at=started,
+            plan_seconds=round(time.time() - started, 3),
+            dry_run=request.options.dry_run,
+            sources=dict(sources),
+            documents=len(documents),
+            changed=len(changed),
+            unchanged=len(documents) - len(changed),
+            decoded=sorted(
                 ({"uri": d.uri, "encoding": d.encoding} for d in documents if d.encoding != "utf-8"),
                 key=lambda item: item["uri"],
             ),
-            "rejected": rejected,
-            "aliases": aliases,
-            "hidden": hidden,
-            "hard_links": hard_links,
-            "removed": decision.removed,
-            "prune_refused": decision.refused,
-            "unconfigured_sources": decision.unconfigured,
-            "stale": decision.stale,
-            "unavailable_sources": [
+            rejected=rejected,
+            aliases=aliases,
+            hidden=hidden,
+            hard_links=hard_links,
+            removed=decision.removed,
+            prune_refused=decision.refused,
+            unconfigured_sources=decision.unconfigured,
+            stale=decision.stale,
+            unavailable_sources=[
                 {"source": name, "reason": reason, "kept_documents": kept[name]}
                 for name, reason in sorted(unavailable.items())
             ],
-            "batches": len(batches),
-            "model": model,
-        },
+            batches=len(batches),
+            model=model,
+        )
     )
     log.info(
         "plan: %d documents, %d to ingest in %d batches, %d unchanged, %d rejected, %d to remove%s",
@@ -214,8 +215,8 @@ def remove_old_records(store: Store, keep: int) -> None:
     """Keep the records of the ``keep`` most recent runs (by their plan's start); drop the rest."""
     started = {}
     for key in store.keys(layout.RUN_RECORDS):
-        plan_key = layout.plan(key)
-        started[key] = store.read_json(plan_key)["started_at"] if store.exists(plan_key) else 0.0
+        run = layout.RunRecord(store, key)
+        started[key] = run.plan().started_at if run.has_plan() else 0.0
     for key in sorted(started, key=started.__getitem__, reverse=True)[keep:]:
         store.remove(layout.record(key))
 
@@ -224,11 +225,9 @@ def chunk(ctx: StepContext, task: BatchTask) -> Chunked:
     """Chunk every document of a batch with the embedding model's tokenizer, streaming chunks to the store."""
     started = time.perf_counter()
     settings, store = ctx.settings, ctx.store
-    roots: dict[str, str] = store.read_json(layout.plan(task.run_key))["sources"]
-    entries = [
-        planning.BatchEntry(**entry)
-        for entry in store.read_json(layout.batch(task.run_key, "batches", task.batch, ".json"))
-    ]
+    run = layout.RunRecord(store, task.run_key)
+    roots = run.plan().sources
+    entries = run.manifest(task.batch)
     tokens = make_token_counter(settings)
     rejected: list[dict[str, str]] = []
 
@@ -248,7 +247,7 @@ def chunk(ctx: StepContext, task: BatchTask) -> Chunked:
 
     chunks_key = layout.batch(task.run_key, "chunks", task.batch, ".jsonl")
     written = store.write_jsonl(chunks_key, rows())
-    store.write_json(layout.batch(task.run_key, "late", task.batch, ".json"), rejected)
+    run.write_late(task.batch, rejected)
     documents = lineage.bounded(
         (lineage.document(roots, e.document.uri) for e in entries),
         folders=(lineage.location(roots[e.document.source]) for e in entries),
@@ -373,7 +372,7 @@ def load(ctx: StepContext, task: Embedded) -> Loaded:
             [lineage.collection(settings)],
         ),
     )
-    store.write_json(layout.batch(task.run_key, "results", task.batch, ".json"), result.model_dump())
+    layout.RunRecord(store, task.run_key).write_result(result)
     return result
 
 
@@ -381,14 +380,14 @@ def prune(ctx: StepContext, request: RunRequest) -> Pruned:
     """Delete the chunks of documents proven gone, and only once every batch of the run has loaded."""
     started = time.perf_counter()
     store = ctx.store
-    run_key = layout.run_key_for(request.run_id)
-    plan_info = store.read_json(layout.plan(run_key))
-    loaded = len(store.keys(layout.record(run_key, "results")))
-    removed: list[str] = plan_info["removed"]
-    if plan_info["dry_run"]:
+    run = layout.RunRecord(store, layout.run_key_for(request.run_id))
+    plan_info = run.plan()
+    loaded = run.loaded_batches()
+    removed = plan_info.removed
+    if plan_info.dry_run:
         result = Pruned(skipped=f"dry run: {len(removed)} documents would be removed")
-    elif loaded != plan_info["batches"]:
-        result = Pruned(skipped=f"only {loaded} of {plan_info['batches']} batches loaded: nothing is pruned")
+    elif loaded != plan_info.batches:
+        result = Pruned(skipped=f"only {loaded} of {plan_info.batches} batches loaded: nothing is pruned")
     elif not removed:
         result = Pruned()
     else:
@@ -396,7 +395,7 @@ def prune(ctx: StepContext, request: RunRequest) -> Pruned:
             deleted = kb.delete_documents(removed)
         result = Pruned(removed_documents=len(removed), removed_chunks=deleted)
     result = result.model_copy(update={"prune_seconds": round(time.perf_counter() - started, 3)})
-    store.write_json(layout.record(run_key, "pruned.json"), result.model_dump())
+    run.write_pruned(result)
     return result
 
 
@@ -437,83 +436,72 @@ class BatchesFailedError(IngestionError):
 
 def report(ctx: StepContext, request: RunRequest) -> Summary:
     """Summarise the run (also a failed one) and store the summary; the ``cleanup`` teardown drops its files."""
-    settings, store = ctx.settings, ctx.store
+    settings = ctx.settings
     run_key = layout.run_key_for(request.run_id)
-    if not store.exists(layout.plan(run_key)):
+    run = layout.RunRecord(ctx.store, run_key)
+    if not run.has_plan():
         raise IngestionError("the plan step did not finish: nothing was ingested or pruned (see its log)")
-    plan_info = store.read_json(layout.plan(run_key))
-    results = [
-        store.read_json(layout.record(run_key, "results", key)) for key in store.keys(layout.record(run_key, "results"))
-    ]
-    late = [
-        r
-        for key in store.keys(layout.record(run_key, "late"))
-        for r in store.read_json(layout.record(run_key, "late", key))
-    ]
-    loaded_batches = {r["batch"] for r in results}
-    pruned_key = layout.record(run_key, "pruned.json")
-    pruned = (
-        store.read_json(pruned_key) if store.exists(pruned_key) else Pruned(skipped="prune did not run").model_dump()
-    )
-    seconds = max(time.time() - plan_info["started_at"], 1e-9)
-    batch_seconds = [r["chunk_seconds"] + r["embed_seconds"] + r["load_seconds"] for r in results]
-    summary: dict[str, Any] = {
-        "run_key": run_key,
-        "collection": settings.weaviate.collection,
-        "model": plan_info["model"],
-        "dry_run": plan_info["dry_run"],
-        "documents": plan_info["documents"],
-        "ingested": 0 if plan_info["dry_run"] else plan_info["changed"] - len(late),
-        "to_ingest": plan_info["changed"],
-        "skipped_unchanged": plan_info["unchanged"],
-        "rejected": plan_info["rejected"] + late,
-        "decoded": plan_info["decoded"],
-        "symlinks_skipped": len(plan_info["aliases"]),
-        "hidden_skipped": plan_info["hidden"],
-        "hard_links": plan_info["hard_links"],
-        "unavailable_sources": plan_info["unavailable_sources"],
-        "unconfigured_sources": plan_info["unconfigured_sources"],
-        "stale": plan_info["stale"],
-        "removed": plan_info["removed"],
-        "prune_refused": plan_info["prune_refused"],
-        "prune_skipped": pruned["skipped"],
-        "removed_documents": pruned["removed_documents"],
-        "removed_chunks": pruned["removed_chunks"],
-        "batches": plan_info["batches"],
-        "failed_batches": sorted(set(range(plan_info["batches"])) - loaded_batches),
-        "chunks": sum(r["written"] for r in results),
-        "stale_chunks_deleted": sum(r["stale_deleted"] for r in results),
-        "embed_calls": sum(r["embed_calls"] for r in results),
-        "embed_seconds": round(sum(r["embed_seconds"] for r in results), 3),
-        "step_seconds": {
-            "plan": plan_info["plan_seconds"],
-            "chunk": round(sum(r["chunk_seconds"] for r in results), 3),
-            "embed": round(sum(r["embed_seconds"] for r in results), 3),
-            "load": round(sum(r["load_seconds"] for r in results), 3),
-            "prune": pruned["prune_seconds"],
+    plan_info, results, late, pruned = run.plan(), run.results(), run.late(), run.pruned()
+    seconds = max(time.time() - plan_info.started_at, 1e-9)
+    batch_seconds = [r.chunk_seconds + r.embed_seconds + r.load_seconds for r in results]
+    ingested = 0 if plan_info.dry_run else plan_info.changed - len(late)
+    chunks = sum(r.written for r in results)
+    summary = RunReport(
+        run_key=run_key,
+        collection=settings.weaviate.collection,
+        model=plan_info.model,
+        dry_run=plan_info.dry_run,
+        documents=plan_info.documents,
+        ingested=ingested,
+        to_ingest=plan_info.changed,
+        skipped_unchanged=plan_info.unchanged,
+        rejected=plan_info.rejected + late,
+        decoded=plan_info.decoded,
+        symlinks_skipped=len(plan_info.aliases),
+        hidden_skipped=plan_info.hidden,
+        hard_links=plan_info.hard_links,
+        unavailable_sources=plan_info.unavailable_sources,
+        unconfigured_sources=plan_info.unconfigured_sources,
+        stale=plan_info.stale,
+        removed=plan_info.removed,
+        prune_refused=plan_info.prune_refused,
+        prune_skipped=pruned.skipped,
+        removed_documents=pruned.removed_documents,
+        removed_chunks=pruned.removed_chunks,
+        batches=plan_info.batches,
+        failed_batches=sorted(set(range(plan_info.batches)) - {r.batch for r in results}),
+        chunks=chunks,
+        stale_chunks_deleted=sum(r.stale_deleted for r in results),
+        embed_calls=sum(r.embed_calls for r in results),
+        embed_seconds=round(sum(r.embed_seconds for r in results), 3),
+        step_seconds={
+            "plan": plan_info.plan_seconds,
+            "chunk": round(sum(r.chunk_seconds for r in results), 3),
+            "embed": round(sum(r.embed_seconds for r in results), 3),
+            "load": round(sum(r.load_seconds for r in results), 3),
+            "prune": pruned.prune_seconds,
         },
-        "longest_batch_seconds": round(max(batch_seconds, default=0.0), 3),
-        "mean_batch_seconds": round(sum(batch_seconds) / len(batch_seconds), 3) if batch_seconds else 0.0,
-        "seconds": round(seconds, 3),
-    }
-    summary["docs_per_s"] = round(summary["ingested"] / seconds, 2)
-    summary["chunks_per_s"] = round(summary["chunks"] / seconds, 2)
-    store.write_json(layout.report(run_key), summary)
-    store.write_json(layout.LATEST_REPORT, summary)
-    if not summary["dry_run"]:  # a dry run shows what a run would refuse or fail on, and succeeds
+        longest_batch_seconds=round(max(batch_seconds, default=0.0), 3),
+        mean_batch_seconds=round(sum(batch_seconds) / len(batch_seconds), 3) if batch_seconds else 0.0,
+        seconds=round(seconds, 3),
+        docs_per_s=round(ingested / seconds, 2),
+        chunks_per_s=round(chunks / seconds, 2),
+    )
+    run.write_report(summary)
+    if not summary.dry_run:  # a dry run shows what a run would refuse or fail on, and succeeds
         _raise_for(summary, settings)
     return capped_summary(summary)
 
 
-def _raise_for(summary: dict[str, Any], settings: Settings) -> None:
+def _raise_for(summary: RunReport, settings: Settings) -> None:
     """Raise for what must fail the run, naming every cause and what to do about it."""
     problems: list[tuple[type[IngestionError], str]] = []
-    if summary["failed_batches"]:
+    if summary.failed_batches:
         problems.append(
             (
                 BatchesFailedError,
-                f"{len(summary['failed_batches'])} of {summary['batches']} batches did not load "
-                f"(batches {summary['failed_batches'][:10]}): nothing was pruned; the next run ingests them",
+                f"{len(summary.failed_batches)} of {summary.batches} batches did not load "
+                f"(batches {summary.failed_batches[:10]}): nothing was pruned; the next run ingests them",
             )
         )
     problems.extend(
@@ -522,7 +510,7 @@ def _raise_for(summary: dict[str, Any], settings: Settings) -> None:
             f"source {u['source']!r} gave no documents ({u['reason']}): its {u['kept_documents']} stored documents "
             "were kept; restore the source, or drop it from the sources and prune it with --prune-removed-sources",
         )
-        for u in summary["unavailable_sources"]
+        for u in summary.unavailable_sources
     )
     problems.extend(
         (
@@ -531,25 +519,25 @@ def _raise_for(summary: dict[str, Any], settings: Settings) -> None:
             f"({r['share']:.0%}, over the {settings.ingest.max_prune_share:.0%} guard): none were deleted; "
             "if they really are gone, run again with --allow-mass-prune (conf allow_mass_prune)",
         )
-        for r in summary["prune_refused"]
+        for r in summary.prune_refused
     )
-    if settings.ingest.fail_on_rejected and summary["rejected"]:
+    if settings.ingest.fail_on_rejected and summary.rejected:
         problems.append(
             (
                 RejectedDocumentsError,
-                f"{len(summary['rejected'])} documents rejected (fail_on_rejected is set): "
-                + "; ".join(f"{r['uri']}: {r['reason']}" for r in summary["rejected"][:5]),
+                f"{len(summary.rejected)} documents rejected (fail_on_rejected is set): "
+                + "; ".join(f"{r['uri']}: {r['reason']}" for r in summary.rejected[:5]),
             )
         )
     if problems:
         raise problems[0][0]("; ".join(message for _, message in problems))
 
 
-def capped_summary(summary: dict[str, Any]) -> Summary:
-    """The summary for XCom: each list cut to its first entries, with every list's full length.
+def capped_summary(report: RunReport) -> Summary:
+    """The report for XCom: each list cut to its first entries, with every list's full length.
 
     The stored report keeps every entry; thousands of bad files must not become one huge XCom value.
     """
-    capped = {key: value[:XCOM_LIST_CAP] if key in _LISTS else value for key, value in summary.items()}
-    capped["totals"] = {key: len(summary[key]) for key in _LISTS}
-    return Summary(**capped)
+    whole = report.model_dump()
+    capped = {key: value[:XCOM_LIST_CAP] if key in _LISTS else value for key, value in whole.items()}
+    return Summary(**capped, totals={key: len(whole[key]) for key in _LISTS})
