@@ -21,7 +21,13 @@ import sys
 import time
 from pathlib import Path
 
-IMAGES = ("chunk", "embed", "finetune", "generate", "model-server", "airflow", "weaviate", "xcom-sidecar")
+REPO = Path(__file__).resolve().parents[1]
+# The project's one image list (images/images.tsv).
+IMAGES = tuple(
+    subprocess.run(
+        ["bash", str(REPO / "images" / "list.sh"), "names"], capture_output=True, text=True, check=True
+    ).stdout.split()
+)
 BASE_IMAGE = "genai-pipeline/base:bookworm"
 STARTUP_COMMAND = ("python", "-c", "import genai_pipeline.steps.ingest")
 HARDENED = ("--rm", "--read-only", "--tmpfs", "/tmp", "--user", "10001:10001", "--network", "none")
@@ -121,7 +127,7 @@ def _yes_no(value: bool | None) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Parse options, measure, print."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("images", nargs="*", default=list(IMAGES), help="image names (default: all step images)")
+    parser.add_argument("images", nargs="*", default=list(IMAGES), help="image names (default: images/images.tsv)")
     parser.add_argument("--registry", default="genai-pipeline")
     parser.add_argument("--tag", help="default: the content tag images/tag.sh prints for this tree")
     parser.add_argument("--base", default=BASE_IMAGE, help="base image the sizes are compared with")
@@ -133,9 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     tag = (
         args.tag
-        or subprocess.run(
-            ["bash", str(Path(__file__).resolve().parents[1] / "images" / "tag.sh")], capture_output=True, text=True
-        ).stdout.strip()
+        or subprocess.run(["bash", str(REPO / "images" / "tag.sh")], capture_output=True, text=True).stdout.strip()
     )
     rows = measure(args.registry, tag, args.images, args.base, args.startup)
     print(json.dumps(rows, indent=2) if args.json else table(rows))

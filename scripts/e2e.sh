@@ -2,8 +2,8 @@
 # `make e2e`: the pipeline in kubernetes mode on a real single-node cluster, end to end.
 #
 #   1. cluster   scripts/cluster/cluster.sh up (Kubernetes 1.34 from the Go module proxy, cached)
-#   2. images    images/build.sh for chunk embed finetune generate airflow weaviate postgres xcom-sidecar, tagged with the content
-#                hash images/tag.sh prints, then imported into the node's containerd
+#   2. images    images/build.sh for the images images/images.tsv marks e2e (only those missing), tagged with the
+#                content hash images/tag.sh prints, then imported into the node's containerd (only those it lacks)
 #   3. deploy    the restricted namespace, hostPath-backed volumes, the project chart with helm
 #                (k8s/e2e/values.yaml + images.tag; the official Airflow and Weaviate charts cannot be fetched
 #                here, so both dependencies are off and the chart is installed from a copy without its
@@ -31,7 +31,7 @@ E2E_DIR="$PIPELINE_HOME/e2e"
 LOGS="$E2E_DIR/logs"
 NAMESPACE=genai-pipeline
 VOLUMES=/var/lib/genai-pipeline-node/volumes
-IMAGES=(xcom-sidecar chunk embed finetune generate airflow weaviate postgres)
+mapfile -t IMAGES < <(bash images/list.sh names e2e)
 # The local model server runs on the host for the fine-tuning path; pods and the triggerer reach it at the
 # bridge address (k8s/e2e/values.yaml: openai.base_url). A small step cap keeps the CPU job short.
 MODEL_SERVER_HOME="$E2E_DIR/model-server"

@@ -3,7 +3,8 @@
 #
 #   scripts/kind.sh up       kind cluster from k8s/kind/cluster.yaml (UIs mapped to localhost:8080 and :8090),
 #                            the restricted namespace, the shared store's hostPath volume
-#   scripts/kind.sh deploy   build the images (images/build.sh, one content-hash tag), `kind load` them,
+#   scripts/kind.sh deploy   build the images images/images.tsv marks kind (images/build.sh, one content-hash
+#                            tag; only those missing), `kind load` them,
 #                            the Secret (kept if it exists), `helm dependency build`, `helm upgrade --install`
 #                            with k8s/kind/values-kind.yaml, then `helm test`
 #   scripts/kind.sh down     delete the cluster
@@ -21,7 +22,7 @@ NAME=genai-pipeline
 NAMESPACE=genai-pipeline
 CONTEXT="kind-$NAME"
 SECRET=genai-pipeline-secrets
-IMAGES=(xcom-sidecar chunk embed finetune generate model-server airflow)
+mapfile -t IMAGES < <(bash images/list.sh names kind)
 HELM="${HELM:-helm}"
 
 log() { printf '[kind] %s\n' "$*" >&2; }

@@ -4,8 +4,9 @@
 #   scripts/cluster/cluster.sh up       build (once) and start every component, wait for a Ready node
 #   scripts/cluster/cluster.sh down     stop everything this script started and remove the node's state
 #   scripts/cluster/cluster.sh status   what runs, and where its log is
-#   scripts/cluster/cluster.sh import IMAGE...   docker save | ctr import, skipped when containerd has it; the
-#                                                repository's other tags are removed from the node
+#   scripts/cluster/cluster.sh import IMAGE...   docker save | ctr import, skipped when containerd has that
+#                                                image (same config digest as Docker's id); the repository's
+#                                                other tags are removed from the node
 #
 # What runs, all as host processes (the way Kubernetes' own hack/local-up-cluster.sh does it):
 #   containerd (Debian's, a second instance with its CRI plugin on, beside dockerd's), etcd,
@@ -210,20 +211,36 @@ PY
     wait_for containerd 30 ctr -a "$CONTAINERD_SOCK" version
 }
 
-# import_images IMAGE...: docker save | ctr import into the k8s.io namespace, unless containerd has that id.
+# node_has IMAGE ID: whether the node's containerd holds IMAGE (as docker.io/IMAGE) built from the same config
+# as Docker's image ID. It asks the node itself, whose images outlive a `down` (KEEP_IMAGES=1), so the answer
+# holds whichever checkout, PIPELINE_HOME or clean clone imports next. (A stamp under $PIPELINE_HOME did not:
+# each new checkout or `make clean` lost it and the import ran again, though the node still had every image.)
+node_has() {
+    local digest document
+    digest=$(ctr -a "$CONTAINERD_SOCK" -n k8s.io images ls "name==docker.io/$1" 2>/dev/null | awk 'NR == 2 { print $3 }')
+    # The listed digest is the manifest's (Docker's own save), or an index's whose first manifest is the image.
+    for _ in 1 2; do
+        [[ -n "$digest" ]] || return 1
+        document=$(ctr -a "$CONTAINERD_SOCK" -n k8s.io content get "$digest" 2>/dev/null) || return 1
+        digest=$(python3 -c 'import json, sys
+document = json.load(sys.stdin)
+print(document["config"]["digest"] if "config" in document else "index " + document["manifests"][0]["digest"])' <<<"$document") || return 1
+        [[ $digest == index\ * ]] || break
+        digest=${digest#index }
+    done
+    [[ "$digest" == "$2" ]]
+}
+
+# import_images IMAGE...: docker save | ctr import into the k8s.io namespace, unless the node has that image.
 import_images() {
-    local image id stamp listed
+    local image id
     for image in "$@"; do
         id=$(docker image inspect --format '{{.Id}}' "$image") || die "no local image $image"
-        stamp="$RUN/images/${image//\//_}"
-        listed=$(ctr -a "$CONTAINERD_SOCK" -n k8s.io images ls -q "name==docker.io/$image" 2>/dev/null || true)
-        if [[ -n "$listed" && -f "$stamp" && "$(cat "$stamp")" == "$id" ]]; then
+        if node_has "$image" "$id"; then
             continue
         fi
         log "importing $image into the node's containerd"
         docker save "$image" | ctr -a "$CONTAINERD_SOCK" -n k8s.io images import --no-unpack=false - >/dev/null
-        mkdir -p "$RUN/images"
-        echo "$id" >"$stamp"
         # The other tags of this repository: the node keeps its images across restarts, so without this every
         # build's tag stays on its disk. (A running container keeps its snapshot until it ends.)
         ctr -a "$CONTAINERD_SOCK" -n k8s.io images ls -q | grep "^docker.io/${image%:*}:" | grep -vxF "docker.io/$image" \
@@ -392,7 +409,7 @@ cmd_down() {
         # Imported images stay (a warm start skips the import); everything else goes.
         rm -rf "$NODE_ROOT/etcd" "$NODE_ROOT/kubelet" /var/lib/cni/networks/genai-pipeline
     else
-        rm -rf "$NODE_ROOT" "$RUN/images" /var/lib/cni/networks/genai-pipeline
+        rm -rf "$NODE_ROOT" /var/lib/cni/networks/genai-pipeline
     fi
     rm -rf /run/genai-pipeline/containerd-state
     log "cluster stopped (logs kept in $LOGS)"

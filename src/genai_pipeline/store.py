@@ -13,11 +13,13 @@ import json
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import fsspec
-import numpy as np
 from fsspec.implementations.local import LocalFileSystem
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def is_local(url: str) -> bool:
@@ -127,12 +129,16 @@ class Store:
 
     def write_array(self, key: str, array: np.ndarray) -> str:
         """Store a NumPy array (vectors) in ``.npy`` form."""
+        import numpy as np  # only the images whose steps handle vectors carry NumPy
+
         buffer = io.BytesIO()
         np.save(buffer, array, allow_pickle=False)
         return self.write_bytes(key, buffer.getvalue())
 
     def read_array(self, key: str) -> np.ndarray:
         """Load an array written by :meth:`write_array`."""
+        import numpy as np
+
         return np.load(io.BytesIO(self.read_bytes(key)), allow_pickle=False)
 
     def exists(self, key: str) -> bool:

@@ -117,11 +117,12 @@ def test_same_dag_files_produce_pods_in_cluster_mode() -> None:
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
     tasks = json.loads(out.stdout.strip().splitlines()[-1])
     assert tasks["ingest_batch.embed"][1] == "genai-pipeline/embed:3f2a9c0d1b7e"
-    assert tasks["ingest_batch.chunk"][1] == tasks["ingest_batch.load"][1] == "genai-pipeline/chunk:3f2a9c0d1b7e"
+    assert tasks["ingest_batch.chunk"][1] == "genai-pipeline/chunk:3f2a9c0d1b7e"
+    assert tasks["ingest_batch.load"][1] == "genai-pipeline/control:3f2a9c0d1b7e"
     # Every task that touches Weaviate or the store is a pod: no Airflow process needs to reach either.
     steps = {k: v for k, v in tasks.items() if not k.startswith(("fine_tune.wait", "champion_challenger.decide"))}
     assert {kind for kind, _ in steps.values()} == {"_KubernetesDecoratedOperator"}
-    assert tasks["fine_tune.submit_fine_tune"][1] == "genai-pipeline/finetune:3f2a9c0d1b7e"
+    assert tasks["fine_tune.submit_fine_tune"][1] == "genai-pipeline/finetune-submit:3f2a9c0d1b7e"
     assert tasks["champion_challenger.score_models"][1] == "genai-pipeline/generate:3f2a9c0d1b7e"
     assert tasks["generate_content.generate_post"][1] == "genai-pipeline/generate:3f2a9c0d1b7e"
     # The wait is no pod: the triggerer polls the job.

@@ -10,9 +10,7 @@ import threading
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Protocol
-
-import numpy as np
+from typing import TYPE_CHECKING, Protocol
 
 from genai_pipeline.config import EmbeddingProvider, Settings
 from genai_pipeline.models.packaged import (
@@ -24,6 +22,9 @@ from genai_pipeline.models.packaged import (
     embedding_model_dir,
 )
 from genai_pipeline.models.tokens import HuggingFaceTokens, TiktokenTokens, TokenSpans
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class Embedder(Protocol):
@@ -68,6 +69,8 @@ class LocalEmbedder:
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Sort by length so each padded batch wastes little, then restore the caller's order."""
+        import numpy as np  # imported by the embedders only: chunking counts tokens without it
+
         if not texts:
             return np.zeros((0, self.dimensions), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
@@ -102,6 +105,8 @@ class OpenAIEmbedder:
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed in request-sized slices; the response's ``index`` fixes the order."""
+        import numpy as np
+
         rows: list[np.ndarray] = []
         for offset in range(0, len(texts), self._batch_size):
             batch = list(texts[offset : offset + self._batch_size])

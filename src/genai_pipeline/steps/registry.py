@@ -51,17 +51,19 @@ def _plain(value: Any) -> Any:
     return value
 
 
-# Light steps share the chunk image (no model).
+# Ingestion: chunking in the tokenizer-only chunk image, embedding in the embed image (onnxruntime, the model),
+# the Weaviate-facing steps in the control image (weaviate-client, gRPC; no tokenizer, no model).
 STEPS: dict[str, StepSpec] = {
-    "create_schema": StepSpec("genai_pipeline.steps.ingest:create_schema", "chunk", c.Empty, c.SchemaResult),
-    "plan": StepSpec("genai_pipeline.steps.ingest:plan", "chunk", c.RunRequest, list[c.BatchTask]),
+    "create_schema": StepSpec("genai_pipeline.steps.ingest:create_schema", "control", c.Empty, c.SchemaResult),
+    "plan": StepSpec("genai_pipeline.steps.ingest:plan", "control", c.RunRequest, list[c.BatchTask]),
     "chunk": StepSpec("genai_pipeline.steps.ingest:chunk", "chunk", c.BatchTask, c.Chunked),
     "embed": StepSpec("genai_pipeline.steps.ingest:embed", "embed", c.Chunked, c.Embedded),
-    "load": StepSpec("genai_pipeline.steps.ingest:load", "chunk", c.Embedded, c.Loaded),
-    "prune": StepSpec("genai_pipeline.steps.ingest:prune", "chunk", c.RunRequest, c.Pruned),
-    "report": StepSpec("genai_pipeline.steps.ingest:report", "chunk", c.RunRequest, c.Summary),
-    "cleanup": StepSpec("genai_pipeline.steps.ingest:cleanup", "chunk", c.RunRequest, c.Cleaned),
-    # Fine-tuning data, submission and results: the finetune image (API client, tokenizer, plot; no torch).
+    "load": StepSpec("genai_pipeline.steps.ingest:load", "control", c.Embedded, c.Loaded),
+    "prune": StepSpec("genai_pipeline.steps.ingest:prune", "control", c.RunRequest, c.Pruned),
+    "report": StepSpec("genai_pipeline.steps.ingest:report", "control", c.RunRequest, c.Summary),
+    "cleanup": StepSpec("genai_pipeline.steps.ingest:cleanup", "control", c.RunRequest, c.Cleaned),
+    # Fine-tuning data and results: the finetune image (BPE token counts, the loss plot, the API client); the
+    # submission alone in the API-only finetune-submit image (openai, pydantic, the store).
     "list_example_groups": StepSpec(
         "genai_pipeline.steps.examples:list_groups", "finetune", c.RunRequest, list[c.GroupTask]
     ),
@@ -69,7 +71,9 @@ STEPS: dict[str, StepSpec] = {
     "format_report": StepSpec("genai_pipeline.steps.examples:format_report", "finetune", c.RunRequest, c.FormatSummary),
     "evaluate_examples": StepSpec("genai_pipeline.steps.gate:evaluate", "finetune", c.GateRequest, c.Evaluation),
     "combine_examples": StepSpec("genai_pipeline.steps.gate:combine", "finetune", c.Evaluation, c.Dataset),
-    "submit_fine_tune": StepSpec("genai_pipeline.steps.finetune:submit", "finetune", c.SubmitRequest, c.Submitted),
+    "submit_fine_tune": StepSpec(
+        "genai_pipeline.steps.finetune:submit", "finetune-submit", c.SubmitRequest, c.Submitted
+    ),
     "fine_tune_results": StepSpec("genai_pipeline.steps.finetune:results", "finetune", c.Submitted, c.Challenger),
     # Scoring asks models for answers: the generate image (chat completions client).
     "score_models": StepSpec("genai_pipeline.steps.champion:score", "generate", c.ScoreRequest, c.Scored),

@@ -16,7 +16,7 @@ def test_cluster_mode_runs_the_step_in_its_image(cluster_settings: Settings) -> 
     embed = operator_for("embed", cluster_settings)
     load = operator_for("load", cluster_settings)
     assert embed.image == "registry.local/genai/embed:1.2.3"
-    assert load.image == "registry.local/genai/chunk:1.2.3"
+    assert load.image == "registry.local/genai/control:1.2.3"
     assert embed.namespace == "pipeline-ns"
     assert embed.do_xcom_push is True  # the provider's default would drop the step's result
     assert embed.op_kwargs["step"] == "embed"
