@@ -214,14 +214,17 @@ import json
 from pathlib import Path
 import genai_pipeline
 from genai_pipeline.steps.documents import scan_source
+from genai_pipeline.steps.ingest_store import RunPlan, RunRecord
 from genai_pipeline.steps.planning import cut_batches
 from genai_pipeline.store import Store
 kb = Path(genai_pipeline.__file__).parent / "sample_kb"
 docs = scan_source("pipeline-docs", str(kb), max_bytes=2_000_000).documents
 (batch,) = cut_batches([(d, "verify") for d in docs], max_bytes=10**9, max_docs=10**6)
-store = Store("/data")
-store.write_json("ingest/verify/plan.json", {"sources": {"pipeline-docs": str(kb)}})
-store.write_json("ingest/verify/batches/00000.json", [e.to_dict() for e in batch])
+run = RunRecord(Store("/data"), "verify")
+lists = ("decoded", "rejected", "aliases", "hidden", "hard_links", "removed", "prune_refused", "stale", "unavailable_sources")
+run.write_plan(RunPlan(started_at=0, plan_seconds=0, dry_run=False, sources={"pipeline-docs": str(kb)}, documents=len(docs),
+                       changed=len(docs), unchanged=0, unconfigured_sources={}, batches=1, model="verify", **{k: [] for k in lists}))
+run.write_manifest(0, batch)
 print(json.dumps({"run_key": "verify", "batch": 0, "docs": len(batch), "bytes": sum(e.size for e in batch), "label": "verify"}))
 PY
 )

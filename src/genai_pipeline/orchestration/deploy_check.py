@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from genai_pipeline.config import Settings, get_settings
 
-# The image every step pod of this check would use: the smallest step image.
+# The step whose pod this check asks admission about (a dry run: no image is pulled).
 PROBE_STEP = "chunk"
 
 
