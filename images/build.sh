@@ -199,15 +199,19 @@ for image in "${images[@]}"; do
     ctx="$BUILD_DIR/context/$image"
     ref="$REGISTRY/$image:$TAG"
     case $image in
-        weaviate | postgres)
+        weaviate | postgres | s3-gateway)
             # On the runtime image, with a context of their own: weaviate the server binary at the settings'
-            # pinned version (`go install`, once per machine); postgres its start script (the Dockerfile installs
-            # Debian's PostgreSQL).
+            # pinned version and s3-gateway the pinned versitygw (`go install`, once per machine); postgres its
+            # start script (the Dockerfile installs Debian's PostgreSQL).
             rm -rf "$ctx" && mkdir -p "$ctx"
             if [[ $image == weaviate ]]; then
                 server=$(cd "$REPO" && uv run --frozen python -c \
                     "from genai_pipeline.config import Settings; from genai_pipeline.local.weaviate_server import ensure_binary; print(ensure_binary(Settings()))")
                 cp "$server" "$ctx/weaviate-server"
+            elif [[ $image == s3-gateway ]]; then
+                server=$(cd "$REPO" && uv run --frozen python -c \
+                    "from genai_pipeline.config import Settings; from genai_pipeline.local.go_tools import ensure_versitygw; print(ensure_versitygw(Settings().cache_dir))")
+                cp "$server" "$ctx/versitygw"
             else
                 cp "$REPO/images/postgres/entrypoint.sh" "$ctx/"
             fi

@@ -14,7 +14,8 @@
 #   4. test      pytest tests/e2e: REST-triggered, Asset-chained ingestion whose every step is a pod;
 #                counts against embedded mode; a re-run with 0 embedding calls; a deleted embed pod retried;
 #                the fine-tuning chain (format, gate, submission as a finetune pod, deferred wait, results,
-#                scoring as a generate pod) against the local model server on the host
+#                scoring as a generate pod) against the local model server on the host; last, one ingestion
+#                with the store on S3 (k8s/e2e/s3-gateway.yaml) and no shared claim mounted
 #   5. teardown  always, also on failure: every pod's and component's log is kept under
 #                $PIPELINE_HOME/e2e/logs (printed on failure), then the cluster goes down
 #
@@ -93,14 +94,23 @@ finish() {
 kctl() { "$KUBECTL" --kubeconfig "$KUBECONFIG" "$@"; }
 
 deploy() {
-    local helm chart
+    local helm chart line
     helm=$(uv run --frozen python -c 'from genai_pipeline.config import Settings; from genai_pipeline.local.go_tools import ensure_helm; print(ensure_helm(Settings().cache_dir))')
     chart=$(uv run --frozen python -m genai_pipeline.local.offline_chart "$E2E_DIR")
     KUBECTL="$KUBECTL" bash scripts/cluster/prepare.sh --fresh
     # The clients' one key setting (docs/deploy.md), the key the host's model server asks for.
-    kctl -n "$NAMESPACE" delete secret genai-pipeline-secrets --ignore-not-found >/dev/null
+    # The S3 gateway's root credentials, random per run; the pods get them as botocore reads them (docs/deploy.md,
+    # "The store on S3"), and the test reads them from a file only this user can read.
+    (umask 077 && printf 'AWS_ACCESS_KEY_ID=%s\nAWS_SECRET_ACCESS_KEY=%s\nAWS_ENDPOINT_URL=http://10.0.0.90:7070\nAWS_DEFAULT_REGION=us-east-1\n' \
+        "$(openssl rand -hex 10)" "$(openssl rand -hex 24)" >"$E2E_S3_ENV")
+    kctl -n "$NAMESPACE" delete secret genai-pipeline-secrets genai-e2e-s3 --ignore-not-found >/dev/null
+    kctl -n "$NAMESPACE" create secret generic genai-e2e-s3 \
+        --from-literal=access-key="$(sed -n 's/^AWS_ACCESS_KEY_ID=//p' "$E2E_S3_ENV")" \
+        --from-literal=secret-key="$(sed -n 's/^AWS_SECRET_ACCESS_KEY=//p' "$E2E_S3_ENV")" >/dev/null
+    local aws=()
+    while IFS= read -r line; do aws+=(--from-literal="$line"); done <"$E2E_S3_ENV"
     kctl -n "$NAMESPACE" create secret generic genai-pipeline-secrets \
-        --from-file=PIPELINE_OPENAI__API_KEY="$MODEL_SERVER_HOME/api-key" >/dev/null
+        --from-file=PIPELINE_OPENAI__API_KEY="$MODEL_SERVER_HOME/api-key" "${aws[@]}" >/dev/null
     "$helm" upgrade --install genai-pipeline "$chart" --namespace "$NAMESPACE" \
         --kubeconfig "$KUBECONFIG" -f k8s/e2e/values.yaml --set "images.tag=$TAG" --wait --timeout 5m >/dev/null
     overlay "$E2E_OVERLAY"
@@ -109,6 +119,7 @@ deploy() {
     kctl rollout status -n "$NAMESPACE" statefulset/genai-airflow-postgresql --timeout=300s
     kctl wait -n "$NAMESPACE" --for=condition=complete job/genai-airflow-run-airflow-migrations --timeout=300s
     kctl rollout status -n "$NAMESPACE" deployment/airflow --timeout=300s
+    kctl rollout status -n "$NAMESPACE" deployment/s3-gateway --timeout=120s
     # What a user runs after `helm install`: the release's own checks, as the launcher ServiceAccount.
     "$helm" test genai-pipeline --namespace "$NAMESPACE" --kubeconfig "$KUBECONFIG" --logs --timeout 5m \
         | tee "$LOGS/helm-test.log"
@@ -143,6 +154,7 @@ images:
   - {name: genai-pipeline/airflow, newTag: "$TAG"}
   - {name: genai-pipeline/weaviate, newTag: "$TAG"}
   - {name: genai-pipeline/postgres, newTag: "$TAG"}
+  - {name: genai-pipeline/s3-gateway, newTag: "$TAG"}
 EOF
 }
 
@@ -155,7 +167,8 @@ phase "cluster" $CLUSTER up
 export KUBECONFIG="$PIPELINE_HOME/cluster/kubeconfig"
 KUBECTL="$(cat "$PIPELINE_HOME/cluster/run/bin")/kubectl"
 TAG="$(bash images/tag.sh)"
-export E2E_TAG="$TAG" E2E_KUBECTL="$KUBECTL" E2E_VOLUMES="$VOLUMES" E2E_LOGS="$LOGS" E2E_OVERLAY="$E2E_DIR/overlay"
+export E2E_TAG="$TAG" E2E_KUBECTL="$KUBECTL" E2E_VOLUMES="$VOLUMES" E2E_LOGS="$LOGS" E2E_OVERLAY="$E2E_DIR/overlay" \
+    E2E_S3_ENV="$E2E_DIR/s3.env" E2E_CHART_DIR="$E2E_DIR"
 phase "images" env TAG="$TAG" VERIFY="${VERIFY:-0}" bash images/build.sh "${IMAGES[@]}"
 refs=()
 for image in "${IMAGES[@]}"; do refs+=("genai-pipeline/$image:$TAG"); done
@@ -168,5 +181,6 @@ elif [[ "${BENCH:-0}" == 1 ]]; then
     phase "bench" uv run --frozen python bench/cluster.py ${BENCH_ARGS:-}
 else
     # shellcheck disable=SC2086  # E2E_PYTEST_ARGS is a list of arguments
-    phase "test" uv run --frozen pytest tests/e2e -m e2e -p no:cacheprovider ${E2E_PYTEST_ARGS:-}
+    # In file order: the tests build on the state the one before left (tests/e2e/test_kubernetes_mode.py).
+    phase "test" uv run --frozen pytest tests/e2e -m e2e -p no:cacheprovider -p no:randomly ${E2E_PYTEST_ARGS:-}
 fi

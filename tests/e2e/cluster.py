@@ -186,15 +186,15 @@ def run_ingestion(api: AirflowAPI, timeout: float = 1800) -> dict[str, Any]:
     return wait_for_ingestion(api, trigger_start(api), timeout)
 
 
-def object_count() -> int:
-    """Objects in the knowledge-base collection, asked of Weaviate through its Service."""
-    query = json.dumps({"query": f"{{ Aggregate {{ {COLLECTION} {{ meta {{ count }} }} }} }}"}).encode()
+def object_count(collection: str = COLLECTION) -> int:
+    """Objects in a knowledge-base collection, asked of Weaviate through its Service."""
+    query = json.dumps({"query": f"{{ Aggregate {{ {collection} {{ meta {{ count }} }} }} }}"}).encode()
     request = urllib.request.Request(
         f"{WEAVIATE_URL}/v1/graphql", data=query, headers={"Content-Type": "application/json"}
     )
     with urllib.request.urlopen(request, timeout=30) as response:
         body = json.loads(response.read())
-    return int(body["data"]["Aggregate"][COLLECTION][0]["meta"]["count"])
+    return int(body["data"]["Aggregate"][collection][0]["meta"]["count"])
 
 
 def latest_report() -> dict[str, Any]:
