@@ -242,6 +242,9 @@ for image in "${images[@]}"; do
     extra_args=()
     for extra in ${EXTRAS[$image]}; do extra_args+=(--extra "$extra"); done
     [[ $image == model-server && $TORCH_SOURCE == system ]] && extra_args+=(--prune torch)
+    # tokenizers depends on huggingface-hub (with hf-xet and PyYAML, ≈21 MB) for from_pretrained; the images load
+    # tokenizer.json with Tokenizer.from_file, which never imports it. Only the model server's transformers needs it.
+    [[ $image == model-server ]] || extra_args+=(--prune huggingface-hub)
     (cd "$REPO" && uv export --frozen --no-dev --no-emit-project --format requirements-txt -q \
         "${extra_args[@]}" -o "$deps/requirements.new")
     # A complete set for another lock or another Python is dropped, not carried along (a partial
