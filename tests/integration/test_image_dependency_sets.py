@@ -272,3 +272,26 @@ def test_finetune_submit_builds_its_api_client(image_venv, step_env: dict[str, s
         image_venv("finetune-submit"), "finetune-submit", "step submit_fine_tune's client", ["-c", API_CLIENT], step_env
     )
     assert out.split()[-1] == "OpenAI", out
+
+
+API_EMBEDDINGS = """
+from genai_pipeline.config import get_settings
+from genai_pipeline.models.embeddings import make_embedder, make_token_counter
+settings = get_settings()
+"""
+
+
+@pytest.mark.parametrize(
+    ("image", "what", "code", "expected"),
+    [
+        ("chunk", "step chunk's token counter", "print(type(make_token_counter(settings)).__name__)", "TiktokenTokens"),
+        ("embed", "step embed's embedder", "print(type(make_embedder(settings)).__name__)", "OpenAIEmbedder"),
+    ],
+)
+def test_embeddings_through_the_api(
+    image: str, what: str, code: str, expected: str, image_venv, step_env: dict[str, str]
+) -> None:
+    """With the API provider, chunking counts OpenAI's tokens (tiktoken, offline) and embed uses the API client."""
+    env = {**step_env, "PIPELINE_EMBEDDING__PROVIDER": "openai", "PIPELINE_EMBEDDING__MODEL": "text-embedding-3-small"}
+    out = run_in(image_venv(image), image, f"{what} (API provider)", ["-c", API_EMBEDDINGS + code], env)
+    assert out.split()[-1] == expected, out
