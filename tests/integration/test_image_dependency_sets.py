@@ -70,6 +70,7 @@ def requirement_names(requirements: str) -> set[str]:
 
 
 def normalise(name: str) -> str:
+    """The PEP 503 form: the lock and the installed packages' metadata spell some names differently."""
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
@@ -95,16 +96,7 @@ def image_venv() -> Callable[[str], Path]:
                 listed = VENVS / f"{image}.txt"
                 listed.write_text(requirements)
                 uv("venv", "--quiet", "--python", sys.executable, str(venv))
-                uv(
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--no-deps",
-                    "--python",
-                    str(venv / "bin" / "python"),
-                    "-r",
-                    str(listed),
-                )
+                uv("pip", "install", "--quiet", "--no-deps", f"--python={venv}/bin/python", f"--requirements={listed}")
                 (venv / ".complete").touch()
         return venv
 
