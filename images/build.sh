@@ -239,12 +239,10 @@ for image in "${images[@]}"; do
     # 4a. Locked requirements of this image's extras (all platforms' hashes; pip picks the base's). With
     # TORCH_SOURCE=system the model server's torch is the base's: torch and what only torch needs (the
     # nvidia-* CUDA libraries, triton, sympy, networkx) are pruned from its requirements.
-    extra_args=()
-    for extra in ${EXTRAS[$image]}; do extra_args+=(--extra "$extra"); done
+    # The set itself (extras, what it leaves out) is images/list.sh's, as the venv test reads it; `s3` unless S3=0.
+    mapfile -t extra_args < <(bash "$LIST" export-args "$image")
+    [[ " ${EXTRAS[$image]} " == *" s3 "* ]] && extra_args+=(--extra s3)
     [[ $image == model-server && $TORCH_SOURCE == system ]] && extra_args+=(--prune torch)
-    # tokenizers depends on huggingface-hub (with hf-xet and PyYAML, ≈21 MB) for from_pretrained; the images load
-    # tokenizer.json with Tokenizer.from_file, which never imports it. Only the model server's transformers needs it.
-    [[ $image == model-server ]] || extra_args+=(--prune huggingface-hub)
     (cd "$REPO" && uv export --frozen --no-dev --no-emit-project --format requirements-txt -q \
         "${extra_args[@]}" -o "$deps/requirements.new")
     # A complete set for another lock or another Python is dropped, not carried along (a partial

@@ -52,9 +52,7 @@ def list_sh(*args: str) -> list[str]:
     return done.stdout.split()
 
 
-STEP_IMAGES = {
-    name: list_sh("field", name, "extras") for name in list_sh("names") if list_sh("field", name, "kind") == ["step"]
-}
+STEP_IMAGES = [name for name in list_sh("names") if list_sh("field", name, "kind") == ["step"]]
 
 
 def uv(*args: str) -> str:
@@ -74,9 +72,9 @@ def normalise(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def export(extras: list[str]) -> str:
-    """The image's requirements, exported from uv.lock as images/build.sh exports them (hashes aside)."""
-    return uv("export", "--frozen", "--no-dev", "--no-emit-project", "--no-hashes", *(f"--extra={e}" for e in extras))
+def export(image: str) -> str:
+    """The image's requirements, exported from uv.lock as images/build.sh exports them (hashes aside, S3=0)."""
+    return uv("export", "--frozen", "--no-dev", "--no-emit-project", "--no-hashes", *list_sh("export-args", image))
 
 
 @pytest.fixture(scope="session")
@@ -84,7 +82,7 @@ def image_venv() -> Callable[[str], Path]:
     """A venv per step image, kept in build/test-venvs until uv.lock, the image's extras or the Python change."""
 
     def build(image: str) -> Path:
-        requirements = export(STEP_IMAGES[image])
+        requirements = export(image)
         key = hashlib.sha256(f"{sys.version}\n{requirements}".encode()).hexdigest()[:12]
         venv = VENVS / f"{image}-{key}"
         VENVS.mkdir(parents=True, exist_ok=True)
@@ -108,7 +106,7 @@ def foreign_modules(image: str) -> set[str]:
 
     The dev environment has every extra installed: its metadata says which module each package provides.
     """
-    own = requirement_names(export(STEP_IMAGES[image]))
+    own = requirement_names(export(image))
     others = requirement_names(uv("export", "--frozen", "--no-emit-project", "--no-hashes", "--all-extras")) - own
     modules = set()
     for module, dists in packages_distributions().items():
