@@ -36,6 +36,7 @@ from tests.e2e.cluster import (
 
 from genai_pipeline.lineage_events import LineageGraph, step_runs
 from genai_pipeline.steps.generation import front_matter
+from genai_pipeline.steps.registry import image_of
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
@@ -146,7 +147,7 @@ def test_every_chunk_embed_and_load_ran_as_a_hardened_pod_from_its_image(first_r
     for step in STEP_PODS:
         mine = [p for p in pods if p.step == step]
         assert len(mine) >= batches, f"{step}: {len(mine)} pods for {batches} batches"
-        image = "embed" if step == "embed" else "chunk"
+        image = image_of(step)  # the registry's: chunk, embed, and load in the Weaviate-facing control image
         for pod in mine:
             assert pod.images()["base"] == f"genai-pipeline/{image}:{TAG}"
             assert pod.images()["airflow-xcom-sidecar"] == f"genai-pipeline/xcom-sidecar:{TAG}"
