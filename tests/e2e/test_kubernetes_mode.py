@@ -220,19 +220,20 @@ def test_a_deleted_embed_pod_is_retried_with_nothing_lost_or_duplicated(first_ru
 
 
 FINE_TUNING_CHAIN = ("format_examples", "evaluate_examples", "fine_tune", "champion_challenger")
-FINE_TUNING_PODS = {
-    "list_example_groups": "finetune",
-    "format_examples": "finetune",
-    "format_report": "finetune",
-    "evaluate_examples": "finetune",
-    "combine_examples": "finetune",
-    "submit_fine_tune": "finetune",
-    "fine_tune_results": "finetune",
-    "score_models": "generate",
-    "plan_topics": "generate",
-    "generate_post": "generate",
-    "report_posts": "generate",
-}
+# Each runs as a pod from the image the step registry names for it.
+FINE_TUNING_PODS = (
+    "list_example_groups",
+    "format_examples",
+    "format_report",
+    "evaluate_examples",
+    "combine_examples",
+    "submit_fine_tune",
+    "fine_tune_results",
+    "score_models",
+    "plan_topics",
+    "generate_post",
+    "report_posts",
+)
 
 
 def follow_chain(api, first_run: str, timeout: float = 1800) -> dict[str, dict]:
@@ -298,8 +299,8 @@ def test_the_fine_tuning_path_runs_its_steps_as_pods_against_the_model_server() 
     expected = "success" if front["status"] == "published" else "failed"
     assert run["state"] == report["state"] == expected, (front["quality"]["reasons"], run["state"], report["state"])
     pods = {p.step: p for p in recorder.pods.values()}
-    for step, image in FINE_TUNING_PODS.items():
-        assert pods[step].images()["base"] == f"genai-pipeline/{image}:{TAG}", step
+    for step in FINE_TUNING_PODS:
+        assert pods[step].images()["base"] == f"genai-pipeline/{image_of(step)}:{TAG}", step
         assert pods[step].spec["securityContext"]["runAsNonRoot"] is True
     assert api.xcom("fine_tune", runs["fine_tune"]["dag_run_id"], "submit_fine_tune")["reused"] is True
 

@@ -62,10 +62,9 @@ def bucket() -> Any:
     from genai_pipeline.steps.documents import resolve_root
 
     env = credentials()
+    # No region: s3fs would send it as the bucket's location constraint, which us-east-1 must not have.
     fs = s3fs.S3FileSystem(
-        key=env["AWS_ACCESS_KEY_ID"],
-        secret=env["AWS_SECRET_ACCESS_KEY"],
-        client_kwargs={"endpoint_url": env["AWS_ENDPOINT_URL"], "region_name": env["AWS_DEFAULT_REGION"]},
+        key=env["AWS_ACCESS_KEY_ID"], secret=env["AWS_SECRET_ACCESS_KEY"], endpoint_url=env["AWS_ENDPOINT_URL"]
     )
     wait_for(lambda: fs.ls("") is not None, 60, "the S3 gateway answering")
     fs.mkdir(BUCKET)
