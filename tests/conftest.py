@@ -63,7 +63,8 @@ def offline(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def weaviate_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """A real weaviate-server for the session; yields the PIPELINE_* variables that reach it.
 
-    QUERY_MAXIMUM_RESULTS is set low (the iterator pages by 100) so tests prove deletes page past it.
+    QUERY_MAXIMUM_RESULTS is set low (the iterator pages by 100) so tests prove deletes page past it. The
+    variables are set only while the server starts (it copies them): later tests see the environment they had.
     """
     from genai_pipeline.local.services import Services
     from genai_pipeline.local.weaviate_server import start_weaviate
@@ -75,12 +76,12 @@ def weaviate_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
         "PIPELINE_WEAVIATE__GRPC_PORT": str(free_port()),
     }
     services = Services(home)
-    with environ({**env, "QUERY_MAXIMUM_RESULTS": "100"}):
-        try:
+    try:
+        with environ({**env, "QUERY_MAXIMUM_RESULTS": "100"}):
             start_weaviate(Settings(), services)
-            yield env
-        finally:
-            services.stop("weaviate")
+        yield env
+    finally:
+        services.stop("weaviate")
 
 
 @pytest.fixture
