@@ -58,7 +58,7 @@ def test_injected_faults_are_survived_by_client_backoff(tiny_server: Callable[..
 def test_a_missing_gguf_file_is_named_in_the_error(tmp_path: Path) -> None:
     missing = tmp_path / "Qwen2.5-1.5B-Instruct-Q4_K_M.gguf"
     settings = Settings(home=tmp_path, model_server=ModelServerSettings(chat_model_gguf=missing))
-    with TestClient(create_app(settings)) as app:
-        with pytest.raises(openai.InternalServerError, match="does not exist") as error:
-            official(app).chat.completions.create(model=missing.stem, messages=[{"role": "user", "content": "hi"}])
+    chat = {"model": missing.stem, "messages": [{"role": "user", "content": "hi"}]}
+    with TestClient(create_app(settings)) as app, pytest.raises(openai.InternalServerError, match="not exist") as error:
+        official(app).chat.completions.create(**chat)
     assert error.value.code == "model_unavailable" and str(missing) in error.value.message
