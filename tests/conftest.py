@@ -28,6 +28,16 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 from genai_pipeline.config import Settings
 
+# The longest file (a real SmolLM2 fine-tune through `pipeline demo`). pytest-randomly shuffles the files, and
+# the two xdist workers take them in that order: left for last, it ran alone for minutes while the other
+# worker idled. Started first, it overlaps the other worker's files.
+LONGEST_FILE = "tests/integration/test_demo.py"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Move the longest file's tests to the front; the rest keep their (shuffled) order."""
+    items.sort(key=lambda item: item.nodeid.split("::")[0] != LONGEST_FILE)
+
 
 @contextmanager
 def environ(env: dict[str, str]) -> Iterator[None]:
