@@ -18,11 +18,14 @@ demo: install  ## Run the whole pipeline on the embedded default (no cluster, no
 	$(UV) run pipeline demo
 
 # Two pytest workers, a file each at a time: the integration tests wait on schedulers and servers about half
-# their time, so the other worker's file runs meanwhile (docs/benchmarks.md, "The test suite").
+# their time, so the other worker's file runs meanwhile (docs/benchmarks.md, "The test suite"). pytest-randomly
+# shuffles the order and prints its seed: `pytest --randomly-seed=N` repeats one, `-p no:randomly` runs
+# in file order. --no-loadscope-reorder keeps that order (xdist would hand out the files with the most tests
+# first), with tests/conftest.py's one exception: the demo's file, the longest, starts first.
 test: install  ## Unit, DAG, chart and integration tests (starts real Weaviate, Airflow, the model server, a browser)
 	$(UV) run ruff check src dags tests bench
 	bash scripts/ensure-browser.sh || echo "no headless browser: tests/integration/test_web_page.py will skip"
-	$(UV) run pytest -n 2 --dist loadfile
+	$(UV) run pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 test-fast: install  ## The everyday loop, about a minute: ruff, unit, DAG and chart tests (no servers)
 	$(UV) run ruff check src dags tests bench

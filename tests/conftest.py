@@ -28,6 +28,16 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 from genai_pipeline.config import Settings
 
+# The longest file (a real SmolLM2 fine-tune through `pipeline demo`). pytest-randomly shuffles the files, and
+# the two xdist workers take them in that order: left for last, it ran alone for minutes while the other
+# worker idled. Started first, it overlaps the other worker's files.
+LONGEST_FILE = "tests/integration/test_demo.py"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Move the longest file's tests to the front; the rest keep their (shuffled) order."""
+    items.sort(key=lambda item: item.nodeid.split("::")[0] != LONGEST_FILE)
+
 
 @contextmanager
 def environ(env: dict[str, str]) -> Iterator[None]:
@@ -63,7 +73,8 @@ def offline(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def weaviate_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """A real weaviate-server for the session; yields the PIPELINE_* variables that reach it.
 
-    QUERY_MAXIMUM_RESULTS is set low (the iterator pages by 100) so tests prove deletes page past it.
+    QUERY_MAXIMUM_RESULTS is set low (the iterator pages by 100) so tests prove deletes page past it. The
+    variables are set only while the server starts (it copies them): later tests see the environment they had.
     """
     from genai_pipeline.local.services import Services
     from genai_pipeline.local.weaviate_server import start_weaviate
@@ -75,12 +86,12 @@ def weaviate_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
         "PIPELINE_WEAVIATE__GRPC_PORT": str(free_port()),
     }
     services = Services(home)
-    with environ({**env, "QUERY_MAXIMUM_RESULTS": "100"}):
-        try:
+    try:
+        with environ({**env, "QUERY_MAXIMUM_RESULTS": "100"}):
             start_weaviate(Settings(), services)
-            yield env
-        finally:
-            services.stop("weaviate")
+        yield env
+    finally:
+        services.stop("weaviate")
 
 
 @pytest.fixture

@@ -1,8 +1,10 @@
 """The fine-tuning path under a real scheduler, triggerer and the local model server, chained by Asset events.
 
-One stack for the module; the tests run in order and build on each other, as a user's history would:
-a weak first model becomes the champion, a stronger one wins, the weak one re-scored loses, an unchanged
-re-run submits nothing, and the gate, a bad line, empty examples and a cancelled job each stop as they should.
+One stack for the module. Its model server serves a small chat model the module builds (SmolLM2's tokenizer
+and chat template, two narrow layers of random weights), from a folder as it serves a user's own model: a job
+trains in seconds and an answer takes a fraction of one. These tests prove the orchestration; that a fine-tune
+teaches a fact is proved once, on SmolLM2 itself, in test_model_server.py. The first champion is a module
+fixture that every test making a job asks for, so the tests pass in any order.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import shutil
 import time
 import urllib.parse
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +39,9 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "src" / "genai_pipeline" / "exa
 TOKEN = "webhook-secret-token"
 SMTP_PASSWORD = "smtp-secret-password"
 DONE = {"success", "failed"}
-# The first model is weak on purpose (one epoch at a tiny learning rate), so a stronger one can beat it.
-WEAK = {"n_epochs": 1, "learning_rate_multiplier": 0.05}
-STRONG = {"n_epochs": 3, "learning_rate_multiplier": 2}
+# The first fine-tune's hyperparameters (the module's defaults) and a second set: a second job, a second model.
+FIRST = {"n_epochs": 1, "learning_rate_multiplier": 0.05}
+SECOND = {"n_epochs": 2, "learning_rate_multiplier": 2}
 
 
 @dataclass
@@ -49,7 +52,6 @@ class Stack:
     examples: Path
     webhook: Receiver
     mailbox: Mailbox
-    models: dict[str, str] = field(default_factory=dict)
 
     def wait(self, dag_id: str, run_id: str, timeout: float = 900) -> tuple[dict[str, Any], set[tuple[str, str]]]:
         """Follow a run to its end; also every (task, state) seen on the way (a deferral lasts seconds)."""
@@ -95,7 +97,34 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def small_chat_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder the model server serves as the base model ``SmolLM2-tiny``: SmolLM2's tokenizer, random weights."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from genai_pipeline.models.chat import base_checkpoint
+
+    folder = tmp_path_factory.mktemp("models") / "SmolLM2-tiny"
+    tokenizer = AutoTokenizer.from_pretrained(base_checkpoint(Settings().cache_dir))
+    tokenizer.save_pretrained(folder)  # with its chat template: prompts are built as for SmolLM2
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=8192,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, small_chat_model: Path) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("fine-tune")
     examples = root / "examples"
     shutil.copytree(EXAMPLES, examples)
@@ -105,17 +134,24 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         env = {
             "PIPELINE_HOME": str(root / "home"),
             "PIPELINE_MODEL_SERVER__PORT": str(server_port),
+            "PIPELINE_MODEL_SERVER__CHAT_MODEL_DIR": str(small_chat_model),
+            "PIPELINE_FINE_TUNE__BASE_MODEL": small_chat_model.name,
+            # The killed and cancelled jobs' 40 epochs (520 steps, minutes on this model) must outlast the test.
+            "PIPELINE_MODEL_SERVER__MAX_TRAIN_STEPS": "1000",
             # The first job creation is carried out and its response lost: the retry must find that job.
             "PIPELINE_MODEL_SERVER__FAULT_LOST_JOB_RESPONSES": "1",
             "PIPELINE_FINE_TUNE__TRAIN_EXAMPLES": str(examples / "train"),
             "PIPELINE_FINE_TUNE__VALIDATION_EXAMPLES": str(examples / "validation"),
             "PIPELINE_FINE_TUNE__HELDOUT": str(examples / "heldout.jsonl"),
-            "PIPELINE_FINE_TUNE__N_EPOCHS": str(WEAK["n_epochs"]),
-            "PIPELINE_FINE_TUNE__LEARNING_RATE_MULTIPLIER": str(WEAK["learning_rate_multiplier"]),
+            "PIPELINE_FINE_TUNE__N_EPOCHS": str(FIRST["n_epochs"]),
+            "PIPELINE_FINE_TUNE__LEARNING_RATE_MULTIPLIER": str(FIRST["learning_rate_multiplier"]),
             "PIPELINE_FINE_TUNE__POLL_SECONDS": "1",
             "PIPELINE_FINE_TUNE__MAX_POLL_SECONDS": "3",
             "PIPELINE_RUNTIME__RETRY_DELAY_SECONDS": "1",
             "PIPELINE_INGEST__SCHEDULE_CRON": "",
+            # A new champion would start generate_content, which this stack cannot run (it has no Weaviate): its
+            # failures would be alerts of their own (test_demo.py runs generation on a champion).
+            "PIPELINE_GENERATION__REGENERATE_ON_CHAMPION": "false",
             "PIPELINE_NOTIFY__WEBHOOK_URL": webhook.url,
             "PIPELINE_NOTIFY__WEBHOOK_TOKEN": TOKEN,
             "PIPELINE_NOTIFY__SMTP_HOST": mailbox.host,
@@ -144,10 +180,34 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 services.stop("model-server")
 
 
-def test_examples_flow_by_asset_events_to_a_first_champion(stack: Stack) -> None:
+@dataclass
+class FirstChampion:
+    """The runs the examples' Asset events chained on the fresh stack, and the model they made champion."""
+
+    format_run: str
+    gate_run: str
+    tune_run: str
+    champion_run: str
+    model: str
+
+
+@pytest.fixture(scope="module")
+def first_champion(stack: Stack) -> FirstChampion:
+    """Format the examples on the fresh stack and follow the Asset events to a first champion.
+
+    Every test that makes a job asks for it, so this job is the server's first: the one whose response is lost.
+    """
     format_run = stack.api.trigger("format_examples")
-    run, _ = stack.wait("format_examples", format_run)
-    assert run["state"] == "success"
+    assert stack.wait("format_examples", format_run)[0]["state"] == "success"
+    gate_run = stack.caused("evaluate_examples", "format_examples", format_run)
+    assert stack.wait("evaluate_examples", gate_run)[0]["state"] == "success"
+    tune_run, champion_run = stack.after_gate(gate_run)
+    model = stack.store.read_json(layout.LATEST_CHALLENGER)["model"]
+    return FirstChampion(format_run, gate_run, tune_run, champion_run, model)
+
+
+def test_examples_flow_by_asset_events_to_a_first_champion(stack: Stack, first_champion: FirstChampion) -> None:
+    format_run, gate_run, tune_run = first_champion.format_run, first_champion.gate_run, first_champion.tune_run
     groups = [t for t in stack.api.task_instances("format_examples", format_run) if t["task_id"] == "format_examples"]
     assert sorted(t["rendered_map_index"] for t in groups) == [
         "train/long",
@@ -155,32 +215,28 @@ def test_examples_flow_by_asset_events_to_a_first_champion(stack: Stack) -> None
         "validation/long",
         "validation/short",
     ]
-    gate_run = stack.caused("evaluate_examples", "format_examples", format_run)
-    assert stack.wait("evaluate_examples", gate_run)[0]["state"] == "success"
     assert stack.tis("evaluate_examples", gate_run)["over_budget"]["state"] == "skipped"
 
-    tune_run = stack.caused("fine_tune", "evaluate_examples", gate_run)
-    run, seen = stack.wait("fine_tune", tune_run)
     tis = stack.tis("fine_tune", tune_run)
-    assert run["state"] == "success", stack.log("fine_tune", tune_run, "submit_fine_tune")
     # The lost response failed the first try after the job was made; the retry found it: one job, not two.
     assert tis["submit_fine_tune"]["try_number"] == 2
-    jobs = stack.jobs()
-    assert len(jobs) == 1 and jobs[0].status == "succeeded"
+    job = stack.client.fine_tuning.jobs.retrieve(stack.api.xcom("fine_tune", tune_run, "submit_fine_tune")["job_id"])
+    assert job.status == "succeeded" and job.fine_tuned_model == first_champion.model
+    assert [j.id for j in stack.jobs() if (j.metadata or {}).get("pipeline_key") == job.metadata["pipeline_key"]] == [
+        job.id
+    ]
     assert "already made for key" in stack.log("fine_tune", tune_run, "submit_fine_tune")
-    # The wait gave its worker slot back: the task really was deferred while the job trained.
-    assert ("wait_for_job", "deferred") in seen
+    # The wait gave its worker slot back: the triggerer, not the task, polled the job.
+    assert f"Fine-tuning job {job.id}: (start) ->" in stack.log("fine_tune", tune_run, "wait_for_job")
 
-    job = jobs[0]
-    stack.models["weak"] = job.fine_tuned_model
     metrics = stack.store.read_json(layout.model_file(job.id, "metrics.json"))
     assert metrics["model"] == job.fine_tuned_model and metrics["valid_points"] >= 1
     assert metrics["min_train_loss"] <= metrics["first_train_loss"] and metrics["final_valid_loss"] > 0
     png = stack.store.path(layout.model_file(job.id, "loss.png"))
     assert Image.open(png).size[0] >= 600
     lineage = stack.store.read_json(layout.lineage(job.fine_tuned_model))
-    assert lineage["job_id"] == job.id and lineage["hyperparameters"]["n_epochs"] == WEAK["n_epochs"]
-    assert metrics["steps"] == lineage["dataset"]["train_examples"] * WEAK["n_epochs"]  # batch size 1
+    assert lineage["job_id"] == job.id and lineage["hyperparameters"]["n_epochs"] == FIRST["n_epochs"]
+    assert metrics["steps"] == lineage["dataset"]["train_examples"] * FIRST["n_epochs"]  # batch size 1
     assert lineage["runs"] == {"format_examples": format_run, "evaluate_examples": gate_run, "fine_tune": tune_run}
     trained_on = {e["file"] for e in lineage["examples"]}
     assert "train/short" in {f.rsplit("/", 1)[0] for f in trained_on} and all(
@@ -193,56 +249,66 @@ def test_examples_flow_by_asset_events_to_a_first_champion(stack: Stack) -> None
     )
     assert "Fine-tuning job" in links and f"/fine_tuning/jobs/{job.id}" in links
 
-    champion_run = stack.caused("champion_challenger", "fine_tune", tune_run)
-    assert stack.wait("champion_challenger", champion_run)[0]["state"] == "success"
-    record = stack.store.read_json(layout.CHAMPION)
+    record = history(stack.store)[0]
     assert record["model"] == job.fine_tuned_model and record["decision"] == "no_champion"
+    assert record["run_id"] == first_champion.champion_run
     assert record["scores"]["champion"] is None and 0 <= record["scores"]["challenger"]["fact_coverage"] <= 1
     assert record["dataset"]["train_sha256"] == lineage["dataset"]["train_sha256"]
 
 
-def test_a_better_challenger_is_promoted_with_both_scores_recorded(stack: Stack) -> None:
-    tune_run = stack.api.trigger("fine_tune", STRONG)
+def test_the_branch_follows_the_decision_and_a_losing_model_asked_again_loses_again(
+    stack: Stack, first_champion: FirstChampion
+) -> None:
+    """A second model against the champion: both scored, the branch taken is the decision's, the record follows.
+
+    Which of two random-weight models answers better is not the point here (test_model_server.py proves that
+    tuning teaches); greedy answers are repeatable, so the loser, asked for again by name, loses again.
+    """
+    before = stack.store.read_json(layout.CHAMPION)["model"]
+    promoted = len(history(stack.store))
+    tune_run = stack.api.trigger("fine_tune", SECOND)
     assert stack.wait("fine_tune", tune_run)[0]["state"] == "success"
-    strong = stack.store.read_json(layout.LATEST_CHALLENGER)["model"]
-    stack.models["strong"] = strong
+    challenger = stack.store.read_json(layout.LATEST_CHALLENGER)["model"]
     champion_run = stack.caused("champion_challenger", "fine_tune", tune_run)
     assert stack.wait("champion_challenger", champion_run)[0]["state"] == "success"
-    assert stack.tis("champion_challenger", champion_run)["keep_champion"]["state"] == "skipped"
-    record = stack.store.read_json(layout.CHAMPION)
-    assert record["model"] == strong and record["decision"] == "challenger_wins"
-    assert record["previous_champion"] == stack.models["weak"]
-    scores = record["scores"]
+    decision = stack.store.read_json(layout.decision(safe_name(champion_run)))
+    scores = {"challenger": decision["challenger_scores"], "champion": decision["champion_scores"]}
+    assert scores["challenger"]["model"] == challenger and scores["champion"]["model"] == before
     assert scores["challenger"]["items"] == scores["champion"]["items"]  # one held-out set for both
-    assert scores["challenger"]["fact_coverage"] > 0
-    # Taught on examples that cite their sources, the strong model cites, and cites the source that supports the
-    # sentence; the weak one hardly learned to (the facts are in the prompt's sources: both may state them).
-    for term in ("citation_share", "groundedness", "score"):
-        assert scores["challenger"][term] > scores["champion"][term], scores
-    assert record["score_weights"] == {"fact_coverage": 0.5, "citations": 0.25, "groundedness": 0.25}
-    assert [h["model"] for h in history(stack.store)] == [stack.models["weak"], strong]
+    assert decision["score_weights"] == {"fact_coverage": 0.5, "citations": 0.25, "groundedness": 0.25}
+    tis = stack.tis("champion_challenger", champion_run)
+    if decision["decision"] == "challenger_wins":
+        assert (tis["promote_challenger"]["state"], tis["keep_champion"]["state"]) == ("success", "skipped")
+        record = stack.store.read_json(layout.CHAMPION)
+        assert record["model"] == challenger and record["previous_champion"] == before
+        assert record["scores"] == scores
+        assert [h["model"] for h in history(stack.store)[promoted:]] == [challenger]
+        loser, champion = before, challenger
+    else:
+        assert decision["decision"] == "challenger_loses"
+        assert (tis["promote_challenger"]["state"], tis["keep_champion"]["state"]) == ("skipped", "success")
+        assert len(history(stack.store)) == promoted
+        loser, champion = challenger, before
 
-
-def test_a_worse_challenger_leaves_the_champion(stack: Stack) -> None:
-    run_id = stack.api.trigger("champion_challenger", {"challenger": stack.models["weak"]})
+    run_id = stack.api.trigger("champion_challenger", {"challenger": loser})
     assert stack.wait("champion_challenger", run_id)[0]["state"] == "success"
     tis = stack.tis("champion_challenger", run_id)
     assert tis["promote_challenger"]["state"] == "skipped" and tis["keep_champion"]["state"] == "success"
-    assert stack.store.read_json(layout.CHAMPION)["model"] == stack.models["strong"]
-    decision = stack.store.read_json(layout.decision(safe_name(run_id)))
-    assert decision["decision"] == "challenger_loses" and len(history(stack.store)) == 2
+    assert stack.store.read_json(layout.CHAMPION)["model"] == champion
+    again = stack.store.read_json(layout.decision(safe_name(run_id)))
+    assert again["decision"] == "challenger_loses" and again["champion"] == champion
 
 
-def test_a_rerun_over_unchanged_examples_submits_no_new_job(stack: Stack) -> None:
+def test_a_rerun_over_unchanged_examples_submits_no_new_job(stack: Stack, first_champion: FirstChampion) -> None:
     before = {j.id for j in stack.jobs()}
-    lineage = stack.store.read_json(layout.lineage(stack.models["weak"]))
+    lineage = stack.store.read_json(layout.lineage(first_champion.model))
     gate_run = stack.api.trigger("evaluate_examples")
     assert stack.wait("evaluate_examples", gate_run)[0]["state"] == "success"
     tune_run, _ = stack.after_gate(gate_run)
     assert {j.id for j in stack.jobs()} == before
     assert "not submitting again" in stack.log("fine_tune", tune_run, "submit_fine_tune")
     # The model's lineage still names the runs that made it, not the re-run that found its job.
-    assert stack.store.read_json(layout.lineage(stack.models["weak"])) == lineage
+    assert stack.store.read_json(layout.lineage(first_champion.model)) == lineage
 
     # The same fine-tune run cleared and run again (a Clear in the UI, a re-run through the API): no new job.
     scored = len(stack.api.runs("champion_challenger"))
@@ -251,7 +317,7 @@ def test_a_rerun_over_unchanged_examples_submits_no_new_job(stack: Stack) -> Non
     assert stack.tis("fine_tune", tune_run)["submit_fine_tune"]["try_number"] == 2
     assert "not submitting again" in stack.log("fine_tune", tune_run, "submit_fine_tune")
     assert {j.id for j in stack.jobs()} == before
-    # Its results updated the challenger Asset again: that scoring run ends before the next test starts.
+    # Its results updated the challenger Asset again: that scoring run ends before another test starts.
     deadline = time.monotonic() + 600
     while len(runs := stack.api.runs("champion_challenger")) == scored or runs[0]["state"] not in ("success", "failed"):
         assert time.monotonic() < deadline, "the champion/challenger run of the re-run did not end"
@@ -259,6 +325,7 @@ def test_a_rerun_over_unchanged_examples_submits_no_new_job(stack: Stack) -> Non
     assert runs[0]["state"] == "success"
 
 
+@pytest.mark.usefixtures("first_champion")  # the gate reads formatted examples
 def test_over_budget_stops_before_any_upload_and_notifies(stack: Stack) -> None:
     files_before = len(stack.client.files.list().data)
     received = len(stack.webhook.requests)
@@ -275,14 +342,33 @@ def test_over_budget_stops_before_any_upload_and_notifies(stack: Stack) -> None:
     assert len(stack.client.files.list().data) == files_before
 
 
-def test_a_malformed_line_is_reported_with_its_file_and_line(stack: Stack) -> None:
-    short = stack.examples / "train" / "short"
-    (short / "extra.jsonl").write_text(
-        '{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}\n'
-        '{"messages": [{"role": "user", "content": "no answer"}]}\n'
-    )
-    (short / "empty.txt").write_text("")
+@contextmanager
+def examples_changed(stack: Stack, tmp_path: Path) -> Iterator[Path]:
+    """Let a test change the example folders; afterwards they and their formatted copies in the store are as before.
+
+    The gate reads the last formatting run's output, so a test that formatted empty or broken examples would
+    otherwise decide what a later test's gate sees.
+    """
+    formatted = Path(stack.store.path(layout.ROOT, "formatted"))
+    shutil.copytree(stack.examples, tmp_path / "examples")
+    shutil.copytree(formatted, tmp_path / "formatted")
     try:
+        yield stack.examples
+    finally:
+        for saved, original in ((tmp_path / "examples", stack.examples), (tmp_path / "formatted", formatted)):
+            shutil.rmtree(original)
+            shutil.move(saved, original)
+
+
+@pytest.mark.usefixtures("first_champion")  # its job stays the server's first
+def test_a_malformed_line_is_reported_with_its_file_and_line(stack: Stack, tmp_path: Path) -> None:
+    with examples_changed(stack, tmp_path) as examples:
+        short = examples / "train" / "short"
+        (short / "extra.jsonl").write_text(
+            '{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}\n'
+            '{"messages": [{"role": "user", "content": "no answer"}]}\n'
+        )
+        (short / "empty.txt").write_text("")
         format_run = stack.api.trigger("format_examples")
         assert stack.wait("format_examples", format_run)[0]["state"] == "success"
         manifest = stack.store.read_json(layout.formatted("train", "short", ".manifest.json"))
@@ -295,36 +381,29 @@ def test_a_malformed_line_is_reported_with_its_file_and_line(stack: Stack) -> No
         assert [(i["file"], i["line"]) for i in report["invalid"]] == [("train/short/extra.jsonl", 2)]
         # The good line of the file is in; the rest of the batch went on to a new dataset and job.
         stack.after_gate(gate_run)
-    finally:
-        (short / "extra.jsonl").unlink()
-        (short / "empty.txt").unlink()
 
 
+@pytest.mark.usefixtures("first_champion")  # the examples were formatted once: the stack's starting state
 def test_no_valid_examples_fails_the_gate_and_notifies(stack: Stack, tmp_path: Path) -> None:
-    train = stack.examples / "train"
-    moved = tmp_path / "train"
-    shutil.move(train, moved)
-    for group in ("short", "long"):
-        (train / group).mkdir(parents=True)
     received, mailed = len(stack.webhook.requests), len(stack.mailbox.messages)
-    try:
+    with examples_changed(stack, tmp_path) as examples:
+        shutil.rmtree(examples / "train")
+        for group in ("short", "long"):
+            (examples / "train" / group).mkdir(parents=True)
         format_run = stack.api.trigger("format_examples")
         assert stack.wait("format_examples", format_run)[0]["state"] == "success"
         gate_run = stack.caused("evaluate_examples", "format_examples", format_run)
         assert stack.wait("evaluate_examples", gate_run)[0]["state"] == "failed"
-        assert "no valid train example left" in stack.log("evaluate_examples", gate_run, "evaluate_examples")
-        failed = [r.body for r in stack.webhook.requests[received:] if r.body["kind"] == "task_failed"]
-        assert failed and failed[0]["task_id"] == "evaluate_examples" and "no valid train" in failed[0]["reason"]
-        # The same alert by email, through the real SMTP server: DAG, task, run and reason; no secret.
-        mails = [m for m in stack.mailbox.messages[mailed:] if "task failed" in m["Subject"]]
-        assert mails, f"no failure email among {[m['Subject'] for m in stack.mailbox.messages]}"
-        mail = mails[0]
-        assert "evaluate_examples.evaluate_examples" in mail["Subject"] and f"run_id: {gate_run}" in mail.get_content()
-        assert "no valid train example left" in mail.get_content()
-        assert SMTP_PASSWORD not in mail.as_string() and TOKEN not in mail.as_string()
-    finally:
-        shutil.rmtree(train)
-        shutil.move(moved, train)
+    assert "no valid train example left" in stack.log("evaluate_examples", gate_run, "evaluate_examples")
+    failed = [r.body for r in stack.webhook.requests[received:] if r.body["kind"] == "task_failed"]
+    assert failed and failed[0]["task_id"] == "evaluate_examples" and "no valid train" in failed[0]["reason"]
+    # The same alert by email, through the real SMTP server: DAG, task, run and reason; no secret.
+    mails = [m for m in stack.mailbox.messages[mailed:] if "task failed" in m["Subject"]]
+    assert mails, f"no failure email among {[m['Subject'] for m in stack.mailbox.messages]}"
+    mail = mails[0]
+    assert "evaluate_examples.evaluate_examples" in mail["Subject"] and f"run_id: {gate_run}" in mail.get_content()
+    assert "no valid train example left" in mail.get_content()
+    assert SMTP_PASSWORD not in mail.as_string() and TOKEN not in mail.as_string()
 
 
 def wait_for_deferral(stack: Stack, run_id: str, timeout: float = 180) -> Any:
@@ -345,6 +424,7 @@ def wait_for_deferral(stack: Stack, run_id: str, timeout: float = 180) -> Any:
     raise TimeoutError("the triggerer never polled the job")
 
 
+@pytest.mark.usefixtures("first_champion")
 def test_killing_the_wait_cancels_the_job_and_a_cancelled_job_fails_the_run(stack: Stack) -> None:
     killed_run = stack.api.trigger("fine_tune", {"n_epochs": 40})
     job = wait_for_deferral(stack, killed_run)
