@@ -196,9 +196,7 @@ def answer_scores(settings: Any, items: list[EvalItem], model: str, alpha: float
 
     gen, services = settings.generation, service_context(settings)
     # The server loads a model on first use: load it before any post is timed.
-    services.openai.chat.completions.create(
-        model=model, messages=[{"role": "user", "content": "Hello"}], max_tokens=1
-    )
+    services.openai.chat.completions.create(model=model, messages=[{"role": "user", "content": "Hello"}], max_tokens=1)
     covered, facts_found, facts_total, tokens, seconds, failed, answers = 0, 0, 0, [], [], 0, []
     for item in items:
         try:

@@ -171,9 +171,7 @@ def test_concurrent_writers_of_one_key_leave_one_whole_value(
 def test_concurrent_processes_writing_one_key_leave_one_whole_value(store: Store, s3_env: dict[str, str]) -> None:
     script = "from genai_pipeline.store import Store; import sys; s = Store(sys.argv[1])\n"
     script += "for _ in range(20): s.write_bytes('k', sys.argv[2].encode() * 300_000)"
-    writers = [
-        subprocess.Popen([sys.executable, "-c", script, s3_env["PIPELINE_STORE_URI"], mark]) for mark in "ab"
-    ]
+    writers = [subprocess.Popen([sys.executable, "-c", script, s3_env["PIPELINE_STORE_URI"], mark]) for mark in "ab"]
     assert [writer.wait() for writer in writers] == [0, 0]
     assert store.read_bytes("k") in (b"a" * 300_000, b"b" * 300_000)
 
