@@ -47,11 +47,13 @@ def helm(*args: str) -> str:
 
 
 def restart_airflow() -> None:
-    """Airflow reads the settings ConfigMap at start: restart it, and wait until it parses the DAGs again."""
+    """Airflow reads the settings ConfigMap at start: restart it, and wait until its API answers with the DAG parsed.
+
+    The client is made inside the probe: right after the rollout the API server may still answer 404 or refuse.
+    """
     kubectl("rollout", "restart", "-n", NAMESPACE, "deployment/airflow")
     kubectl("rollout", "status", "-n", NAMESPACE, "deployment/airflow", "--timeout=300s")
-    api = airflow()
-    wait_for(lambda: api.dag_loaded("ingest_knowledge_base"), 300, "ingestion DAG parsed after the restart")
+    wait_for(lambda: airflow().dag_loaded("ingest_knowledge_base"), 300, "ingestion DAG parsed after the restart")
 
 
 @pytest.fixture(scope="module")
