@@ -1,7 +1,7 @@
 """One ingestion with the store on S3: the step pods mount no shared claim and reach the bucket through a Service.
 
 Run by `make e2e` after tests/e2e/test_kubernetes_mode.py (file order). The release is upgraded as a user would
-switch to an object store (``storeUri: s3://…``, no shared claim, a source in the bucket, and here a collection of
+switch to an object store (``storeUri: s3://…``, no shared claim, the source in the bucket, and here a collection of
 its own), Airflow restarts to read the new settings, and one ingestion runs; the release is rolled back after.
 The gateway (k8s/e2e/s3-gateway.yaml) and the credentials in the pipeline Secret are scripts/e2e.sh's.
 """
@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.e2e.cluster import NAMESPACE, SHARED, PodRecorder, airflow, kubectl, object_count, wait_for
+import yaml
+from tests.e2e.cluster import NAMESPACE, SHARED, TAG, PodRecorder, airflow, kubectl, object_count, wait_for
 
 from genai_pipeline.steps.keys import safe_name
 
@@ -27,6 +28,7 @@ STORE = f"s3://{BUCKET}/store"
 SOURCE = f"s3://{BUCKET}/corpus"
 COLLECTION = "KnowledgeBaseS3"
 RELEASE = "genai-pipeline"
+REPO = Path(__file__).resolve().parents[2]
 
 
 def credentials() -> dict[str, str]:
@@ -81,15 +83,20 @@ def on_s3(bucket: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dic
     """The release switched to the bucket, one ingestion run through Airflow; then the release as it was."""
     from genai_pipeline.local.offline_chart import offline_chart
 
-    chart = offline_chart(tmp_path_factory.mktemp("chart"))
-    sources = json.dumps({"s3docs": SOURCE, "pipeline-docs": None, "generated": None})
+    folder = tmp_path_factory.mktemp("chart")
+    chart = offline_chart(folder)
+    # The deploy's values with the store, the sources and the collection replaced whole (helm merges maps, so a
+    # source cannot be dropped by --set), and no claim.
+    values = yaml.safe_load((REPO / "k8s/e2e/values.yaml").read_text())
+    values["storeUri"] = STORE
+    values["sharedStorage"]["create"] = False  # the claim itself is kept (helm.sh/resource-policy: keep)
+    values["pipeline"]["runtime"]["shared_volume_claim"] = ""
+    values["pipeline"]["ingest"]["sources"] = {"s3docs": SOURCE}
+    values["pipeline"]["weaviate"]["collection"] = COLLECTION
+    (folder / "s3-values.yaml").write_text(yaml.safe_dump(values))
     helm(
-        "upgrade", RELEASE, str(chart), "--reuse-values", "--wait", "--timeout", "5m",
-        "--set", f"storeUri={STORE}",
-        "--set", "sharedStorage.create=false",  # the claim itself is kept (helm.sh/resource-policy: keep)
-        "--set", "pipeline.runtime.shared_volume_claim=",
-        "--set-json", f"pipeline.ingest.sources={sources}",
-        "--set", f"pipeline.weaviate.collection={COLLECTION}",
+        "upgrade", RELEASE, str(chart), "--reset-values", "-f", str(folder / "s3-values.yaml"),
+        "--set", f"images.tag={TAG}", "--wait", "--timeout", "5m",
     )  # fmt: skip
     try:
         restart_airflow()
