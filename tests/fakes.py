@@ -22,8 +22,6 @@ from genai_pipeline.steps import load
 from genai_pipeline.steps.context import StepContext
 from genai_pipeline.steps.prompt import Source
 
-_RETURNED = ("source_uri", "chunk_index", "section", "title", "text")
-
 
 class InMemoryKnowledgeBase:
     """The chunk collection as a dict of objects by ID; refuses what Weaviate refuses (wrong types, vector sizes)."""
@@ -110,18 +108,18 @@ class InMemoryKnowledgeBase:
         distances = 1.0 - similarity
         if alpha is None:
             order = np.argsort(distances, kind="stable")[:limit]
-            return [_source(items[i][0], float(distances[i])) for i in order]
+            return [load.retrieved_source(items[i][0], float(distances[i])) for i in order]
         words = set(_words(text))
         keyword = np.array([sum(w in words for w in _words(p["text"])) for p, _ in items], dtype=np.float32)
         fused = alpha * _scaled(similarity) + (1 - alpha) * _scaled(keyword)
         order = np.argsort(-fused, kind="stable")[:limit]
-        return [_source(items[i][0], 0.0) for i in order]
+        return [load.retrieved_source(items[i][0], None) for i in order]
 
     def chunk(self, source_uri: str, chunk_index: int) -> dict[str, Any] | None:
         """One object's returned properties."""
         for properties, _ in self.objects.values():
             if properties["source_uri"] == source_uri and properties["chunk_index"] == chunk_index:
-                return {key: properties[key] for key in _RETURNED}
+                return {key: properties[key] for key in load.RETURNED_PROPERTIES}
         return None
 
 
@@ -132,17 +130,6 @@ def _words(text: str) -> list[str]:
 def _scaled(scores: np.ndarray) -> np.ndarray:
     span = float(scores.max() - scores.min())
     return (scores - scores.min()) / span if span else np.zeros_like(scores)
-
-
-def _source(properties: dict[str, Any], distance: float) -> Source:
-    return Source(
-        uri=properties["source_uri"],
-        chunk_index=int(properties["chunk_index"]),
-        section=properties["section"] or "",
-        title=properties["title"] or "",
-        text=properties["text"],
-        distance=distance,
-    )
 
 
 # -- the OpenAI-compatible API ------------------------------------------------------------------------------

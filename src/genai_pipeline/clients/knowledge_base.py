@@ -24,9 +24,6 @@ from genai_pipeline.config import WeaviateSettings
 from genai_pipeline.steps import load
 from genai_pipeline.steps.prompt import Source
 
-# What a query returns of each chunk: enough to cite it and to put its text in a prompt.
-_RETURNED = ["source_uri", "chunk_index", "section", "title", "text"]
-
 
 class WeaviateKnowledgeBase:
     """The chunk collection through one connected client (one per step: the batcher is not thread-safe)."""
@@ -112,10 +109,10 @@ class WeaviateKnowledgeBase:
 
     def nearest(self, vector: Sequence[float], *, text: str, limit: int, alpha: float | None) -> list[Source]:
         """Nearest chunks by vector, or hybrid with BM25 on ``text`` (no distance: reported as 0.0)."""
-        metadata = MetadataQuery(distance=True)
+        metadata, returned = MetadataQuery(distance=True), list(load.RETURNED_PROPERTIES)
         if alpha is None:
             found = self._collection.query.near_vector(
-                list(vector), limit=limit, return_metadata=metadata, return_properties=_RETURNED
+                list(vector), limit=limit, return_metadata=metadata, return_properties=returned
             )
         else:
             found = self._collection.query.hybrid(
@@ -124,19 +121,9 @@ class WeaviateKnowledgeBase:
                 alpha=alpha,
                 limit=limit,
                 return_metadata=metadata,
-                return_properties=_RETURNED,
+                return_properties=returned,
             )
-        return [
-            Source(
-                uri=o.properties["source_uri"],
-                chunk_index=int(o.properties["chunk_index"]),
-                section=o.properties.get("section") or "",
-                title=o.properties.get("title") or "",
-                text=o.properties["text"],
-                distance=float(o.metadata.distance if o.metadata.distance is not None else 0.0),
-            )
-            for o in found.objects
-        ]
+        return [load.retrieved_source(o.properties, o.metadata.distance) for o in found.objects]
 
     def chunk(self, source_uri: str, chunk_index: int) -> dict[str, Any] | None:
         """One chunk by source URI and index."""
@@ -144,7 +131,7 @@ class WeaviateKnowledgeBase:
             filters=Filter.by_property("source_uri").equal(source_uri)
             & Filter.by_property("chunk_index").equal(chunk_index),
             limit=1,
-            return_properties=_RETURNED,
+            return_properties=list(load.RETURNED_PROPERTIES),
         )
         return dict(found.objects[0].properties) if found.objects else None
 

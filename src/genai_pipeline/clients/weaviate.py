@@ -65,11 +65,6 @@ def _client(settings: WeaviateSettings) -> weaviate.WeaviateClient:
     )
 
 
-def collection_exists(client: weaviate.WeaviateClient, name: str) -> bool:
-    """Whether the knowledge-base collection is already there."""
-    return client.collections.exists(name)
-
-
 def embedding_description(model_id: str) -> str:
     """What a collection's description records about its vectors."""
     return f"genai-pipeline chunks; embedding={model_id}"

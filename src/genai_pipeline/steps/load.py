@@ -10,10 +10,12 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from genai_pipeline.config import Settings
+from genai_pipeline.steps.prompt import Source
 
 # Bumped when chunking changes in a way that must re-embed every document.
 CHUNKER_VERSION = "1"
@@ -34,6 +36,8 @@ PROPERTIES: dict[str, type] = {
 # Compared whole (no word splitting), and the ones queries filter on.
 EXACT_PROPERTIES = frozenset({"source_uri", "content_hash", "fingerprint", "encoding"})
 FILTERED_PROPERTIES = frozenset({"source_uri", "fingerprint"})
+# What a query returns of each chunk: enough to cite it and to put its text in a prompt.
+RETURNED_PROPERTIES = ("source_uri", "chunk_index", "section", "title", "text")
 
 
 class PartialWriteError(RuntimeError):
@@ -88,6 +92,18 @@ def stored_documents(objects: Iterable[dict[str, object]]) -> dict[str, StoredDo
         counts[uri] += 1
         expected[uri] = max(expected[uri], int(properties.get("chunks_per_doc") or 0))  # type: ignore[call-overload]
     return {uri: StoredDocument(frozenset(fps), counts[uri], expected[uri]) for uri, fps in fingerprints.items()}
+
+
+def retrieved_source(properties: Mapping[str, Any], distance: float | None) -> Source:
+    """A retrieved chunk as a prompt's source; a hybrid match carries no distance and counts as 0.0."""
+    return Source(
+        uri=properties["source_uri"],
+        chunk_index=int(properties["chunk_index"]),
+        section=properties.get("section") or "",
+        title=properties.get("title") or "",
+        text=properties["text"],
+        distance=float(distance if distance is not None else 0.0),
+    )
 
 
 def failure_summary(failed: list[tuple[dict[str, object], str]], total: int) -> PartialWriteError:
