@@ -307,32 +307,42 @@ CHAT_TEMPLATE = (
 )
 
 
+def random_chat_model(folder: Path, tokenizer: Any, *, hidden: int, layers: int, heads: int, **config: Any) -> Path:
+    """Save a tokenizer and a random-weight Llama over its vocabulary: a real chat model, built in a second.
+
+    The model server loads it from ``folder``; ``config`` holds further ``LlamaConfig`` fields.
+    """
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer.save_pretrained(folder)
+    llama = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        **config,
+    )
+    LlamaForCausalLM(llama).save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_chat_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A one-layer Llama with a byte-level tokenizer and a chat template, served as the base model ``tiny-chat``."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
-    folder = tmp_path_factory.mktemp("models") / "tiny-chat"
     vocab = {char: i for i, char in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
     backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<|im_start|>", eos_token="<|im_end|>")
     tokenizer.chat_template = CHAT_TEMPLATE
-    tokenizer.save_pretrained(folder)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        max_position_embeddings=TINY_CONTEXT,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    LlamaForCausalLM(config).save_pretrained(folder)
-    return folder
+    folder = tmp_path_factory.mktemp("models") / "tiny-chat"
+    return random_chat_model(folder, tokenizer, hidden=16, layers=1, heads=2, max_position_embeddings=TINY_CONTEXT)
 
 
 @pytest.fixture

@@ -23,7 +23,16 @@ import openai
 import pytest
 from PIL import Image
 
-from conftest import Mailbox, Receiver, environ, free_port, smtp_receiver, tls_authority, webhook_receiver
+from conftest import (
+    Mailbox,
+    Receiver,
+    environ,
+    free_port,
+    random_chat_model,
+    smtp_receiver,
+    tls_authority,
+    webhook_receiver,
+)
 from genai_pipeline.airflow_api import AirflowAPI
 from genai_pipeline.config import Settings
 from genai_pipeline.local.airflow_env import start_airflow, stop_airflow
@@ -100,27 +109,17 @@ class Stack:
 def small_chat_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder the model server serves as the base model ``SmolLM2-tiny``: SmolLM2's tokenizer, random weights."""
     import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer
 
     from genai_pipeline.models.chat import base_checkpoint
 
-    folder = tmp_path_factory.mktemp("models") / "SmolLM2-tiny"
+    # SmolLM2's tokenizer with its chat template: prompts are built as for SmolLM2.
     tokenizer = AutoTokenizer.from_pretrained(base_checkpoint(Settings().cache_dir))
-    tokenizer.save_pretrained(folder)  # with its chat template: prompts are built as for SmolLM2
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=8192,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        tie_word_embeddings=True,
-    )
     torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(folder)
-    return folder
+    folder = tmp_path_factory.mktemp("models") / "SmolLM2-tiny"
+    return random_chat_model(
+        folder, tokenizer, hidden=64, layers=2, heads=4, max_position_embeddings=8192, tie_word_embeddings=True
+    )
 
 
 @pytest.fixture(scope="module")
