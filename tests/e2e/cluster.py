@@ -71,13 +71,20 @@ class PodRecord:
 
 
 class PodRecorder:
-    """Watches the namespace in a thread and keeps every step pod it sees."""
+    """Watches the namespace in a thread and keeps every step pod it sees (of one DAG, when given).
 
-    def __init__(self) -> None:
+    KubernetesPodOperator labels each pod with its ``dag_id``; filtering on it keeps a run of another DAG (an
+    asset-triggered generation, say) out of what a test asserts about its own run.
+    """
+
+    def __init__(self, dag_id: str | None = None) -> None:
         from kubernetes import client, config
 
         config.load_kube_config(KUBECONFIG)
         self._api = client.CoreV1Api()
+        self._selector = "app.kubernetes.io/part-of=genai-pipeline,genai-pipeline/step"
+        if dag_id:
+            self._selector += f",dag_id={dag_id}"
         self.pods: dict[str, PodRecord] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
@@ -98,7 +105,7 @@ class PodRecorder:
                 for event in stream.stream(
                     self._api.list_namespaced_pod,
                     NAMESPACE,
-                    label_selector="app.kubernetes.io/part-of=genai-pipeline,genai-pipeline/step",
+                    label_selector=self._selector,
                     timeout_seconds=30,
                 ):
                     self._record(event["object"])

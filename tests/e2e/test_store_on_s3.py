@@ -48,6 +48,15 @@ def helm(*args: str) -> str:
     return result.stdout
 
 
+DAGS = sorted(p.stem for p in (REPO / "dags").glob("*.py"))
+
+
+def quiet() -> bool:
+    """No DAG run queued or running: a restart now interrupts nothing (and leaves no pod to be re-attached to)."""
+    api = airflow()
+    return all(r["state"] not in ("queued", "running") for d in DAGS for r in api.runs(d))
+
+
 def restart_airflow() -> None:
     """Airflow reads the settings ConfigMap at start: restart it, and wait until its API answers with the DAG parsed.
 
@@ -94,6 +103,7 @@ def on_s3(bucket: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dic
     values["pipeline"]["ingest"]["sources"] = {"s3docs": SOURCE}
     values["pipeline"]["weaviate"]["collection"] = COLLECTION
     (folder / "s3-values.yaml").write_text(yaml.safe_dump(values))
+    wait_for(quiet, 900, "the runs the earlier tests started (an asset-triggered generation, say) to finish")
     helm(
         "upgrade", RELEASE, str(chart), "--reset-values", "-f", str(folder / "s3-values.yaml"),
         "--set", f"images.tag={TAG}", "--wait", "--timeout", "5m",
@@ -101,7 +111,7 @@ def on_s3(bucket: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dic
     try:
         restart_airflow()
         api = airflow()
-        with PodRecorder() as recorder:
+        with PodRecorder(dag_id="ingest_knowledge_base") as recorder:
             run_id = api.trigger("ingest_knowledge_base")
             run = wait_for(
                 lambda: (r := api.run("ingest_knowledge_base", run_id))["state"] in ("success", "failed") and r,
