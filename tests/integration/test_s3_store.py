@@ -5,6 +5,7 @@ Endpoint and credentials reach s3fs only through the ``AWS_*`` environment, as o
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -29,7 +30,8 @@ from genai_pipeline.store import Store
 
 pytestmark = pytest.mark.integration
 
-SAMPLE = Path(__file__).resolve().parents[2] / "src" / "genai_pipeline" / "sample_kb"
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE = REPO / "src" / "genai_pipeline" / "sample_kb"
 # S3's smallest multipart part: a store whose block is this small sends larger values as multipart uploads.
 PART = 5 * 2**20
 
@@ -112,6 +114,36 @@ def test_keys_another_process_writes_are_seen_at_once(store: Store, s3_env: dict
     assert store.keys("results") == ["0.json", "1.json"] and store.exists("results/1.json")
     assert store.count("results") == 2
     assert store.read_json("results/0.json") == {"rewritten by": "another pod"}
+
+
+def test_the_store_works_with_the_images_pruned_botocore(store: Store, s3_env: dict[str, str], tmp_path: Path) -> None:
+    """The step images keep only some AWS API models (images/runtime/prune-botocore.sh).
+
+    The store and the credential chain's clients must still work on what that script leaves; the rest is gone.
+    """
+    import botocore
+
+    pruned = tmp_path / "site"
+    shutil.copytree(Path(botocore.__file__).parent, pruned / "botocore")
+    subprocess.run(["sh", str(REPO / "images/runtime/prune-botocore.sh"), str(pruned)], check=True)
+    assert sorted(p.name for p in (pruned / "botocore" / "data").iterdir() if p.is_dir()) == [
+        "s3", "signin", "sso", "sso-oidc", "sts"
+    ]  # fmt: skip
+    script = """import sys, botocore.session
+from genai_pipeline.store import Store
+assert botocore.__file__.startswith(sys.argv[2]), botocore.__file__
+store = Store(sys.argv[1])
+store.write_json("pruned/value.json", {"from": "pruned botocore"})
+print(store.read_json("pruned/value.json"), store.keys("pruned"))
+for service in ("sts", "sso", "sso-oidc", "signin"):  # web identity, SSO and login credentials' clients
+    botocore.session.get_session().create_client(service, region_name="us-east-1")
+"""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(pruned), os.environ.get("PYTHONPATH", "")])}
+    command = [sys.executable, "-c", script, s3_env["PIPELINE_STORE_URI"], str(pruned)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "{'from': 'pruned botocore'} ['value.json']" in done.stdout
+    assert store.read_json("pruned/value.json") == {"from": "pruned botocore"}
 
 
 @pytest.mark.parametrize("size", [1000, 2 * PART + 17], ids=["one PUT", "multipart"])
