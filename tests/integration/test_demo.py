@@ -1,20 +1,20 @@
-"""The README's commands as a user runs them: `pipeline demo`, `pipeline ingest PATH`, and Ctrl-C."""
+"""`pipeline demo` as a user runs it: the README's one command, from the start DAG to the posts and their lineage.
+
+Its `pipeline ingest PATH` and Ctrl-C siblings are in test_cli_runs.py, so that a second pytest worker runs them
+while this, the longest test, runs.
+"""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import signal
 import subprocess
 import sys
-import time
 import warnings
 from pathlib import Path
 
-import psutil
 import pytest
 
+from cli_user import leftovers, pipeline, user_env
 from conftest import free_port
 from genai_pipeline.lineage_events import LineageGraph
 from genai_pipeline.steps import finetune_store as layout
@@ -24,18 +24,6 @@ from genai_pipeline.store import Store
 
 pytestmark = pytest.mark.integration
 SAMPLE = Path(__file__).resolve().parents[2] / "src" / "genai_pipeline" / "sample_kb"
-
-
-def user_env(home: Path, **extra: str) -> dict[str, str]:
-    """A fresh pipeline home on free ports, as a second user on the same machine would have."""
-    return {
-        **os.environ,
-        "PIPELINE_HOME": str(home),
-        "PIPELINE_WEAVIATE__HTTP_PORT": str(free_port()),
-        "PIPELINE_WEAVIATE__GRPC_PORT": str(free_port()),
-        "PIPELINE_MODEL_SERVER__PORT": str(free_port()),
-        **extra,
-    }
 
 
 # A new network namespace with only loopback up: what runs inside has no route anywhere, so a run that passes
@@ -50,29 +38,6 @@ def loopback_only() -> list[str]:
         return LOOPBACK_ONLY
     warnings.warn("no network namespace here (unshare refused): the demo ran with the network", stacklevel=2)
     return []
-
-
-def pipeline(*args: str, env: dict[str, str], prefix: list[str] | None = None) -> subprocess.CompletedProcess:
-    cli = [sys.executable, "-m", "genai_pipeline.cli", *args, "--api-port", env["API_PORT"], "--timeout", "600"]
-    return subprocess.run(
-        [*(prefix or []), *cli],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-
-
-def leftovers(home: Path) -> list[str]:
-    """Processes still running with this home in their environment: services, workers, task processes."""
-    found = []
-    for process in psutil.process_iter(["pid", "cmdline"]):
-        try:
-            if process.environ().get("PIPELINE_HOME") == str(home):
-                found.append(" ".join(process.info["cmdline"] or [])[:120])
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
-    return found
 
 
 def test_demo_runs_ingestion_and_fine_tuning_from_the_start_dag_asset_events(tmp_path: Path) -> None:
@@ -158,74 +123,3 @@ def test_demo_runs_ingestion_and_fine_tuning_from_the_start_dag_asset_events(tmp
     )
     assert answer.returncode == 0 and post.sources["documents"][0] in answer.stdout, answer.stderr[-2000:]
     assert not list((home / "run").glob("*.pid")) and not leftovers(home)  # everything it started is stopped
-
-
-def test_pipeline_ingest_takes_your_folder_and_a_dry_run_writes_nothing(tmp_path: Path) -> None:
-    docs = tmp_path / "my-docs"
-    shutil.copytree(SAMPLE, docs)
-    (docs / "news-latin1.txt").write_bytes("Release notes by Fran\xe7ois and J\xfcrgen.\n".encode("latin-1") * 20)
-    (docs / "page.html").write_text("<html><body><nav>menu</nav><h1>Page</h1><p>Body text.</p></body></html>")
-    home = tmp_path / "home"
-    env = user_env(home, API_PORT=str(free_port()))
-
-    first = pipeline("ingest", str(docs), "--keep-running", env=env)
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    assert "ingested         10" in first.stdout
-    assert "decoded          my-docs/news-latin1.txt from iso8859-1" in first.stdout
-    assert "time by step     plan" in first.stdout
-
-    (docs / "overview.md").unlink()
-    dry = pipeline("ingest", str(docs), "--dry-run", env=env)
-    assert dry.returncode == 0, dry.stdout[-3000:] + dry.stderr[-3000:]
-    assert "DRY RUN" in dry.stdout and "would remove     1 documents" in dry.stdout
-    store = Store(str(home / "store"))
-    assert store.read_json("reports/ingest/latest.json")["removed_documents"] == 0
-    assert not leftovers(home)
-
-
-def test_ctrl_c_stops_cleanly_and_leaves_no_process(tmp_path: Path) -> None:
-    from genai_pipeline.synthetic_corpus import generate_corpus
-
-    generate_corpus(tmp_path / "corpus", 400, seed=1)  # long enough that tasks are running when Ctrl-C comes
-    home = tmp_path / "home"
-    env = user_env(home, API_PORT=str(free_port()))
-    command = [sys.executable, "-m", "genai_pipeline.cli", "ingest", str(tmp_path / "corpus"), "--api-port"]
-    process = subprocess.Popen(
-        [*command, env["API_PORT"]],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        # As from a terminal: a pytest-xdist worker ignores SIGINT, and a child inherits that (the command then
-        # ran to its end through the Ctrl-C).
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
-    deadline = time.monotonic() + 300
-    while not _embedding(int(env["API_PORT"])):
-        assert process.poll() is None and time.monotonic() < deadline, "no embed task started"
-        time.sleep(1)
-    process.send_signal(signal.SIGINT)  # what the terminal sends on Ctrl-C
-    interrupted = time.monotonic()
-    out, err = process.communicate(timeout=120)
-    assert process.returncode == 130, out[-2000:] + err[-2000:]
-    # Every service and task process gets SIGTERM together and one 8 s grace (one each, in turn, took a minute).
-    assert time.monotonic() - interrupted <= 15
-    assert "Traceback" not in err
-    assert err.strip().splitlines()[-1] == "interrupted: everything this command started is stopped"
-    assert not leftovers(home)
-
-
-def _embedding(port: int) -> bool:
-    """Whether an embed task instance is running (Airflow's API, once it answers)."""
-    from genai_pipeline.airflow_api import AirflowAPI
-
-    try:
-        api = AirflowAPI(port)
-        runs = api.runs("ingest_knowledge_base")
-    except OSError:
-        return False
-    return any(
-        t["task_id"] == "ingest_batch.embed" and t["state"] == "running"
-        for run in runs
-        for t in api.task_instances("ingest_knowledge_base", run["dag_run_id"])
-    )

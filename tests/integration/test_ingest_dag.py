@@ -7,12 +7,10 @@ import re
 import shutil
 import subprocess
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from conftest import environ
 from genai_pipeline.clients.weaviate import weaviate_client
 from genai_pipeline.config import Settings
 from genai_pipeline.local.airflow_env import airflow_bin, airflow_env, migrate
@@ -71,27 +69,6 @@ def objects_by_source(settings: Settings) -> dict[str, set[str]]:
         return found
 
 
-@pytest.fixture(scope="module")
-def migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An Airflow metadata database migrated once for the module (a cold `airflow db migrate` takes many seconds)."""
-    home = tmp_path_factory.mktemp("airflow-template")
-    with environ({"PIPELINE_HOME": str(home)}):
-        migrate(Settings())
-    return home / "airflow" / "airflow.db"
-
-
-@pytest.fixture
-def metadata_db(migrated_db: Path) -> Callable[[Settings], None]:
-    """Give a test's home its own copy of the migrated database, as `airflow db migrate` would leave it."""
-
-    def copy(settings: Settings) -> None:
-        (settings.home / "airflow").mkdir(parents=True, exist_ok=True)
-        settings.lineage_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(migrated_db, settings.home / "airflow" / "airflow.db")
-
-    return copy
-
-
 @pytest.fixture
 def corpus(tmp_path: Path) -> Path:
     """The shipped sample docs plus one of every kind of bad input."""
@@ -111,11 +88,11 @@ def corpus(tmp_path: Path) -> Path:
     return root
 
 
-def test_ingest_is_idempotent_incremental_and_reports_bad_input(settings_for, metadata_db, corpus: Path) -> None:
+def test_ingest_is_idempotent_incremental_and_reports_bad_input(settings_for, corpus: Path) -> None:
     settings, env = settings_for(
         {"kb": corpus}, PIPELINE_INGEST__MAX_DOCUMENT_BYTES="300000", PIPELINE_INGEST__BATCH_DOCS="3"
     )
-    metadata_db(settings)
+    migrate(settings)
 
     first = ingest(settings, env)
     good = 10  # 8 sample docs + the one-line file + the Latin-1 one (decoded, not refused)
@@ -156,13 +133,13 @@ def test_ingest_is_idempotent_incremental_and_reports_bad_input(settings_for, me
     assert sum(len(ids) for ids in after.values()) == third["chunks"] + sum(len(stored[uri]) for uri in unchanged)
 
 
-def test_fail_on_rejected_fails_the_run_but_loads_the_good_documents(settings_for, metadata_db, tmp_path: Path) -> None:
+def test_fail_on_rejected_fails_the_run_but_loads_the_good_documents(settings_for, tmp_path: Path) -> None:
     corpus = tmp_path / "small"
     corpus.mkdir()
     (corpus / "good.md").write_text("# Good\n\nA fine document about Weaviate.")
     (corpus / "bad.md").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
     settings, env = settings_for({"kb": corpus}, PIPELINE_INGEST__FAIL_ON_REJECTED="true")
-    metadata_db(settings)
+    migrate(settings)
     result = run_dag(settings, env)
     assert result.returncode != 0
     assert "1 documents rejected (fail_on_rejected is set): kb/bad.md" in result.stdout + result.stderr
@@ -172,9 +149,7 @@ def test_fail_on_rejected_fails_the_run_but_loads_the_good_documents(settings_fo
     assert re.search(r"cleanup: removed [1-9]\d* temporary files of run", result.stdout + result.stderr)
 
 
-def test_openai_provider_ingests_through_a_faulty_server_with_backoff(
-    settings_for, metadata_db, tmp_path: Path
-) -> None:
+def test_openai_provider_ingests_through_a_faulty_server_with_backoff(settings_for, tmp_path: Path) -> None:
     """The embeddings-API provider against the local model server answering 429/500 to a third of calls."""
     from conftest import environ, free_port
     from genai_pipeline.local.model_server import start_model_server
@@ -203,7 +178,7 @@ def test_openai_provider_ingests_through_a_faulty_server_with_backoff(
     with environ({**env, **server_env}):
         start_model_server(Settings(), services, {**env, **server_env})
     try:
-        metadata_db(settings)
+        migrate(settings)
         summary = ingest(settings, env)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health") as response:
             injected = json.loads(response.read())["faults_injected"]
@@ -215,9 +190,7 @@ def test_openai_provider_ingests_through_a_faulty_server_with_backoff(
     assert sum(len(ids) for ids in objects_by_source(settings).values()) == summary["chunks"]
 
 
-def test_a_source_that_goes_missing_keeps_its_documents_and_fails_the_run(
-    settings_for, metadata_db, tmp_path: Path
-) -> None:
+def test_a_source_that_goes_missing_keeps_its_documents_and_fails_the_run(settings_for, tmp_path: Path) -> None:
     """A moved-away folder (or an unmounted volume) looked like "every document removed" and was pruned."""
     kept, extra = tmp_path / "kept", tmp_path / "extra"
     for folder, names in ((kept, ["overview.md"]), (extra, ["ingestion.md", "configuration.md"])):
@@ -225,7 +198,7 @@ def test_a_source_that_goes_missing_keeps_its_documents_and_fails_the_run(
         for name in names:
             shutil.copy(SAMPLE / name, folder / name)
     settings, env = settings_for({"kept": kept, "extra": extra})
-    metadata_db(settings)
+    migrate(settings)
     ingest(settings, env)
     before = objects_by_source(settings)
     assert {uri.split("/")[0] for uri in before} == {"kept", "extra"}
@@ -242,16 +215,14 @@ def test_a_source_that_goes_missing_keeps_its_documents_and_fails_the_run(
     assert "does not exist" in unavailable["reason"]
 
 
-def test_no_sequence_of_edits_missing_sources_or_bad_files_deletes_what_is_not_gone(
-    settings_for, metadata_db, tmp_path
-) -> None:
+def test_no_sequence_of_edits_missing_sources_or_bad_files_deletes_what_is_not_gone(settings_for, tmp_path) -> None:
     """Exact object counts at every step: twice, edit + delete + unreadable, source gone, source back."""
     from genai_pipeline.synthetic_corpus import generate_corpus
 
     corpus = tmp_path / "generated"
     generate_corpus(corpus, 12, seed=3)
     settings, env = settings_for({"gen": corpus}, PIPELINE_INGEST__BATCH_DOCS="5")
-    metadata_db(settings)
+    migrate(settings)
     files = sorted(p for p in corpus.rglob("*") if p.is_file())
     edited, deleted, unreadable = files[0], files[1], files[2]
 
@@ -282,13 +253,13 @@ def test_no_sequence_of_edits_missing_sources_or_bad_files_deletes_what_is_not_g
     assert counts(settings) == want and back["ingested"] == 0 and back["embed_calls"] == 0
 
 
-def test_a_document_with_missing_objects_is_repaired_on_the_next_run(settings_for, metadata_db, tmp_path) -> None:
+def test_a_document_with_missing_objects_is_repaired_on_the_next_run(settings_for, tmp_path) -> None:
     from weaviate.classes.query import Filter
 
     corpus = tmp_path / "kb"
     shutil.copytree(SAMPLE, corpus)
     settings, env = settings_for({"kb": corpus})
-    metadata_db(settings)
+    migrate(settings)
     ingest(settings, env)
     before = objects_by_source(settings)
     victim = max(before, key=lambda uri: len(before[uri]))
@@ -303,14 +274,14 @@ def test_a_document_with_missing_objects_is_repaired_on_the_next_run(settings_fo
     assert repaired["ingested"] == 1 and repaired["embed_calls"] == 1
 
 
-def test_prune_guards_dry_run_and_dropped_sources(settings_for, metadata_db, tmp_path) -> None:
+def test_prune_guards_dry_run_and_dropped_sources(settings_for, tmp_path) -> None:
     """A half-listed source is not halved; a dry run writes nothing; a dropped source goes only when asked."""
     kb, extra = tmp_path / "kb", tmp_path / "extra"
     shutil.copytree(SAMPLE, kb)
     extra.mkdir()
     (extra / "note.md").write_text("# Note\n\nA short note about Weaviate batching.\n")
     settings, env = settings_for({"kb": kb, "extra": extra})
-    metadata_db(settings)
+    migrate(settings)
     ingest(settings, env)
     before = counts(settings)
     top = sorted(kb.glob("*.md"))

@@ -11,6 +11,8 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+from importlib.metadata import version
 from pathlib import Path
 
 from genai_pipeline.config import Settings
@@ -91,10 +93,36 @@ def airflow_bin() -> str:
 
 
 def migrate(settings: Settings) -> None:
-    """Create or upgrade the metadata database (SQLite under the home)."""
-    (settings.home / "airflow").mkdir(parents=True, exist_ok=True)
+    """Create or upgrade the metadata database (SQLite under the home).
+
+    A new home gets a copy of a database migrated once per Airflow version on this machine: ``airflow db
+    migrate`` from nothing takes half a minute of CPU, and every new home (a second user, each test's stack)
+    paid it. An existing database, or one the environment points elsewhere (PostgreSQL), is migrated in place.
+    """
+    home = settings.home / "airflow"
+    home.mkdir(parents=True, exist_ok=True)
     settings.lineage_dir.mkdir(parents=True, exist_ok=True)
+    database = home / "airflow.db"
+    if not database.exists() and not os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"):
+        shutil.copyfile(migrated_template(settings), database)
+        return
     subprocess.run([airflow_bin(), "db", "migrate"], env=airflow_env(settings), check=True, capture_output=True)
+
+
+def migrated_template(settings: Settings) -> Path:
+    """An empty metadata database at the installed Airflow's head revision, made once under the cache.
+
+    Made in a folder of its own and renamed into place, so two processes making it at once both succeed.
+    """
+    template = settings.cache_dir / "airflow-db" / f"airflow-{version('apache-airflow')}.db"
+    if template.exists():
+        return template
+    template.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=template.parent) as scratch:
+        env = {**airflow_env(settings), "AIRFLOW_HOME": scratch}
+        subprocess.run([airflow_bin(), "db", "migrate"], env=env, check=True, capture_output=True)
+        os.replace(Path(scratch) / "airflow.db", template)
+    return template
 
 
 def start_airflow(settings: Settings, services: Services, api_port: int = 8080) -> None:
