@@ -105,6 +105,11 @@ def cmd_serve_models(args: argparse.Namespace) -> int:
     import uvicorn
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # models come from packages, never from a hub
+    # torch's OpenMP threads sleep at a barrier instead of spinning (read once, before torch loads). The server
+    # shares its cores with Airflow tasks, the embedder and Weaviate (or a pod's CPU limit): spinning threads
+    # then wait on descheduled ones and burn what the others need. With one core busy elsewhere, a SmolLM2
+    # training step took 6.5 s spinning and 3.9 s passive; on idle cores passive costs 17 % (docs/benchmarks.md).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from genai_pipeline.model_server.app import create_app
 
     settings = get_settings()
