@@ -94,7 +94,10 @@ def image_venv() -> Callable[[str], Path]:
                 listed = VENVS / f"{image}.txt"
                 listed.write_text(requirements)
                 uv("venv", "--quiet", "--python", sys.executable, str(venv))
-                uv("pip", "install", "--quiet", "--no-deps", f"--python={venv}/bin/python", f"--requirements={listed}")
+                uv(
+                    "pip", "install", "--quiet", "--no-deps", "--compile-bytecode",  # as pip does in an image
+                    f"--python={venv}/bin/python", f"--requirements={listed}",
+                )  # fmt: skip
                 (venv / ".complete").touch()
         return venv
 
