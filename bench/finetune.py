@@ -1,12 +1,17 @@
 """Fine-tune benchmark: a CPU fine-tune on the shipped example posts teaches facts the base model lacks.
 
     uv run python bench/finetune.py [--max-steps 40] [--learning-rate-multiplier 2] [--method lora]
+                                    [--busy-cores 1] [--omp-wait-policy ACTIVE]
 
 Starts the local model server in a temporary home, fine-tunes SmolLM2-135M-Instruct on the example posts
 shipped with the package (train and validation folders, one post per file with its numbered sources, the group
 its subfolder), then asks the base and the tuned model every held-out prompt greedily, as the pipeline's scoring
 does. Prints examples, steps, job seconds, steps/s, each model's champion/challenger scores (fact coverage,
 citation share, groundedness and their weighted score; answer token F1) and the answers.
+
+``--busy-cores N`` keeps N busy-looping processes running through the job, as Airflow tasks, the embedder or
+another pytest worker do on a shared machine; ``--omp-wait-policy`` sets the server's OpenMP threads' policy
+(it defaults to PASSIVE, `pipeline serve-models`), to compare what spinning threads cost there.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -49,6 +56,8 @@ def main() -> int:
         "--learning-rate-multiplier", type=float, default=2.0, help="times the base rate (full 5e-5, LoRA 5e-4)"
     )
     parser.add_argument("--method", choices=["auto", "full", "lora"], default="auto", help="the fine-tune method")
+    parser.add_argument("--busy-cores", type=int, default=0, help="busy-looping processes beside the job")
+    parser.add_argument("--omp-wait-policy", choices=["ACTIVE", "PASSIVE"], help="the server's OMP_WAIT_POLICY")
     args = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="bench-finetune-"))
@@ -59,6 +68,7 @@ def main() -> int:
             "PIPELINE_MODEL_SERVER__MAX_TRAIN_STEPS": str(args.max_steps),
             "PIPELINE_MODEL_SERVER__FINE_TUNE_METHOD": args.method,
             "HF_HUB_OFFLINE": "1",
+            **({"OMP_WAIT_POLICY": args.omp_wait_policy} if args.omp_wait_policy else {}),
         }
     )
     import openai
@@ -93,6 +103,7 @@ def main() -> int:
             "batch_size": BATCH_SIZE,
             "learning_rate_multiplier": args.learning_rate_multiplier,
         }
+        busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy_cores)]
         started = time.perf_counter()
         job = client.fine_tuning.jobs.create(
             model=BASE_CHAT_MODEL,
@@ -105,6 +116,8 @@ def main() -> int:
         while (job := client.fine_tuning.jobs.retrieve(job.id)).status not in ("succeeded", "failed", "cancelled"):
             time.sleep(0.5)
         job_seconds = time.perf_counter() - started
+        for process in busy:
+            process.kill()
         if job.status != "succeeded":
             print(f"fine-tune {job.status}: {job.error}")
             return 1
@@ -137,7 +150,8 @@ def main() -> int:
         f"{EPOCHS} epochs, batch {BATCH_SIZE}, lr multiplier {args.learning_rate_multiplier:g} (lr {learning_rate:g})"
     )
     print(f"steps: {steps} of {planned} planned (cap {args.max_steps}), trained tokens {job.trained_tokens}")
-    print(f"method: {method}")
+    policy = os.environ.get("OMP_WAIT_POLICY", "PASSIVE")
+    print(f"method: {method}; OMP_WAIT_POLICY {policy}; {args.busy_cores} cores busy beside the job")
     print(
         f"saved: {saved_mb:.1f} MB ({'the LoRA adapter' if lora else 'a full checkpoint'}); model server peak RSS "
         f"{peak_mb:,.0f} MB (VmHWM: base model answers, then the job)"
