@@ -190,33 +190,13 @@ def test_openai_provider_ingests_through_a_faulty_server_with_backoff(settings_f
     assert sum(len(ids) for ids in objects_by_source(settings).values()) == summary["chunks"]
 
 
-def test_a_source_that_goes_missing_keeps_its_documents_and_fails_the_run(settings_for, tmp_path: Path) -> None:
-    """A moved-away folder (or an unmounted volume) looked like "every document removed" and was pruned."""
-    kept, extra = tmp_path / "kept", tmp_path / "extra"
-    for folder, names in ((kept, ["overview.md"]), (extra, ["ingestion.md", "configuration.md"])):
-        folder.mkdir()
-        for name in names:
-            shutil.copy(SAMPLE / name, folder / name)
-    settings, env = settings_for({"kept": kept, "extra": extra})
-    migrate(settings)
-    ingest(settings, env)
-    before = objects_by_source(settings)
-    assert {uri.split("/")[0] for uri in before} == {"kept", "extra"}
-
-    extra.rename(tmp_path / "moved-away")
-    result = run_dag(settings, env)
-
-    assert result.returncode != 0  # the run says so instead of ending in success
-    assert objects_by_source(settings) == before  # nothing deleted, nothing duplicated
-    summary = Store(settings.store).read_json("reports/ingest/latest.json")
-    assert summary["removed_documents"] == 0
-    (unavailable,) = summary["unavailable_sources"]
-    assert unavailable["source"] == "extra" and unavailable["kept_documents"] == 2
-    assert "does not exist" in unavailable["reason"]
-
-
 def test_no_sequence_of_edits_missing_sources_or_bad_files_deletes_what_is_not_gone(settings_for, tmp_path) -> None:
-    """Exact object counts at every step: twice, edit + delete + unreadable, source gone, source back."""
+    """Exact object counts at every step.
+
+    Twice; edit + delete + unreadable + objects lost in Weaviate; source gone; source back.
+    """
+    from weaviate.classes.query import Filter
+
     from genai_pipeline.synthetic_corpus import generate_corpus
 
     corpus = tmp_path / "generated"
@@ -233,6 +213,15 @@ def test_no_sequence_of_edits_missing_sources_or_bad_files_deletes_what_is_not_g
     second = ingest(settings, env)
     assert counts(settings) == want and second["embed_calls"] == 0 and second["ingested"] == 0
 
+    # Two objects of an unchanged document go missing from the collection: the next run loads it again whole,
+    # under the same deterministic IDs, and touches nothing else of it.
+    stored = objects_by_source(settings)
+    touched = {f"gen/{p.relative_to(corpus).as_posix()}" for p in (edited, deleted, unreadable)}
+    victim = max(set(stored) - touched, key=lambda uri: len(stored[uri]))
+    with weaviate_client(settings.weaviate) as client:
+        collection = client.collections.get(settings.weaviate.collection)
+        collection.data.delete_many(where=Filter.by_id().contains_any(sorted(stored[victim])[:2]))
+    assert len(objects_by_source(settings)[victim]) == len(stored[victim]) - 2
     edited.write_text(edited.read_text() + "\n\nA new closing paragraph about retries and backoff.\n" * 40)
     deleted.unlink()
     stale_uri = f"gen/{unreadable.relative_to(corpus).as_posix()}"
@@ -240,8 +229,8 @@ def test_no_sequence_of_edits_missing_sources_or_bad_files_deletes_what_is_not_g
     unreadable.write_bytes(b"\x00\x01\x02 binary now" * 50)
     third = ingest(settings, env)
     want = {**expected_objects(settings, {"gen": corpus}), stale_uri: stale_count}  # its previous version is kept
-    assert counts(settings) == want
-    assert third["ingested"] == 1 and third["removed_documents"] == 1 and third["stale"] == [stale_uri]
+    assert counts(settings) == want and objects_by_source(settings)[victim] == stored[victim]
+    assert third["ingested"] == 2 and third["removed_documents"] == 1 and third["stale"] == [stale_uri]
 
     corpus.rename(tmp_path / "moved-away")
     gone, output = failed_run(settings, env)
@@ -253,29 +242,12 @@ def test_no_sequence_of_edits_missing_sources_or_bad_files_deletes_what_is_not_g
     assert counts(settings) == want and back["ingested"] == 0 and back["embed_calls"] == 0
 
 
-def test_a_document_with_missing_objects_is_repaired_on_the_next_run(settings_for, tmp_path) -> None:
-    from weaviate.classes.query import Filter
+def test_prune_guards_missing_sources_dry_run_and_dropped_sources(settings_for, tmp_path) -> None:
+    """The prune's guards, in one history of two sources.
 
-    corpus = tmp_path / "kb"
-    shutil.copytree(SAMPLE, corpus)
-    settings, env = settings_for({"kb": corpus})
-    migrate(settings)
-    ingest(settings, env)
-    before = objects_by_source(settings)
-    victim = max(before, key=lambda uri: len(before[uri]))
-    with weaviate_client(settings.weaviate) as client:
-        collection = client.collections.get(settings.weaviate.collection)
-        doomed = sorted(before[victim])[:2]
-        collection.data.delete_many(where=Filter.by_id().contains_any(doomed))
-    assert len(objects_by_source(settings)[victim]) == len(before[victim]) - 2
-
-    repaired = ingest(settings, env)
-    assert objects_by_source(settings) == before  # same deterministic IDs back, nothing else touched
-    assert repaired["ingested"] == 1 and repaired["embed_calls"] == 1
-
-
-def test_prune_guards_dry_run_and_dropped_sources(settings_for, tmp_path) -> None:
-    """A half-listed source is not halved; a dry run writes nothing; a dropped source goes only when asked."""
+    A missing source keeps its documents; a half-listed one is not halved; a dry run writes nothing; a dropped
+    source goes only when asked.
+    """
     kb, extra = tmp_path / "kb", tmp_path / "extra"
     shutil.copytree(SAMPLE, kb)
     extra.mkdir()
@@ -284,6 +256,16 @@ def test_prune_guards_dry_run_and_dropped_sources(settings_for, tmp_path) -> Non
     migrate(settings)
     ingest(settings, env)
     before = counts(settings)
+
+    # A moved-away folder (or an unmounted volume) looked like "every document removed" and was pruned.
+    extra.rename(tmp_path / "moved-away")
+    missing, _ = failed_run(settings, env)  # the run says so instead of ending in success
+    assert counts(settings) == before and missing["removed_documents"] == 0  # nothing deleted or duplicated
+    (unavailable,) = missing["unavailable_sources"]
+    assert unavailable["source"] == "extra" and unavailable["kept_documents"] == 1
+    assert "does not exist" in unavailable["reason"]
+    (tmp_path / "moved-away").rename(extra)
+
     top = sorted(kb.glob("*.md"))
     assert len(top) == 6  # and 2 more under operations/
     for path in top:  # 6 of 8 documents disappear from the listing
