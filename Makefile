@@ -26,7 +26,7 @@ demo: install  ## Run the whole pipeline on the embedded default (no cluster, no
 # their time, so the other worker's file runs meanwhile (docs/benchmarks.md, "The test suite"). pytest-randomly
 # shuffles the order and prints its seed: `pytest --randomly-seed=N` repeats one, `-p no:randomly` runs
 # in file order. --no-loadscope-reorder keeps that order (xdist would hand out the files with the most tests
-# first), with tests/conftest.py's one exception: the demo's file, the longest, starts first.
+# first), with tests/conftest.py's exception: the longest files (the demo's first) start first, longest first.
 test: install  ## Unit, DAG, chart and integration tests (starts real Weaviate, Airflow, the model server, a browser)
 	$(UV) run ruff check src dags tests bench
 	bash scripts/ensure-browser.sh || echo "no headless browser: tests/integration/test_web_page.py will skip"

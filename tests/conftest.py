@@ -28,15 +28,21 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 from genai_pipeline.config import Settings
 
-# The longest file (a real SmolLM2 fine-tune through `pipeline demo`). pytest-randomly shuffles the files, and
-# the two xdist workers take them in that order: left for last, it ran alone for minutes while the other
-# worker idled. Started first, it overlaps the other worker's files.
-LONGEST_FILE = "tests/integration/test_demo.py"
+# The longest files, longest first (seconds of one worker in `make test`, docs/benchmarks.md). pytest-randomly
+# shuffles the files, and the two xdist workers take them in that order: a long file drawn last ran alone for
+# minutes while the other worker idled (seed 2969564192: the ingestion DAG tests, 6 minutes, started last).
+# Handing out the longest first, and the shuffled rest after, ends both workers close together. Each file's own
+# tests stay shuffled.
+LONGEST_FILES = [
+    f"tests/integration/{name}.py"
+    for name in ("test_demo", "test_ingest_dag", "test_fine_tune_dags", "test_triggers", "test_model_server")
+]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Move the longest file's tests to the front; the rest keep their (shuffled) order."""
-    items.sort(key=lambda item: item.nodeid.split("::")[0] != LONGEST_FILE)
+    """Move the longest files' tests to the front, longest first; the rest keep their (shuffled) order."""
+    rank = {path: index for index, path in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(LONGEST_FILES)))
 
 
 @contextmanager
