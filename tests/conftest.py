@@ -35,7 +35,14 @@ from genai_pipeline.config import Settings
 # tests stay shuffled.
 LONGEST_FILES = [
     f"tests/integration/{name}.py"
-    for name in ("test_demo", "test_ingest_dag", "test_fine_tune_dags", "test_triggers", "test_model_server")
+    for name in (
+        "test_demo",
+        "test_ingest_dag",
+        "test_fine_tune_dags",
+        "test_triggers",
+        "test_model_server",
+        "test_cli_runs",
+    )
 ]
 
 
