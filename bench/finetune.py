@@ -48,6 +48,14 @@ def jsonl(rows: list[dict]) -> bytes:
     return "".join(json.dumps(row) + "\n" for row in rows).encode()
 
 
+def stop(processes: list[subprocess.Popen]) -> None:
+    """Kill and reap the busy loops (a second call finds them gone)."""
+    for process in processes:
+        process.kill()
+        process.wait()
+    processes.clear()
+
+
 def main() -> int:
     """Run the benchmark and print its figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -89,6 +97,7 @@ def main() -> int:
     heldout = load_heldout(Path(resolve_root(tune.heldout)).read_bytes())
     services = Services(home)
     server_pid = start_model_server(settings, services)
+    busy: list[subprocess.Popen] = []  # stopped however the job ends, an error included
     try:
         client = openai.OpenAI(base_url=settings.model_server.base_url, api_key="unused", timeout=300)
 
@@ -103,7 +112,7 @@ def main() -> int:
             "batch_size": BATCH_SIZE,
             "learning_rate_multiplier": args.learning_rate_multiplier,
         }
-        busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy_cores)]
+        busy += [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy_cores)]
         started = time.perf_counter()
         job = client.fine_tuning.jobs.create(
             model=BASE_CHAT_MODEL,
@@ -116,8 +125,7 @@ def main() -> int:
         while (job := client.fine_tuning.jobs.retrieve(job.id)).status not in ("succeeded", "failed", "cancelled"):
             time.sleep(0.5)
         job_seconds = time.perf_counter() - started
-        for process in busy:
-            process.kill()
+        stop(busy)
         if job.status != "succeeded":
             print(f"fine-tune {job.status}: {job.error}")
             return 1
@@ -130,6 +138,7 @@ def main() -> int:
         peak_mb = status_bytes(server_pid, "VmHWM") / 2**20  # base answers, then the job
         tuned = answers(job.fine_tuned_model)
     finally:
+        stop(busy)
         services.stop("model-server")
         shutil.rmtree(home, ignore_errors=True)  # a tuned model is 0.5 GB
 
